@@ -1,0 +1,51 @@
+# Short verbs for everything a person does by hand; each is what the README says to type.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PROTOS := $(wildcard protos/rag/v1/*.proto)
+
+export HF_HUB_OFFLINE = 1
+export TRANSFORMERS_OFFLINE = 1
+# llama.cpp's optional multimodal part is not used; skipping it makes the build a third faster.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+
+.PHONY: install proto run test test-fast lint bench helm-lint clean
+
+install: $(STAMP)
+
+# CPU-only torch first: a bare torch requirement would pull several GB of CUDA wheels.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet grpcio-tools
+	$(MAKE) proto
+	$(BIN)/pip install --quiet -e '.[models,dev]'
+	touch $(STAMP)
+
+proto: gen/rag/v1/.stamp
+
+gen/rag/v1/.stamp: $(PROTOS) scripts/gen_proto.sh
+	PYTHON=$(BIN)/python scripts/gen_proto.sh
+	touch $@
+
+run: install proto
+	$(BIN)/rag up --demo
+
+test: install proto
+	$(BIN)/python -m pytest -q
+
+test-fast: install proto
+	$(BIN)/python -m pytest -q tests/unit tests/service -m "not slow"
+
+lint: install proto
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	npx --yes @bufbuild/buf lint
+
+bench: install proto
+	$(BIN)/python -m rag_bench
+
+clean:
+	rm -rf gen .rag-data

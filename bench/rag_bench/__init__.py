@@ -1,0 +1,1 @@
+"""Benchmarks: the four services end to end against the same pipeline in one process."""

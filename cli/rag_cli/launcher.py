@@ -1,0 +1,134 @@
+"""Start the four services as separate local processes and stop them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("embedding", "retrieval", "generation", "query")
+DEFAULT_PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}
+DEV_API_KEY = "dev-key"
+DEV_API_KEYS = {DEV_API_KEY: {"tenant": "default", "roles": ["admin"], "principal": "dev"}}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def health_status(address: str, timeout: float = 1.0) -> str:
+    """The standard health status of a server ('SERVING', 'NOT_SERVING', 'UNREACHABLE')."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+
+@dataclass
+class LocalCluster:
+    """The four services on localhost, each its own process with its own log file."""
+
+    data_dir: Path
+    ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, data_dir: Path, env: dict[str, str] | None = None) -> LocalCluster:
+        """A cluster whose services listen on ports that are free now (for tests, benches)."""
+        return cls(data_dir, {name: free_port() for name in SERVICES}, dict(env or {}))
+
+    def address(self, service: str) -> str:
+        """host:port of a service."""
+        return f"127.0.0.1:{self.ports[service]}"
+
+    @property
+    def log_dir(self) -> Path:
+        """Where each service's log file is written."""
+        return self.data_dir / "logs"
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The environment a service process starts with."""
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        env.setdefault("RAG_QUERY_API_KEYS", json.dumps(DEV_API_KEYS))
+        env.update(
+            {
+                "RAG_EMBEDDING_PORT": str(self.ports["embedding"]),
+                "RAG_RETRIEVAL_PORT": str(self.ports["retrieval"]),
+                "RAG_GENERATION_PORT": str(self.ports["generation"]),
+                "RAG_QUERY_PORT": str(self.ports["query"]),
+                "RAG_RETRIEVAL_EMBEDDING_TARGET": self.address("embedding"),
+                "RAG_RETRIEVAL_DATA_DIR": str(self.data_dir),
+                "RAG_QUERY_EMBEDDING_TARGET": self.address("embedding"),
+                "RAG_QUERY_RETRIEVAL_TARGET": self.address("retrieval"),
+                "RAG_QUERY_GENERATION_TARGET": self.address("generation"),
+            }
+        )
+        env.update(self.env)
+        return env
+
+    def start(self, services: tuple[str, ...] = SERVICES) -> None:
+        """Start the given services (all four by default)."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for service in services:
+            log_file = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - child owns it
+            self.processes[service] = subprocess.Popen(
+                [sys.executable, "-m", f"rag_{service}"],
+                env=self.service_env(service),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children
+            )
+            log_file.close()
+
+    async def wait_serving(self, timeout: float = 300.0) -> dict[str, float]:
+        """Wait until every started service reports SERVING; returns seconds each took."""
+        started = time.monotonic()
+        ready: dict[str, float] = {}
+        while len(ready) < len(self.processes):
+            for service, process in self.processes.items():
+                if service in ready:
+                    continue
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"{service} exited with {process.returncode}; see "
+                        f"{self.log_dir / (service + '.log')}"
+                    )
+                if await health_status(self.address(service), timeout=0.5) == "SERVING":
+                    ready[service] = time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                missing = sorted(set(self.processes) - set(ready))
+                raise TimeoutError(f"not serving after {timeout:.0f}s: {', '.join(missing)}")
+            await asyncio.sleep(0.2)
+        return ready
+
+    def stop(self, services: tuple[str, ...] | None = None, grace: float = 15.0) -> None:
+        """SIGTERM (graceful: calls in flight finish), then SIGKILL after `grace` seconds."""
+        names = [s for s in (services or tuple(self.processes)) if s in self.processes]
+        for name in names:
+            if self.processes[name].poll() is None:
+                self.processes[name].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in names:
+            process = self.processes.pop(name)
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -1,0 +1,220 @@
+"""The `rag` command: up, ingest, query, health."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from rag.v1 import document_service_pb2, document_service_pb2_grpc
+from rag.v1 import query_service_pb2, query_service_pb2_grpc
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from rag_cli import files
+from rag_cli.launcher import DEV_API_KEY, SERVICES, LocalCluster, health_status
+
+console = Console()
+DEMO_QUESTION = "How do I ingest documents and ask a question?"
+
+
+class CliSettings(BaseSettings):
+    """Where the CLI sends calls and with which key (env RAG_TARGET, RAG_API_KEY)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
+
+    target: str = Field("127.0.0.1:50051", description="QueryService address.")
+    api_key: str = Field(DEV_API_KEY, description="API key sent as a Bearer token.")
+    data_dir: Path = Field(Path(".rag-data"), description="Where `rag up` keeps data and logs.")
+
+
+def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {args.api_key}")]
+
+
+def _fail(exc: grpc.aio.AioRpcError) -> int:
+    console.print(f"[red]{exc.code().name}[/red]: {exc.details()}")
+    return 1
+
+
+async def ingest(args: argparse.Namespace) -> int:
+    """Ingest files and folders, with a progress bar."""
+    paths = files.find_files(args.paths)
+    if not paths:
+        console.print("no .md, .txt or .rst files found")
+        return 1
+    chunks = 0
+    async with grpc.aio.insecure_channel(args.target) as channel:
+        stub = document_service_pb2_grpc.DocumentServiceStub(channel)
+        with Progress(console=console, transient=len(paths) < 2) as progress:
+            task = progress.add_task("ingesting", total=len(paths))
+            for batch in files.batches(paths):
+                request = document_service_pb2.IngestDocumentsRequest(
+                    documents=[files.to_document(p) for p in batch]
+                )
+                try:
+                    reply = await stub.IngestDocuments(
+                        request, metadata=_metadata(args), timeout=args.timeout
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    return _fail(exc)
+                chunks += sum(d.chunks for d in reply.documents)
+                progress.advance(task, len(batch))
+    console.print(f"ingested {len(paths)} files as {chunks} chunks")
+    return 0
+
+
+async def query(args: argparse.Namespace) -> int:
+    """Ask a question and print the answer, its sources and timings."""
+    options = query_service_pb2.QueryOptions(top_k=args.top_k, provider=args.provider)
+    async with grpc.aio.insecure_channel(args.target) as channel:
+        stub = query_service_pb2_grpc.QueryServiceStub(channel)
+        try:
+            if args.stream:
+                reply = await _stream_answer(stub, args, options)
+            else:
+                reply = await stub.Query(
+                    query_service_pb2.QueryRequest(question=args.question, options=options),
+                    metadata=_metadata(args), timeout=args.timeout,
+                )
+                console.print(reply.text, markup=False, highlight=False)
+        except grpc.aio.AioRpcError as exc:
+            return _fail(exc)
+    print_answer_details(reply)
+    return 0
+
+
+async def _stream_answer(stub, args, options) -> query_service_pb2.QueryResponse:
+    request = query_service_pb2.StreamQueryRequest(question=args.question, options=options)
+    done = query_service_pb2.QueryResponse()
+    async for message in stub.StreamQuery(request, metadata=_metadata(args), timeout=args.timeout):
+        if message.HasField("delta"):
+            console.print(message.delta, end="", markup=False, highlight=False, soft_wrap=True)
+        elif message.HasField("done"):
+            done = message.done
+    console.print()
+    return done
+
+
+def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
+    """Numbered sources, then the provider and per-stage timings."""
+    console.print("\n[bold]Sources[/bold]")
+    for number, source in enumerate(reply.sources, start=1):
+        label = source.title or source.document_id
+        console.print(
+            f"  [{number}] {label} ({source.document_id}#{source.chunk_index}, "
+            f"score {source.score:.3f})", markup=False, highlight=False,
+        )
+    t = reply.timings
+    console.print(
+        f"\nprovider {reply.provider} | embed {t.embed_ms:.1f} ms | retrieve "
+        f"{t.retrieve_ms:.1f} ms | generate {t.generate_ms:.1f} ms | total {t.total_ms:.1f} ms"
+    )
+
+
+async def health(args: argparse.Namespace) -> int:
+    """Print each service's health."""
+    targets = {"query": args.target, **{s: a for s, a in (args.service or [])}}
+    if not args.service:
+        cluster = LocalCluster(args.data_dir)
+        targets = {s: cluster.address(s) for s in SERVICES} | {"query": args.target}
+    table = Table("service", "address", "status")
+    worst = 0
+    for service, address in targets.items():
+        status = await health_status(address)
+        colour = "green" if status == "SERVING" else "red"
+        worst = worst or int(status != "SERVING")
+        table.add_row(service, address, f"[{colour}]{status}[/{colour}]")
+    console.print(table)
+    return worst
+
+
+async def up(args: argparse.Namespace) -> int:
+    """Start the four services; with --demo ingest the docs and ask a question; wait for Ctrl-C."""
+    cluster = LocalCluster(args.data_dir)
+    console.print(f"starting {', '.join(SERVICES)} (logs in {cluster.log_dir}) ...")
+    cluster.start()
+    try:
+        ready = await cluster.wait_serving()
+        slowest = max(ready.values())
+        console.print(f"all services SERVING after {slowest:.1f}s: " + ", ".join(
+            f"{s} {cluster.address(s)}" for s in SERVICES))
+        if args.demo:
+            demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
+            await ingest(argparse.Namespace(**vars(args), paths=demo_paths))
+            console.print(f"\n[bold]Q:[/bold] {DEMO_QUESTION}")
+            await query(argparse.Namespace(
+                **vars(args), question=DEMO_QUESTION, top_k=0, provider="", stream=True
+            ))
+        console.print("\nserving; press Ctrl-C to stop")
+        await _wait_for_exit(cluster)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    finally:
+        console.print("stopping ...")
+        cluster.stop()
+        console.print("stopped")
+    return 0
+
+
+async def _wait_for_exit(cluster: LocalCluster) -> None:
+    while True:
+        for service, process in cluster.processes.items():
+            if process.poll() is not None:
+                console.print(f"[red]{service} exited with {process.returncode}[/red]")
+                return
+        await asyncio.sleep(0.5)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of `rag`."""
+    settings = CliSettings()
+    p = argparse.ArgumentParser(prog="rag", description=__doc__)
+    p.add_argument("--target", default=settings.target, help="QueryService address")
+    p.add_argument("--api-key", default=settings.api_key, help="API key (env RAG_API_KEY)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per call")
+    p.add_argument("--data-dir", type=Path, default=settings.data_dir)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("up", help="start the four services locally")
+    s.add_argument("--demo", action="store_true", help="ingest the docs and ask a question")
+    s.set_defaults(func=up)
+
+    s = sub.add_parser("ingest", help="ingest .md, .txt and .rst files and folders")
+    s.add_argument("paths", nargs="+")
+    s.set_defaults(func=ingest)
+
+    s = sub.add_parser("query", help="ask a question")
+    s.add_argument("question")
+    s.add_argument("--top-k", type=int, default=0)
+    s.add_argument("--provider", default="", help="provider to try first")
+    s.add_argument("--stream", action="store_true", help="print the answer as it is written")
+    s.set_defaults(func=query)
+
+    s = sub.add_parser("health", help="health of each service")
+    s.add_argument("--service", nargs=2, action="append", metavar=("NAME", "ADDRESS"),
+                   help="check this service at this address instead of the local defaults")
+    s.set_defaults(func=health)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of `rag`."""
+    args = parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        code = asyncio.run(args.func(args))
+    except KeyboardInterrupt:
+        code = 130
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        code = 2
+    if args.command != "up" and code == 0 and args.command != "health":
+        console.print(f"[dim]{time.perf_counter() - started:.2f}s[/dim]")
+    sys.exit(code)

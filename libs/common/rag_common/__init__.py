@@ -1,0 +1,1 @@
+"""What the four RAG services share: settings, errors, identity, server bootstrap, channels."""

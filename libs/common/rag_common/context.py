@@ -1,0 +1,73 @@
+"""Request-scoped values (request id, deadline, caller identity) carried in context variables.
+
+The server interceptor sets them for each call, so core code and outbound clients can read
+them without every function passing them along.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from dataclasses import dataclass
+
+from rag_common.errors import DeadlineExceeded, Unauthenticated
+from rag_common.identity import Identity
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+_identity: contextvars.ContextVar[Identity | None] = contextvars.ContextVar(
+    "identity", default=None
+)
+
+
+@dataclass(frozen=True)
+class RequestScope:
+    """What one inbound call knows about itself."""
+
+    request_id: str
+    deadline: float | None  # time.monotonic() value, or None when the caller set none
+
+
+def new_request_id() -> str:
+    """Return a fresh, short request id."""
+    return uuid.uuid4().hex[:16]
+
+
+def enter(scope: RequestScope) -> None:
+    """Make `scope` current for the running task (each gRPC call runs in its own task)."""
+    _request_id.set(scope.request_id)
+    _deadline.set(scope.deadline)
+    _identity.set(None)
+
+
+def set_identity(identity: Identity | None) -> None:
+    """Record who is calling, once the interceptor has resolved it."""
+    _identity.set(identity)
+
+
+def request_id() -> str:
+    """Return the current request id, or an empty string outside a request."""
+    return _request_id.get()
+
+
+def current_identity() -> Identity:
+    """Return the caller's identity, or raise `Unauthenticated` when there is none."""
+    identity = _identity.get()
+    if identity is None:
+        raise Unauthenticated("no caller identity on this request", reason="MISSING_IDENTITY")
+    return identity
+
+
+def remaining_seconds(default: float) -> float:
+    """Seconds left before the current deadline, or `default` when none is set.
+
+    Raises `DeadlineExceeded` once the deadline has passed, so no outbound call starts late.
+    """
+    deadline = _deadline.get()
+    if deadline is None:
+        return default
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("the request's deadline has passed")
+    return min(left, default)

@@ -1,0 +1,73 @@
+"""Protobuf <-> domain conversion for the messages in rag/v1/common.proto."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from rag.v1 import common_pb2
+
+from rag_common.domain import Condition, Operator, ScoredChunk
+from rag_common.errors import InvalidArgument
+
+_OPERATORS = {
+    common_pb2.FILTER_OPERATOR_EQUALS: Operator.EQUALS,
+    common_pb2.FILTER_OPERATOR_NOT_EQUALS: Operator.NOT_EQUALS,
+    common_pb2.FILTER_OPERATOR_IN: Operator.IN,
+    common_pb2.FILTER_OPERATOR_NOT_IN: Operator.NOT_IN,
+}
+_OPERATORS_PB = {op: value for value, op in _OPERATORS.items()}
+
+
+def conditions_from_pb(
+    filters: Iterable[common_pb2.FilterCondition], field: str = "filters"
+) -> tuple[Condition, ...]:
+    """Filter conditions; an unspecified or unknown operator is rejected, naming its field."""
+    conditions = []
+    for i, condition in enumerate(filters):
+        operator = _OPERATORS.get(condition.operator)
+        if operator is None:
+            raise InvalidArgument(
+                f"{field}[{i}].operator",
+                f"unknown filter operator {condition.operator}; use EQUALS, NOT_EQUALS, IN "
+                "or NOT_IN",
+                reason="UNKNOWN_FILTER_OPERATOR",
+            )
+        conditions.append(Condition(condition.key, operator, tuple(condition.values)))
+    return tuple(conditions)
+
+
+def conditions_to_pb(conditions: Sequence[Condition]) -> list[common_pb2.FilterCondition]:
+    """Filter conditions back to the wire."""
+    return [
+        common_pb2.FilterCondition(key=c.key, operator=_OPERATORS_PB[c.operator], values=c.values)
+        for c in conditions
+    ]
+
+
+def source_to_pb(chunk: ScoredChunk, *, max_text_chars: int | None = None) -> common_pb2.Source:
+    """A chunk as a wire Source, its text shortened to `max_text_chars` when given."""
+    text = chunk.text
+    if max_text_chars is not None and len(text) > max_text_chars:
+        text = text[: max_text_chars - 1].rstrip() + "…"
+    return common_pb2.Source(
+        document_id=chunk.document_id,
+        chunk_index=chunk.chunk_index,
+        score=chunk.score,
+        text=text,
+        title=chunk.title,
+        source=chunk.source,
+        metadata=dict(chunk.metadata),
+    )
+
+
+def source_from_pb(source: common_pb2.Source) -> ScoredChunk:
+    """A wire Source as a ScoredChunk."""
+    return ScoredChunk(
+        document_id=source.document_id,
+        chunk_index=source.chunk_index,
+        score=source.score,
+        text=source.text,
+        title=source.title,
+        source=source.source,
+        metadata=dict(source.metadata),
+    )

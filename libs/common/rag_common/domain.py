@@ -1,0 +1,69 @@
+"""Domain types more than one service works with: source chunks and metadata filters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal, Protocol
+
+
+class Operator(Enum):
+    """How a filter condition compares a metadata value."""
+
+    EQUALS = "eq"
+    NOT_EQUALS = "ne"
+    IN = "in"
+    NOT_IN = "not_in"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition on document metadata; every condition of a request must hold."""
+
+    key: str
+    operator: Operator
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk found for a question: retrieval's hit, generation's numbered source."""
+
+    document_id: str
+    chunk_index: int
+    score: float
+    text: str
+    title: str = ""
+    source: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    """A document as a caller hands it over."""
+
+    id: str
+    text: str
+    title: str = ""
+    source: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """How many chunks a stored document now has."""
+
+    document_id: str
+    chunks: int
+
+
+class TextEmbedder(Protocol):
+    """Turns texts into vectors: EmbeddingService over gRPC, or an embedder in-process."""
+
+    async def embed(
+        self, texts: Sequence[str], purpose: Literal["query", "document"]
+    ) -> list[list[float]]:
+        """One vector per text, in order."""
+        ...

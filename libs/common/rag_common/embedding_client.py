@@ -1,0 +1,42 @@
+"""Client of EmbeddingService, shared by the query and retrieval services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from rag.v1 import embedding_service_pb2 as pb
+from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+
+from rag_common.channel import ServiceClient, open_channel
+
+_PURPOSES = {
+    "query": pb.EMBEDDING_PURPOSE_QUERY,
+    "document": pb.EMBEDDING_PURPOSE_DOCUMENT,
+}
+
+
+class EmbeddingClient(ServiceClient):
+    """Embeds texts through EmbeddingService, in batches the service accepts."""
+
+    def __init__(self, target: str, *, timeout_s: float, batch_size: int = 64) -> None:
+        super().__init__(open_channel(target), "embedding", timeout_s)
+        self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
+        self._batch_size = batch_size
+
+    async def embed(
+        self, texts: Sequence[str], purpose: Literal["query", "document"]
+    ) -> list[list[float]]:
+        """One vector per text, in order; long lists are sent in several calls."""
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._batch_size):
+            request = pb.EmbedRequest(
+                texts=texts[start : start + self._batch_size], purpose=_PURPOSES[purpose]
+            )
+            response = await self._unary(self._stub.Embed, request)
+            vectors.extend(list(e.values) for e in response.embeddings)
+        return vectors
+
+    async def model_info(self) -> pb.GetModelInfoResponse:
+        """The model the service has loaded."""
+        return await self._unary(self._stub.GetModelInfo, pb.GetModelInfoRequest())

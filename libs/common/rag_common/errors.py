@@ -1,0 +1,102 @@
+"""The one error taxonomy: each error knows its gRPC status code name and a stable reason.
+
+The core raises these; the server interceptor turns them into `google.rpc.Status` with one
+`ErrorInfo`, and the client helpers turn a status from another service back into the same
+class, so an error keeps its meaning across hops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ERROR_DOMAIN = "rag.v1"
+
+
+class RagError(Exception):
+    """Base of every error a caller may see; `code` names a `grpc.StatusCode` member."""
+
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidArgument(RagError):
+    """The request is malformed; `field` names the offending field (for example `top_k`)."""
+
+    code = "INVALID_ARGUMENT"
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
+        super().__init__(f"{field}: {message}", reason=reason, metadata={"field": field})
+        self.field = field
+
+
+class Unauthenticated(RagError):
+    """No credentials, or credentials that match no known caller."""
+
+    code = "UNAUTHENTICATED"
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(RagError):
+    """The caller is known but its roles do not allow the call."""
+
+    code = "PERMISSION_DENIED"
+    default_reason = "PERMISSION_DENIED"
+
+
+class NotFound(RagError):
+    """The named thing does not exist."""
+
+    code = "NOT_FOUND"
+    default_reason = "NOT_FOUND"
+
+
+class ResourceExhausted(RagError):
+    """Rate limited or shed under load; the caller may retry later."""
+
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(RagError):
+    """A dependency is down or the service is not ready; retrying may succeed."""
+
+    code = "UNAVAILABLE"
+    default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(RagError):
+    """The request's time budget ran out."""
+
+    code = "DEADLINE_EXCEEDED"
+    default_reason = "DEADLINE_EXCEEDED"
+
+
+class Internal(RagError):
+    """A fault of ours; the message sent to the caller never says more than this."""
+
+    code = "INTERNAL"
+    default_reason = "INTERNAL"
+
+
+ERRORS_BY_CODE: dict[str, type[RagError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        Unauthenticated,
+        PermissionDenied,
+        NotFound,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Internal,
+    )
+}

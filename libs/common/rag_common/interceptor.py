@@ -1,0 +1,119 @@
+"""The server interceptor: opens the request scope and maps errors to rich gRPC statuses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from rag_common import context, status
+from rag_common.errors import RagError
+from rag_common.identity import REQUEST_ID_KEY, Identity, identity_from_metadata, metadata_dict
+
+log = logging.getLogger(__name__)
+
+# Resolves the caller of `method` from its metadata; may raise Unauthenticated or
+# PermissionDenied. Internal services trust forwarded headers; QueryService checks API keys.
+IdentityResolver = Callable[[str, dict[str, str]], Identity | None]
+
+# Calls to these are plumbing, not requests: no identity, no request log.
+_PLUMBING = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def forwarded_identity(method: str, metadata: dict[str, str]) -> Identity | None:
+    """The resolver for internal services: the identity QueryService forwarded, if any."""
+    return identity_from_metadata(metadata)
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Sets request id, deadline and identity for each call and turns errors into statuses.
+
+    Known errors keep their code, message and reason; anything else is logged with its
+    traceback and reaches the caller only as INTERNAL "internal error".
+    """
+
+    def __init__(self, resolve_identity: IdentityResolver = forwarded_identity) -> None:
+        self._resolve_identity = resolve_identity
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """Wrap the handler of one call."""
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith(_PLUMBING):
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no client- or bidi-streaming RPCs in rag.v1
+
+    def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
+        metadata = metadata_dict(ctx.invocation_metadata())
+        remaining = ctx.time_remaining()
+        context.enter(
+            context.RequestScope(
+                request_id=metadata.get(REQUEST_ID_KEY) or context.new_request_id(),
+                deadline=None if remaining is None else time.monotonic() + remaining,
+            )
+        )
+        # Resolved after the scope exists so that a rejection is logged with its request id.
+        context.set_identity(self._resolve_identity(method, metadata))
+
+    def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]):
+        async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                self._enter_scope(method, ctx)
+                response = await behavior(request, ctx)
+            except Exception as exc:  # noqa: BLE001 - every failure must become a status
+                await _abort(method, ctx, exc, started)
+            _log_done(method, "OK", started)
+            return response
+
+        return unary
+
+    def _wrap_stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]):
+        async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                self._enter_scope(method, ctx)
+                async for message in behavior(request, ctx):
+                    yield message
+            except Exception as exc:  # noqa: BLE001 - every failure must become a status
+                await _abort(method, ctx, exc, started)
+            _log_done(method, "OK", started)
+
+        return stream
+
+
+async def _abort(
+    method: str, ctx: grpc.aio.ServicerContext, exc: Exception, started: float
+) -> None:
+    if isinstance(exc, grpc.aio.AbortError):
+        raise exc
+    if not isinstance(exc, RagError):
+        log.error("unhandled error in %s", method, exc_info=exc)
+        exc = RagError("internal error")
+    code, message, trailers = status.encode(exc)
+    _log_done(method, code.name, started, reason=exc.reason)
+    await ctx.abort(code, message, trailing_metadata=trailers)
+
+
+def _log_done(method: str, code: str, started: float, **extra: Any) -> None:
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+    log.info("rpc", extra={"method": method, "code": code, "elapsed_ms": elapsed_ms, **extra})

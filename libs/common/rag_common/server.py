@@ -1,0 +1,130 @@
+"""One server bootstrap for every service: interceptor, health, reflection, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rag_common.interceptor import IdentityResolver, ServerInterceptor, forwarded_identity
+from rag_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Servicer:
+    """A servicer, the generated function that registers it, and its full service name."""
+
+    implementation: Any
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    service_name: str
+
+
+class ServiceHost:
+    """Runs a set of servicers in one grpc.aio server with health and reflection.
+
+    Health starts as NOT_SERVING and turns SERVING only when `mark_serving()` is called after
+    warm-up, so load balancers and `rag up` never send work to a service that cannot do it.
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        servicers: Sequence[Servicer],
+        *,
+        resolve_identity: IdentityResolver = forwarded_identity,
+    ) -> None:
+        self._settings = settings
+        self._servicers = list(servicers)
+        self._health = health.aio.HealthServicer()
+        self._server = grpc.aio.server(
+            interceptors=[ServerInterceptor(resolve_identity)],
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+            options=[
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ],
+        )
+        self.port = 0
+
+    @property
+    def service_names(self) -> list[str]:
+        """Full names of the rag.v1 services this host serves."""
+        return [s.service_name for s in self._servicers]
+
+    async def start(self) -> int:
+        """Bind, start serving RPCs with health NOT_SERVING, and return the bound port."""
+        for servicer in self._servicers:
+            servicer.add_to_server(servicer.implementation, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
+        )
+        address = f"{self._settings.host}:{self._settings.port}"
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"could not bind {address}")
+        await self._server.start()
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        return self.port
+
+    async def mark_serving(self) -> None:
+        """Report SERVING for the whole server and each of its services."""
+        await self._set_all(health_pb2.HealthCheckResponse.SERVING)
+
+    async def mark_not_serving(self) -> None:
+        """Report NOT_SERVING, for example while a dependency it cannot work without is down."""
+        await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first so balancers move away, then let calls in flight finish."""
+        await self._health.enter_graceful_shutdown()
+        # stop(grace) refuses new calls at once and cancels those still running after `grace`.
+        await self._server.stop(self._settings.grace_period_s if grace is None else grace)
+
+    async def _set_all(self, status: int) -> None:
+        for name in ["", *self.service_names]:
+            await self._health.set(name, status)
+
+
+async def run_service(
+    name: str,
+    host: ServiceHost,
+    *,
+    warm_up: Callable[[], Awaitable[None]] | None = None,
+    close: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Start `host`, warm up, serve until SIGTERM or SIGINT, then shut down gracefully."""
+    started = time.perf_counter()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    port = await host.start()
+    log.info("listening", extra={"service": name, "port": port})
+    try:
+        if warm_up is not None:
+            await warm_up()
+        await host.mark_serving()
+        cold_start_ms = round((time.perf_counter() - started) * 1000)
+        log.info("serving", extra={"port": port, "cold_start_ms": cold_start_ms})
+        await stop.wait()
+        log.info("stopping", extra={"grace_s": host._settings.grace_period_s})
+    finally:
+        await host.stop()
+        if close is not None:
+            await close()
+        log.info("stopped")

@@ -1,0 +1,32 @@
+"""Typed settings shared by every service; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Read from the environment once, in the service's main()."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 in a container.")
+    port: int = Field(0, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
+    log_level: str = Field("INFO", description="Lowest log level written to stdout.")
+    grace_period_s: float = Field(
+        10.0, gt=0, description="On SIGTERM, how long calls in flight may take to finish."
+    )
+    max_concurrent_rpcs: int = Field(
+        256, ge=1, description="Calls served at once; more are refused with RESOURCE_EXHAUSTED."
+    )
+    call_timeout_s: float = Field(
+        30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."
+    )
+
+
+def default_data_dir() -> Path:
+    """Where embedded stores keep their files unless configured otherwise."""
+    return Path.cwd() / ".rag-data"

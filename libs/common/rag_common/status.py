@@ -1,0 +1,70 @@
+"""Encode errors as `google.rpc.Status` with one `ErrorInfo`, and decode them on the way back."""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from rag_common.errors import ERROR_DOMAIN, ERRORS_BY_CODE, InvalidArgument, RagError, Unavailable
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def status_code(error: RagError) -> grpc.StatusCode:
+    """The gRPC status code that `error` stands for."""
+    return grpc.StatusCode[error.code]
+
+
+def encode(error: RagError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    """Return (code, message, trailing metadata) that carry `error` as a rich status."""
+    code = status_code(error)
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def error_info(rpc_error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The `ErrorInfo` inside a failed call's rich status, if it carries one."""
+    for key, value in rpc_error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.ErrorInfo()
+                if detail.Unpack(info):
+                    return info
+    return None
+
+
+def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
+    """Turn a failed call to `dependency` back into the error class it stands for.
+
+    Transport failures become `Unavailable` naming the dependency; anything that arrives
+    without a rich status keeps its code but not its (untrusted) message.
+    """
+    code = rpc_error.code()
+    info = error_info(rpc_error)
+    cls = ERRORS_BY_CODE.get(code.name, RagError)
+    if info is None:
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
+            return Unavailable(f"{dependency} is unavailable", reason="DEPENDENCY_UNAVAILABLE",
+                               metadata={"dependency": dependency})
+        if cls is InvalidArgument:
+            return InvalidArgument("request", rpc_error.details() or "invalid argument")
+        error = cls(f"{dependency} failed: {code.name.lower()}") if cls is not RagError else (
+            Unavailable(f"{dependency} failed", reason="DEPENDENCY_FAILED")
+        )
+        error.metadata["dependency"] = dependency
+        return error
+    if cls is InvalidArgument:
+        field = info.metadata.get("field", "request")
+        message = rpc_error.details() or ""
+        prefix = f"{field}: "
+        return InvalidArgument(field, message.removeprefix(prefix), reason=info.reason)
+    if cls is RagError:
+        cls = Unavailable
+    return cls(rpc_error.details() or info.reason, reason=info.reason, metadata=dict(info.metadata))

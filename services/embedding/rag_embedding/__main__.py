@@ -1,0 +1,46 @@
+"""Start the embedding service: `python -m rag_embedding`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+from rag_common import logs
+from rag_common.server import ServiceHost, run_service
+
+from rag_embedding.config import EmbeddingSettings
+from rag_embedding.embedder import Embedder
+from rag_embedding.servicer import servicers
+
+
+def build_embedder(settings: EmbeddingSettings) -> Embedder:
+    """An Embedder that will load the configured sentence-transformers model on start()."""
+    from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
+
+    load = functools.partial(
+        SentenceTransformerModel, settings.model, device=settings.device,
+        batch_size=settings.batch_size,
+    )
+    return Embedder(load, max_texts=settings.max_texts, max_text_chars=settings.max_text_chars)
+
+
+async def serve(settings: EmbeddingSettings) -> None:
+    """Serve until SIGTERM; the port answers health (NOT_SERVING) while the model loads."""
+    embedder = build_embedder(settings)
+    host = ServiceHost(settings, servicers(embedder))
+
+    async def close() -> None:
+        embedder.close()
+
+    await run_service("embedding", host, warm_up=embedder.start, close=close)
+
+
+def main() -> None:
+    """Read settings, configure logs and serve until SIGTERM."""
+    settings = EmbeddingSettings()
+    logs.configure("embedding", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

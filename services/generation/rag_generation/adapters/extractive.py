@@ -1,0 +1,87 @@
+"""The extractive provider: no model, the source sentences that best match the question."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+
+from rag_generation.models import Prompt
+from rag_generation.prompt import estimate_tokens
+
+_WORD = re.compile(r"[a-z0-9]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*[-*#>|])")
+_SPACES = re.compile(r"\s+")
+_STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i in is it its of on or that the "
+    "this to was what when where which who why will with you your".split()
+)
+_MAX_SENTENCES = 3
+_MAX_SENTENCE_CHARS = 400
+NO_SOURCES_ANSWER = "I could not find anything about this in your documents."
+
+
+def _terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS and len(w) > 1]
+
+
+class ExtractiveModel:
+    """Answers with up to three source sentences sharing most rare terms with the question.
+
+    Always available and instant, which makes it the last resort when every LLM is down and
+    the provider to benchmark the pipeline without model cost.
+    """
+
+    name = "extractive"
+    context_window = 1_000_000
+
+    def count_tokens(self, text: str) -> int:
+        """An estimate: this provider has no tokenizer and no real window."""
+        return estimate_tokens(text)
+
+    async def start(self) -> None:
+        """Nothing to load."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def complete(self, prompt: Prompt) -> str:
+        """The chosen sentences, each followed by its citation."""
+        return " ".join(self._sentences(prompt))
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        """One sentence at a time."""
+        for i, sentence in enumerate(self._sentences(prompt)):
+            yield sentence if i == 0 else " " + sentence
+
+    def _sentences(self, prompt: Prompt) -> list[str]:
+        if not prompt.sources:
+            return [NO_SOURCES_ANSWER]
+        candidates = [
+            (number, _SPACES.sub(" ", sentence).strip())
+            for number, chunk in enumerate(prompt.sources, start=1)
+            for sentence in _SENTENCE_END.split(chunk.text)
+            if len(sentence.strip()) > 20
+        ]
+        question = set(_terms(prompt.question))
+        document_frequency = Counter(t for _, s in candidates for t in set(_terms(s)))
+        total = len(candidates) or 1
+
+        def score(item: tuple[int, str]) -> float:
+            number, sentence = item
+            overlap = question.intersection(_terms(sentence))
+            rarity = sum(math.log(1 + total / document_frequency[t]) for t in overlap)
+            return rarity / (1 + 0.1 * (number - 1))  # earlier sources ranked better
+
+        ranked = [c for c in sorted(candidates, key=score, reverse=True) if score(c) > 0]
+        chosen = ranked[:_MAX_SENTENCES] or candidates[:1]
+        if not chosen:
+            return [f"{prompt.sources[0].text[:_MAX_SENTENCE_CHARS]} [1]"]
+        return [f"{_shorten(sentence)} [{number}]" for number, sentence in chosen]
+
+
+def _shorten(sentence: str) -> str:
+    if len(sentence) <= _MAX_SENTENCE_CHARS:
+        return sentence
+    return sentence[: _MAX_SENTENCE_CHARS - 1].rstrip() + "…"

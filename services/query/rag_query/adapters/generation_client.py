@@ -1,0 +1,49 @@
+"""GenerationService over gRPC, as the query core's AnswerGenerator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from rag.v1 import generation_service_pb2 as pb
+from rag.v1 import generation_service_pb2_grpc as pb_grpc
+from rag_common.channel import ServiceClient, open_channel
+from rag_common.convert import source_to_pb
+from rag_common.domain import ScoredChunk
+
+from rag_query.models import GeneratedText, QueryOptions
+
+
+def _input(question: str, sources: Sequence[ScoredChunk], options: QueryOptions):
+    return pb.GenerationInput(
+        question=question,
+        sources=[source_to_pb(s) for s in sources],
+        max_tokens=options.max_tokens,
+        provider=options.provider,
+    )
+
+
+class GenerationClient(ServiceClient):
+    """Calls GenerationService."""
+
+    def __init__(self, target: str, *, timeout_s: float) -> None:
+        super().__init__(open_channel(target), "generation", timeout_s)
+        self._stub = pb_grpc.GenerationServiceStub(self._channel)
+
+    async def generate(
+        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+    ) -> GeneratedText:
+        """The whole answer."""
+        request = pb.GenerateRequest(input=_input(question, sources, options))
+        response = await self._unary(self._stub.Generate, request)
+        return GeneratedText(response.text, response.provider)
+
+    async def stream(
+        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+    ) -> AsyncIterator[str | GeneratedText]:
+        """Pieces of the answer, then its summary."""
+        request = pb.StreamGenerateRequest(input=_input(question, sources, options))
+        async for message in self._stream(self._stub.StreamGenerate, request):
+            if message.HasField("done"):
+                yield GeneratedText(message.done.text, message.done.provider)
+            else:
+                yield message.delta

@@ -1,0 +1,60 @@
+"""RetrievalService over gRPC, as the query core's ContextRetriever and DocumentWriter."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag.v1 import common_pb2
+from rag.v1 import retrieval_service_pb2 as pb
+from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common.channel import ServiceClient, open_channel
+from rag_common.convert import conditions_to_pb, source_from_pb
+from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
+from rag_common.identity import Identity
+
+from rag_query.models import QueryOptions
+
+
+class RetrievalClient(ServiceClient):
+    """Calls RetrievalService with the caller's identity forwarded."""
+
+    def __init__(self, target: str, *, timeout_s: float) -> None:
+        super().__init__(open_channel(target), "retrieval", timeout_s)
+        self._stub = pb_grpc.RetrievalServiceStub(self._channel)
+
+    async def retrieve(
+        self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
+    ) -> list[ScoredChunk]:
+        """Chunks nearest to `vector` in the caller's tenant."""
+        request = pb.RetrieveRequest(
+            query=question,
+            query_vector=vector,
+            top_k=options.top_k,
+            filters=conditions_to_pb(options.conditions),
+        )
+        if options.score_threshold is not None:
+            request.score_threshold = options.score_threshold
+        response = await self._unary(self._stub.Retrieve, request, identity)
+        return [source_from_pb(c) for c in response.chunks]
+
+    async def upsert(
+        self, documents: Sequence[DocumentInput], identity: Identity
+    ) -> list[UpsertResult]:
+        """Store documents in the caller's tenant."""
+        request = pb.UpsertDocumentsRequest(
+            documents=[
+                common_pb2.Document(
+                    id=d.id, text=d.text, title=d.title, source=d.source,
+                    metadata=dict(d.metadata),
+                )
+                for d in documents
+            ]
+        )
+        response = await self._unary(self._stub.UpsertDocuments, request, identity)
+        return [UpsertResult(r.document_id, r.chunks) for r in response.results]
+
+    async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
+        """Delete documents of the caller's tenant."""
+        request = pb.RetrievalServiceDeleteDocumentsRequest(document_ids=document_ids)
+        response = await self._unary(self._stub.DeleteDocuments, request, identity)
+        return response.deleted_chunks

@@ -1,0 +1,64 @@
+"""API-key authentication and role checks for the public QueryService and DocumentService."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from rag_common.errors import PermissionDenied, Unauthenticated
+from rag_common.identity import ADMIN, READER, WRITER, Identity
+
+from rag_query.config import ApiKey
+
+# The role each public method needs; a method not listed needs admin.
+METHOD_ROLES = {
+    "/rag.v1.QueryService/Query": READER,
+    "/rag.v1.QueryService/StreamQuery": READER,
+    "/rag.v1.DocumentService/IngestDocuments": WRITER,
+    "/rag.v1.DocumentService/DeleteDocuments": WRITER,
+}
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class Authenticator:
+    """Resolves `authorization: Bearer <key>` to an Identity and enforces the method's role.
+
+    Keys are held only as SHA-256 digests, so a memory dump or a log line never shows one.
+    Identity headers a caller sends itself are ignored: only the key decides the tenant.
+    """
+
+    def __init__(self, keys: Mapping[str, ApiKey]) -> None:
+        self._identities = {
+            _digest(key): Identity(
+                principal=cfg.principal or f"key-{_digest(key).hex()[:8]}",
+                tenant=cfg.tenant,
+                roles=frozenset(cfg.roles),
+            )
+            for key, cfg in keys.items()
+        }
+
+    def __call__(self, method: str, metadata: Mapping[str, str]) -> Identity:
+        """The caller of `method`, or Unauthenticated / PermissionDenied."""
+        header = metadata.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header:
+            raise Unauthenticated(
+                "missing 'authorization: Bearer <api key>' metadata", reason="MISSING_CREDENTIALS"
+            )
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(
+                "authorization must be 'Bearer <api key>'", reason="MALFORMED_CREDENTIALS"
+            )
+        identity = self._identities.get(_digest(token.strip()))
+        if identity is None:
+            raise Unauthenticated("unknown API key", reason="INVALID_API_KEY")
+        required = METHOD_ROLES.get(method, ADMIN)
+        if not identity.has_role(required):
+            raise PermissionDenied(
+                f"this call needs the '{required}' role", reason="ROLE_REQUIRED",
+                metadata={"required_role": required},
+            )
+        return identity

@@ -1,0 +1,36 @@
+"""Settings of the query service (env prefix RAG_QUERY_)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+from rag_common.settings import ServiceSettings
+
+
+class ApiKey(BaseModel):
+    """What one API key stands for."""
+
+    tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    roles: list[str] = Field(default_factory=lambda: ["reader"])
+    principal: str = ""
+
+
+class QuerySettings(ServiceSettings):
+    """Who may call, where the internal services are, and what a question may ask for."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_QUERY_", extra="ignore", frozen=True)
+
+    port: int = Field(50051, ge=0, le=65535, description="Port to listen on.")
+    api_keys: dict[str, ApiKey] = Field(
+        default_factory=dict,
+        description='API keys as JSON: {"<key>": {"tenant": "acme", "roles": ["writer"]}}. '
+        "Roles: reader (query), writer (also ingest and delete), admin (everything).",
+        repr=False,
+    )
+    embedding_target: str = Field("127.0.0.1:50054", description="EmbeddingService address.")
+    retrieval_target: str = Field("127.0.0.1:50052", description="RetrievalService address.")
+    generation_target: str = Field("127.0.0.1:50053", description="GenerationService address.")
+    max_question_chars: int = Field(2000, ge=1, description="Longest question accepted.")
+    default_top_k: int = Field(5, ge=1, description="Sources retrieved when top_k is unset.")
+    max_top_k: int = Field(50, ge=1, description="Most sources one question may ask for.")
+    snippet_chars: int = Field(300, ge=20, description="Source text returned with an answer.")

@@ -1,0 +1,71 @@
+"""Protobuf <-> domain conversion for the query and document services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag.v1 import common_pb2, document_service_pb2
+from rag.v1 import query_service_pb2 as pb
+from rag_common.convert import conditions_from_pb, source_to_pb
+from rag_common.domain import DocumentInput, UpsertResult
+
+from rag_query.models import Answer, QueryOptions, Question
+
+
+def question_from_pb(request: pb.QueryRequest | pb.StreamQueryRequest) -> Question:
+    """A Query or StreamQuery request as a Question."""
+    options = request.options
+    return Question(
+        text=request.question,
+        options=QueryOptions(
+            top_k=options.top_k,
+            conditions=conditions_from_pb(options.filters, "options.filters"),
+            score_threshold=(
+                options.score_threshold if options.HasField("score_threshold") else None
+            ),
+            max_tokens=options.max_tokens,
+            provider=options.provider,
+        ),
+    )
+
+
+def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
+    """An Answer, source texts shortened to `snippet_chars`."""
+    t = answer.timings
+    return pb.QueryResponse(
+        text=answer.text,
+        sources=sources_to_pb(answer.sources, snippet_chars=snippet_chars),
+        provider=answer.provider,
+        timings=common_pb2.StageTimings(
+            embed_ms=t.embed_ms, retrieve_ms=t.retrieve_ms, generate_ms=t.generate_ms,
+            total_ms=t.total_ms,
+        ),
+        request_id=answer.request_id,
+    )
+
+
+def sources_to_pb(sources, *, snippet_chars: int) -> list[common_pb2.Source]:
+    """Sources as returned to a public caller."""
+    return [source_to_pb(s, max_text_chars=snippet_chars) for s in sources]
+
+
+def documents_from_pb(documents: Sequence[common_pb2.Document]) -> list[DocumentInput]:
+    """Wire documents as DocumentInputs."""
+    return [
+        DocumentInput(
+            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
+        )
+        for d in documents
+    ]
+
+
+def ingest_response_to_pb(
+    results: Sequence[UpsertResult],
+) -> document_service_pb2.IngestDocumentsResponse:
+    """The IngestDocuments response."""
+    return document_service_pb2.IngestDocumentsResponse(
+        documents=[
+            document_service_pb2.IngestedDocument(document_id=r.document_id, chunks=r.chunks)
+            for r in results
+        ]
+    )

@@ -1,0 +1,55 @@
+"""Domain types of the query service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rag_common.domain import Condition, ScoredChunk
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """How to answer; zero values mean the defaults."""
+
+    top_k: int = 0
+    conditions: tuple[Condition, ...] = ()
+    score_threshold: float | None = None
+    max_tokens: int = 0
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question and its options."""
+
+    text: str
+    options: QueryOptions = field(default_factory=QueryOptions)
+
+
+@dataclass(frozen=True)
+class GeneratedText:
+    """What the generation stage produced."""
+
+    text: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Milliseconds per stage."""
+
+    embed_ms: float = 0.0
+    retrieve_ms: float = 0.0
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer with the sources it was given, numbered from 1."""
+
+    text: str
+    sources: list[ScoredChunk]
+    provider: str
+    timings: Timings
+    request_id: str = ""

@@ -1,0 +1,51 @@
+"""What the query core needs from the services behind it; gRPC or in-process adapters fill these."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
+from rag_common.identity import Identity
+
+from rag_query.models import GeneratedText, QueryOptions
+
+
+class ContextRetriever(Protocol):
+    """Finds the caller's chunks nearest to a question vector."""
+
+    async def retrieve(
+        self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
+    ) -> list[ScoredChunk]:
+        """Best first, inside the caller's tenant."""
+        ...
+
+
+class AnswerGenerator(Protocol):
+    """Writes an answer from numbered sources."""
+
+    async def generate(
+        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+    ) -> GeneratedText:
+        """The whole answer."""
+        ...
+
+    def stream(
+        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+    ) -> AsyncIterator[str | GeneratedText]:
+        """Pieces of text, then the GeneratedText summary."""
+        ...
+
+
+class DocumentWriter(Protocol):
+    """Stores and deletes the caller's documents."""
+
+    async def upsert(
+        self, documents: Sequence[DocumentInput], identity: Identity
+    ) -> list[UpsertResult]:
+        """Store documents, replacing earlier versions."""
+        ...
+
+    async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
+        """Delete documents; returns the chunks removed."""
+        ...

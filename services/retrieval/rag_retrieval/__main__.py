@@ -1,0 +1,73 @@
+"""Start the retrieval service: `python -m rag_retrieval`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rag_common import logs
+from rag_common.embedding_client import EmbeddingClient
+from rag_common.server import ServiceHost, run_service
+
+from rag_retrieval.config import RetrievalSettings
+from rag_retrieval.retriever import Retriever
+from rag_retrieval.servicer import servicers
+from rag_retrieval.store import VectorStore
+
+
+def build_store(settings: RetrievalSettings) -> VectorStore:
+    """The configured VectorStore adapter."""
+    if settings.vector_store == "edge":
+        from rag_retrieval.adapters.edge_store import EdgeStore
+
+        return EdgeStore(settings.data_dir / "qdrant-edge", settings.vector_size)
+    from rag_retrieval.adapters.qdrant_store import QdrantStore
+
+    return QdrantStore(
+        settings.collection,
+        settings.vector_size,
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key.get_secret_value(),
+        path=settings.qdrant_path or str(settings.data_dir / "qdrant"),
+    )
+
+
+def build_retriever(settings: RetrievalSettings, embedder) -> Retriever:
+    """A Retriever over the configured store, embedding through `embedder`."""
+    return Retriever(
+        build_store(settings),
+        embedder,
+        vector_size=settings.vector_size,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        max_document_chars=settings.max_document_chars,
+        max_documents_per_call=settings.max_documents_per_call,
+        default_top_k=settings.default_top_k,
+        max_top_k=settings.max_top_k,
+    )
+
+
+async def serve(settings: RetrievalSettings) -> None:
+    """Serve until SIGTERM."""
+    embedding = EmbeddingClient(
+        settings.embedding_target, timeout_s=settings.call_timeout_s,
+        batch_size=settings.embed_batch_size,
+    )
+    retriever = build_retriever(settings, embedding)
+    host = ServiceHost(settings, servicers(retriever))
+
+    async def close() -> None:
+        await retriever.close()
+        await embedding.close()
+
+    await run_service("retrieval", host, warm_up=retriever.start, close=close)
+
+
+def main() -> None:
+    """Read settings, configure logs and serve until SIGTERM."""
+    settings = RetrievalSettings()
+    logs.configure("retrieval", settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

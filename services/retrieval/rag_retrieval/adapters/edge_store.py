@@ -1,0 +1,109 @@
+"""VectorStore on qdrant-edge: Qdrant's engine embedded in this process, persisted on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import qdrant_edge as qe
+from rag_common.domain import Condition, ScoredChunk
+from rag_common.errors import Unavailable
+
+from rag_retrieval import store
+from rag_retrieval.models import ChunkRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class EdgeStore:
+    """One qdrant-edge shard in a folder; every call runs on one worker thread.
+
+    The shard is not documented as safe for concurrent use, and its calls take about a
+    millisecond, so one thread serialises them without becoming the bottleneck.
+    """
+
+    def __init__(self, path: Path, vector_size: int) -> None:
+        self._path = path
+        self._vector_size = vector_size
+        self._shard: Any = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-edge")
+
+    async def open(self) -> None:
+        """Load the shard from its folder, or create it with the tenant index."""
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        config = qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=self._vector_size, distance=qe.Distance.Cosine),
+            wal_enabled=True,
+        )
+        if self._path.exists() and any(self._path.iterdir()):
+            self._shard = qe.EdgeShard.load(str(self._path))
+        else:
+            self._path.mkdir(parents=True, exist_ok=True)
+            self._shard = qe.EdgeShard.create(str(self._path), config)
+            for field in (store.TENANT, store.DOCUMENT_ID):
+                op = qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
+                self._shard.update(op)
+        log.info("edge store open", extra={"path": str(self._path)})
+
+    async def close(self) -> None:
+        """Flush to disk and close the shard."""
+        if self._shard is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        self._shard.flush()
+        self._shard.close()
+        self._shard = None
+
+    async def upsert(self, chunks: Sequence[ChunkRecord]) -> None:
+        """Insert or replace chunks by id."""
+        points = [qe.Point(c.id, list(c.vector), store.chunk_payload(c)) for c in chunks]
+        await self._run(lambda: self._shard.update(qe.UpdateOperation.upsert_points(points)))
+
+    async def delete(self, tenant: str, document_id: str, *, from_chunk: int = 0) -> None:
+        """Delete a document's chunks from `from_chunk` on."""
+        selector = store.build_filter(qe, tenant, document_id=document_id, from_chunk=from_chunk)
+        op = qe.UpdateOperation.delete_points_by_filter(selector)
+        await self._run(lambda: self._shard.update(op))
+
+    async def count(self, tenant: str, document_id: str | None = None) -> int:
+        """Chunks stored for a tenant or one of its documents."""
+        selector = store.build_filter(qe, tenant, document_id=document_id)
+        return await self._run(lambda: self._shard.count(qe.CountRequest(filter=selector)))
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        conditions: Sequence[Condition],
+        top_k: int,
+        score_threshold: float | None,
+    ) -> list[ScoredChunk]:
+        """Nearest chunks of `tenant` that meet every condition."""
+        request = qe.QueryRequest(
+            limit=top_k,
+            query=qe.Query.Nearest(list(vector)),
+            filter=store.build_filter(qe, tenant, conditions),
+            with_payload=True,
+            score_threshold=score_threshold,
+        )
+        points = await self._run(lambda: self._shard.query(request))
+        return [store.scored_chunk(p.payload, p.score) for p in points]
+
+    async def _run(self, call: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, call)
+        except (OSError, RuntimeError) as exc:
+            # qdrant-edge reports engine failures as RuntimeError/OSError.
+            log.error("edge store failed", exc_info=exc)
+            raise Unavailable("the vector store failed", reason="VECTOR_STORE_FAILED") from exc

@@ -1,0 +1,47 @@
+"""Settings of the retrieval service (env prefix RAG_RETRIEVAL_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+from rag_common.settings import ServiceSettings, default_data_dir
+
+
+class RetrievalSettings(ServiceSettings):
+    """Where chunks are stored, how documents are chunked, and what requests may ask for."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_RETRIEVAL_", extra="ignore", frozen=True)
+
+    port: int = Field(50052, ge=0, le=65535, description="Port to listen on.")
+    embedding_target: str = Field(
+        "127.0.0.1:50054", description="EmbeddingService address(es) or dns:/// target."
+    )
+    vector_store: Literal["edge", "qdrant"] = Field(
+        "edge",
+        description="'edge': Qdrant's engine in-process, on disk under data_dir. 'qdrant': "
+        "qdrant-client, to qdrant_url, or in local mode at qdrant_path when no URL is set.",
+    )
+    data_dir: Path = Field(default_factory=default_data_dir, description="Embedded store folder.")
+    qdrant_url: str = Field("", description="Qdrant server URL, e.g. http://qdrant:6333.")
+    qdrant_api_key: SecretStr = Field(SecretStr(""), description="Qdrant server API key.")
+    qdrant_path: str = Field(
+        "", description="qdrant-client local mode folder, or ':memory:'; empty: data_dir/qdrant."
+    )
+    collection: str = Field("rag_chunks", description="Collection holding every tenant's chunks.")
+    vector_size: int = Field(384, ge=1, description="Dimension of the embedding model's vectors.")
+    chunk_size: int = Field(800, ge=50, description="Most characters in one chunk.")
+    chunk_overlap: int = Field(120, ge=0, description="Characters repeated between chunks.")
+    max_document_chars: int = Field(1_000_000, ge=1, description="Most characters per document.")
+    max_documents_per_call: int = Field(100, ge=1, description="Most documents per upsert.")
+    default_top_k: int = Field(8, ge=1, description="Chunks returned when top_k is unset.")
+    max_top_k: int = Field(100, ge=1, description="Most chunks one request may ask for.")
+    embed_batch_size: int = Field(64, ge=1, description="Chunks sent per embedding call.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> RetrievalSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        return self

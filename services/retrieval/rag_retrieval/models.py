@@ -1,0 +1,43 @@
+"""Domain types of the retrieval service; no protobuf, no vendor types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from rag_common.domain import Condition, ScoredChunk
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk ready to store: its id, vector and everything a search returns."""
+
+    id: str
+    tenant: str
+    document_id: str
+    chunk_index: int
+    text: str
+    vector: list[float]
+    title: str = ""
+    source: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RetrieveQuery:
+    """A validated search request (the tenant comes from the caller's identity, not here)."""
+
+    text: str = ""
+    vector: tuple[float, ...] = ()
+    top_k: int = 0
+    conditions: tuple[Condition, ...] = ()
+    score_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class RetrieveResult:
+    """Hits, best first, with where the time went."""
+
+    chunks: list[ScoredChunk]
+    embed_ms: float
+    search_ms: float

@@ -1,0 +1,137 @@
+"""The retrieval core: chunk, embed and store documents; search them inside one tenant."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+
+from rag_common.domain import DocumentInput, TextEmbedder, UpsertResult
+from rag_common.identity import Identity
+
+from rag_retrieval import validation
+from rag_retrieval.chunking import chunk_text
+from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
+from rag_retrieval.store import VectorStore
+
+# Fixed namespace so that (tenant, document, chunk) always maps to the same point id.
+_CHUNK_NAMESPACE = uuid.UUID("6f1d8f3e-2b7a-4c52-9a0e-3c1b5d7e9f21")
+
+
+def chunk_id(tenant: str, document_id: str, chunk_index: int) -> str:
+    """The deterministic point id of a chunk, so re-ingesting overwrites instead of adding."""
+    return str(uuid.uuid5(_CHUNK_NAMESPACE, f"{tenant}\x00{document_id}\x00{chunk_index}"))
+
+
+class Retriever:
+    """Owns the vector store on behalf of every tenant."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        embedder: TextEmbedder,
+        *,
+        vector_size: int,
+        chunk_size: int,
+        chunk_overlap: int,
+        max_document_chars: int,
+        max_documents_per_call: int,
+        default_top_k: int,
+        max_top_k: int,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._vector_size = vector_size
+        self._chunk_size = chunk_size
+        self._chunk_overlap = chunk_overlap
+        self._max_document_chars = max_document_chars
+        self._max_documents = max_documents_per_call
+        self._default_top_k = default_top_k
+        self._max_top_k = max_top_k
+
+    async def start(self) -> None:
+        """Open the store and search it once, so the first caller does not pay for it."""
+        await self._store.open()
+        await self._store.search(
+            "warm-up", [0.0] * (self._vector_size - 1) + [1.0],
+            conditions=(), top_k=1, score_threshold=None,
+        )
+
+    async def close(self) -> None:
+        """Persist and close the store."""
+        await self._store.close()
+
+    async def upsert(
+        self, documents: Sequence[DocumentInput], identity: Identity
+    ) -> list[UpsertResult]:
+        """Store documents in the caller's tenant, replacing earlier versions.
+
+        Everything is validated and embedded before the first write, so bad input stores
+        nothing. New chunks are written before stale ones are removed, so a document being
+        re-ingested never disappears from search in between.
+        """
+        validation.check_documents(
+            documents, max_documents=self._max_documents, max_chars=self._max_document_chars
+        )
+        per_document = [
+            chunk_text(doc.text, self._chunk_size, self._chunk_overlap) for doc in documents
+        ]
+        texts = [
+            f"{doc.title}\n{chunk}" if doc.title else chunk
+            for doc, chunks in zip(documents, per_document, strict=True)
+            for chunk in chunks
+        ]
+        vectors = iter(await self._embedder.embed(texts, "document"))
+        results = []
+        for doc, chunks in zip(documents, per_document, strict=True):
+            records = [
+                ChunkRecord(
+                    id=chunk_id(identity.tenant, doc.id, index),
+                    tenant=identity.tenant,
+                    document_id=doc.id,
+                    chunk_index=index,
+                    text=chunk,
+                    vector=next(vectors),
+                    title=doc.title,
+                    source=doc.source,
+                    metadata=dict(doc.metadata),
+                )
+                for index, chunk in enumerate(chunks)
+            ]
+            await self._store.upsert(records)
+            await self._store.delete(identity.tenant, doc.id, from_chunk=len(records))
+            results.append(UpsertResult(document_id=doc.id, chunks=len(records)))
+        return results
+
+    async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
+        """Delete documents of the caller's tenant; returns how many chunks went."""
+        validation.check_delete(document_ids)
+        deleted = 0
+        for document_id in dict.fromkeys(document_ids):
+            deleted += await self._store.count(identity.tenant, document_id)
+            await self._store.delete(identity.tenant, document_id)
+        return deleted
+
+    async def count(self, identity: Identity) -> int:
+        """Chunks stored for the caller's tenant."""
+        return await self._store.count(identity.tenant)
+
+    async def retrieve(self, query: RetrieveQuery, identity: Identity) -> RetrieveResult:
+        """Chunks of the caller's tenant closest to the question, best first."""
+        validation.check_query(query, max_top_k=self._max_top_k, dimension=self._vector_size)
+        embed_ms = 0.0
+        vector = list(query.vector)
+        if not vector:
+            started = time.perf_counter()
+            [vector] = await self._embedder.embed([query.text], "query")
+            embed_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        chunks = await self._store.search(
+            identity.tenant,
+            vector,
+            conditions=query.conditions,
+            top_k=query.top_k or self._default_top_k,
+            score_threshold=query.score_threshold,
+        )
+        search_ms = (time.perf_counter() - started) * 1000
+        return RetrieveResult(chunks=chunks, embed_ms=embed_ms, search_ms=search_ms)

@@ -1,0 +1,49 @@
+"""gRPC edge of the retrieval service: converts and delegates to the Retriever."""
+
+from __future__ import annotations
+
+from rag.v1 import retrieval_service_pb2 as pb
+from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common.context import current_identity
+from rag_common.server import Servicer
+
+from rag_retrieval import convert
+from rag_retrieval.retriever import Retriever
+
+
+class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
+    """rag.v1.RetrievalService; the tenant always comes from the forwarded identity."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self._retriever = retriever
+
+    async def Retrieve(self, request: pb.RetrieveRequest, context) -> pb.RetrieveResponse:
+        """Search the caller's tenant."""
+        result = await self._retriever.retrieve(convert.query_from_pb(request), current_identity())
+        return convert.retrieve_response_to_pb(result)
+
+    async def UpsertDocuments(
+        self, request: pb.UpsertDocumentsRequest, context
+    ) -> pb.UpsertDocumentsResponse:
+        """Chunk, embed and store documents."""
+        documents = convert.documents_from_pb(request.documents)
+        results = await self._retriever.upsert(documents, current_identity())
+        return convert.upsert_response_to_pb(results)
+
+    async def DeleteDocuments(
+        self, request: pb.RetrievalServiceDeleteDocumentsRequest, context
+    ) -> pb.RetrievalServiceDeleteDocumentsResponse:
+        """Delete documents and their chunks."""
+        deleted = await self._retriever.delete(list(request.document_ids), current_identity())
+        return pb.RetrievalServiceDeleteDocumentsResponse(deleted_chunks=deleted)
+
+
+def servicers(retriever: Retriever) -> list[Servicer]:
+    """The servicers a retrieval process hosts."""
+    return [
+        Servicer(
+            RetrievalServicer(retriever),
+            pb_grpc.add_RetrievalServiceServicer_to_server,
+            pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
+        )
+    ]

@@ -1,0 +1,110 @@
+"""The VectorStore port, and the Qdrant filter both Qdrant adapters build from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from rag_common.domain import Condition, Operator, ScoredChunk
+
+from rag_retrieval.models import ChunkRecord
+
+TENANT = "tenant"
+DOCUMENT_ID = "document_id"
+CHUNK_INDEX = "chunk_index"
+
+
+class VectorStore(Protocol):
+    """Stores chunk vectors and searches them, always inside one tenant."""
+
+    async def open(self) -> None:
+        """Open or create the collection; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Persist what is pending and release the store."""
+        ...
+
+    async def upsert(self, chunks: Sequence[ChunkRecord]) -> None:
+        """Insert or replace chunks by id."""
+        ...
+
+    async def delete(self, tenant: str, document_id: str, *, from_chunk: int = 0) -> None:
+        """Delete a document's chunks whose index is `from_chunk` or more."""
+        ...
+
+    async def count(self, tenant: str, document_id: str | None = None) -> int:
+        """Chunks stored for a tenant, or for one of its documents."""
+        ...
+
+    async def search(
+        self,
+        tenant: str,
+        vector: Sequence[float],
+        *,
+        conditions: Sequence[Condition],
+        top_k: int,
+        score_threshold: float | None,
+    ) -> list[ScoredChunk]:
+        """The `top_k` chunks of `tenant` closest to `vector` that meet every condition."""
+        ...
+
+
+def chunk_payload(chunk: ChunkRecord) -> dict[str, Any]:
+    """What is stored beside a chunk's vector."""
+    return {
+        TENANT: chunk.tenant,
+        DOCUMENT_ID: chunk.document_id,
+        CHUNK_INDEX: chunk.chunk_index,
+        "text": chunk.text,
+        "title": chunk.title,
+        "source": chunk.source,
+        "metadata": dict(chunk.metadata),
+    }
+
+
+def scored_chunk(payload: dict[str, Any], score: float) -> ScoredChunk:
+    """Turn a stored payload and its score back into a ScoredChunk."""
+    return ScoredChunk(
+        document_id=payload[DOCUMENT_ID],
+        chunk_index=int(payload[CHUNK_INDEX]),
+        score=float(score),
+        text=payload.get("text", ""),
+        title=payload.get("title", ""),
+        source=payload.get("source", ""),
+        metadata=payload.get("metadata") or {},
+    )
+
+
+def build_filter(
+    models: Any,
+    tenant: str,
+    conditions: Sequence[Condition] = (),
+    *,
+    document_id: str | None = None,
+    from_chunk: int = 0,
+) -> Any:
+    """A Qdrant filter: the tenant always, then the caller's conditions, ANDed.
+
+    `models` is `qdrant_client.models` or the `qdrant_edge` module: both spell filters the
+    same way. The tenant condition comes first and request conditions can only narrow it:
+    they address `metadata.<key>`, never the top-level tenant field.
+    """
+    must = [models.FieldCondition(key=TENANT, match=models.MatchValue(value=tenant))]
+    must_not = []
+    if document_id is not None:
+        match = models.MatchValue(value=document_id)
+        must.append(models.FieldCondition(key=DOCUMENT_ID, match=match))
+    if from_chunk > 0:
+        # qdrant-client calls its range type Range, qdrant-edge RangeFloat.
+        range_type = getattr(models, "Range", None) or models.RangeFloat
+        must.append(models.FieldCondition(key=CHUNK_INDEX, range=range_type(gte=from_chunk)))
+    for condition in conditions:
+        key = f"metadata.{condition.key}"
+        if condition.operator in (Operator.EQUALS, Operator.NOT_EQUALS):
+            match = models.MatchValue(value=condition.values[0])
+        else:
+            match = models.MatchAny(any=list(condition.values))
+        target = must if condition.operator in (Operator.EQUALS, Operator.IN) else must_not
+        target.append(models.FieldCondition(key=key, match=match))
+    return models.Filter(must=must, must_not=must_not or None)
