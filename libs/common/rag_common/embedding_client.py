@@ -17,25 +17,19 @@ _PURPOSES = {
 
 
 class EmbeddingClient(ServiceClient):
-    """Embeds texts through EmbeddingService, in batches the service accepts."""
+    """Embeds texts through EmbeddingService (the TextEmbedder port over gRPC)."""
 
-    def __init__(self, target: str, *, timeout_s: float, batch_size: int = 64) -> None:
+    def __init__(self, target: str, *, timeout_s: float) -> None:
         super().__init__(open_channel(target), "embedding", timeout_s)
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
-        self._batch_size = batch_size
 
     async def embed(
         self, texts: Sequence[str], purpose: Literal["query", "document"]
     ) -> list[list[float]]:
-        """One vector per text, in order; long lists are sent in several calls."""
-        vectors: list[list[float]] = []
-        for start in range(0, len(texts), self._batch_size):
-            request = pb.EmbedRequest(
-                texts=texts[start : start + self._batch_size], purpose=_PURPOSES[purpose]
-            )
-            response = await self._unary(self._stub.Embed, request)
-            vectors.extend(list(e.values) for e in response.embeddings)
-        return vectors
+        """One vector per text, in order."""
+        request = pb.EmbedRequest(texts=texts, purpose=_PURPOSES[purpose])
+        response = await self._unary(self._stub.Embed, request)
+        return [list(e.values) for e in response.embeddings]
 
     async def model_info(self) -> pb.GetModelInfoResponse:
         """The model the service has loaded."""

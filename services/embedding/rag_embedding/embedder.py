@@ -77,9 +77,14 @@ class Embedder:
             max_text_chars=self._max_text_chars,
         )
 
-    async def embed(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:
-        """Validate `texts`, then return their vectors in the same order."""
+    async def embed(self, texts: Sequence[str], purpose: Purpose | str) -> list[list[float]]:
+        """Validate `texts`, then return their vectors in the same order.
+
+        `purpose` may be given as its value ("query", "document"), which makes an Embedder
+        usable wherever the TextEmbedder port is expected, without gRPC in between.
+        """
         model = self._ready_model()
+        purpose = Purpose(purpose)
         self._validate(texts)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, model.encode, texts, purpose)

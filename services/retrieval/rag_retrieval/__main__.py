@@ -43,15 +43,13 @@ def build_retriever(settings: RetrievalSettings, embedder) -> Retriever:
         max_documents_per_call=settings.max_documents_per_call,
         default_top_k=settings.default_top_k,
         max_top_k=settings.max_top_k,
+        embed_batch_size=settings.embed_batch_size,
     )
 
 
 async def serve(settings: RetrievalSettings) -> None:
     """Serve until SIGTERM."""
-    embedding = EmbeddingClient(
-        settings.embedding_target, timeout_s=settings.call_timeout_s,
-        batch_size=settings.embed_batch_size,
-    )
+    embedding = EmbeddingClient(settings.embedding_target, timeout_s=settings.call_timeout_s)
     retriever = build_retriever(settings, embedding)
     host = ServiceHost(settings, servicers(retriever))
 

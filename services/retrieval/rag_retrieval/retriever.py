@@ -38,6 +38,7 @@ class Retriever:
         max_documents_per_call: int,
         default_top_k: int,
         max_top_k: int,
+        embed_batch_size: int = 64,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -48,6 +49,7 @@ class Retriever:
         self._max_documents = max_documents_per_call
         self._default_top_k = default_top_k
         self._max_top_k = max_top_k
+        self._embed_batch_size = embed_batch_size
 
     async def start(self) -> None:
         """Open the store and search it once, so the first caller does not pay for it."""
@@ -81,7 +83,7 @@ class Retriever:
             for doc, chunks in zip(documents, per_document, strict=True)
             for chunk in chunks
         ]
-        vectors = iter(await self._embedder.embed(texts, "document"))
+        vectors = iter(await self._embed_documents(texts))
         results = []
         for doc, chunks in zip(documents, per_document, strict=True):
             records = [
@@ -102,6 +104,14 @@ class Retriever:
             await self._store.delete(identity.tenant, doc.id, from_chunk=len(records))
             results.append(UpsertResult(document_id=doc.id, chunks=len(records)))
         return results
+
+    async def _embed_documents(self, texts: list[str]) -> list[list[float]]:
+        # In slices the embedding service accepts; a long document has thousands of chunks.
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self._embed_batch_size):
+            batch = texts[start : start + self._embed_batch_size]
+            vectors.extend(await self._embedder.embed(batch, "document"))
+        return vectors
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant; returns how many chunks went."""

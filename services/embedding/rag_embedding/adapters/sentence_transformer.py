@@ -27,7 +27,10 @@ class SentenceTransformerModel:
         self._model = SentenceTransformer(path, device=device)
         self._batch_size = batch_size
         self.name = model or "sentence-transformers/all-MiniLM-L6-v2"
-        self.dimension = int(self._model.get_sentence_embedding_dimension() or 0)
+        dimension = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        self.dimension = int(dimension() or 0)
         self.max_sequence_length = int(self._model.max_seq_length)
         log.info("model loaded", extra={"model": self.name, "dimension": self.dimension})
 

@@ -62,7 +62,7 @@ class ExtractiveModel:
             (number, _SPACES.sub(" ", sentence).strip())
             for number, chunk in enumerate(prompt.sources, start=1)
             for sentence in _SENTENCE_END.split(chunk.text)
-            if len(sentence.strip()) > 20
+            if len(sentence.strip()) >= 12
         ]
         question = set(_terms(prompt.question))
         document_frequency = Counter(t for _, s in candidates for t in set(_terms(s)))

@@ -1,0 +1,103 @@
+"""GenerationService on a real gRPC server with the real local model (llama.cpp + SmolLM2)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from rag.v1 import common_pb2
+from rag.v1 import generation_service_pb2 as pb
+from rag.v1 import generation_service_pb2_grpc as pb_grpc
+
+from rag_generation.__main__ import build_generator
+from rag_generation.config import GenerationSettings
+from rag_generation.servicer import servicers
+from tests.conftest import collect, start_host
+
+SOURCES = [
+    common_pb2.Source(document_id="fr", text="Paris is the capital of France. The river Seine flows through Paris."),
+    common_pb2.Source(document_id="de", text="Berlin is the capital of Germany."),
+]
+
+
+async def serve(settings: GenerationSettings):
+    generator = build_generator(settings)
+    await generator.start()
+    host = await start_host(servicers(generator))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    return generator, host, channel
+
+
+@pytest.fixture(scope="module")
+async def stub():
+    generator, host, channel = await serve(GenerationSettings(providers=["local", "extractive"]))
+    yield pb_grpc.GenerationServiceStub(channel)
+    await channel.close()
+    await host.stop(0)
+    await generator.close()
+
+
+def question(text: str, **fields) -> pb.GenerationInput:
+    return pb.GenerationInput(question=text, sources=SOURCES, **fields)
+
+
+async def test_local_model_writes_an_answer(stub):
+    reply = await stub.Generate(pb.GenerateRequest(input=question("What is the capital of France?", max_tokens=24)))
+    assert reply.provider == "local"
+    assert len(reply.text.split()) >= 2
+    assert reply.sources_used == 2
+
+
+async def test_extractive_provider_quotes_the_best_sentence_with_its_citation(stub):
+    reply = await stub.Generate(
+        pb.GenerateRequest(input=question("Which river is in Paris?", provider="extractive"))
+    )
+    assert reply.provider == "extractive"
+    assert reply.text.startswith("The river Seine flows through Paris. [1]")
+
+
+async def test_stream_sends_pieces_then_a_summary_of_the_same_text(stub):
+    messages = await collect(
+        stub.StreamGenerate(pb.StreamGenerateRequest(input=question("Capital of Germany?", max_tokens=16)))
+    )
+    deltas = [m.delta for m in messages if m.HasField("delta")]
+    assert len(deltas) >= 2
+    assert messages[-1].HasField("done")
+    assert messages[-1].done.text == "".join(deltas)
+    assert messages[-1].done.provider == "local"
+
+
+async def test_extractive_answers_when_the_local_model_cannot_load():
+    settings = GenerationSettings(
+        providers=["local", "extractive"], local_model_path="/nonexistent/model.gguf"
+    )
+    generator, host, channel = await serve(settings)
+    try:
+        reply = await pb_grpc.GenerationServiceStub(channel).Generate(
+            pb.GenerateRequest(input=question("What is the capital of Germany?"))
+        )
+        assert reply.provider == "extractive"
+        assert "Berlin is the capital of Germany. [2]" in reply.text
+    finally:
+        await channel.close()
+        await host.stop(0)
+        await generator.close()
+
+
+@pytest.mark.parametrize(
+    ("generation_input", "field"),
+    [
+        (pb.GenerationInput(question=""), "input.question"),
+        (pb.GenerationInput(question="x" * 4001), "input.question"),
+        (pb.GenerationInput(question="q", max_tokens=5000), "input.max_tokens"),
+        (pb.GenerationInput(question="q", provider="gpt-17"), "input.provider"),
+    ],
+)
+async def test_bad_input_is_rejected_naming_the_field(stub, expect_error, generation_input, field):
+    await expect_error(
+        stub.Generate(pb.GenerateRequest(input=generation_input)),
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field,
+    )
+    await expect_error(
+        collect(stub.StreamGenerate(pb.StreamGenerateRequest(input=generation_input))),
+        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field,
+    )

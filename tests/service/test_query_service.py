@@ -1,0 +1,214 @@
+"""QueryService and DocumentService on a real gRPC server, over the three internal servers."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from rag.v1 import common_pb2
+from rag.v1 import document_service_pb2 as doc_pb
+from rag.v1 import document_service_pb2_grpc as doc_grpc
+from rag.v1 import query_service_pb2 as pb
+from rag.v1 import query_service_pb2_grpc as pb_grpc
+
+from rag_common.embedding_client import EmbeddingClient
+from rag_embedding.servicer import servicers as embedding_servicers
+from rag_generation.__main__ import build_generator
+from rag_generation.config import GenerationSettings
+from rag_generation.servicer import servicers as generation_servicers
+from rag_query.adapters.generation_client import GenerationClient
+from rag_query.adapters.retrieval_client import RetrievalClient
+from rag_query.auth import Authenticator
+from rag_query.config import ApiKey
+from rag_query.engine import QueryEngine
+from rag_query.servicer import servicers as query_servicers
+from rag_retrieval.__main__ import build_retriever
+from rag_retrieval.config import RetrievalSettings
+from rag_retrieval.servicer import servicers as retrieval_servicers
+from tests.conftest import collect, start_host
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+KEYS = {
+    "acme-writer": ApiKey(tenant="acme", roles=["writer"]),
+    "acme-reader": ApiKey(tenant="acme", roles=["reader"]),
+}
+
+
+def auth(key: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {key}")]
+
+
+WRITER, READER = auth("acme-writer"), auth("acme-reader")
+
+
+class Public:
+    """Stubs of the public services."""
+
+    def __init__(self, channel: grpc.aio.Channel, retriever) -> None:
+        self.query = pb_grpc.QueryServiceStub(channel)
+        self.documents = doc_grpc.DocumentServiceStub(channel)
+        self.retriever = retriever
+
+    async def stored_chunks(self) -> int:
+        from rag_common.identity import Identity
+
+        return await self.retriever.count(Identity("t", "acme", frozenset()))
+
+
+@pytest.fixture(scope="module")
+async def public(embedder, tmp_path_factory):
+    hosts, clients = [], []
+    embedding_host = await start_host(embedding_servicers(embedder))
+    hosts.append(embedding_host)
+    embedding = EmbeddingClient(f"127.0.0.1:{embedding_host.port}", timeout_s=30)
+    retriever = build_retriever(
+        RetrievalSettings(data_dir=tmp_path_factory.mktemp("query")), embedding
+    )
+    await retriever.start()
+    hosts.append(await start_host(retrieval_servicers(retriever)))
+    generator = build_generator(GenerationSettings(providers=["extractive"]))
+    await generator.start()
+    hosts.append(await start_host(generation_servicers(generator)))
+    retrieval = RetrievalClient(f"127.0.0.1:{hosts[1].port}", timeout_s=30)
+    generation = GenerationClient(f"127.0.0.1:{hosts[2].port}", timeout_s=30)
+    clients += [embedding, retrieval, generation]
+    engine = QueryEngine(
+        embedding, retrieval, generation, max_question_chars=2000, default_top_k=5, max_top_k=50
+    )
+    hosts.append(await start_host(
+        query_servicers(engine, retrieval, snippet_chars=300),
+        resolve_identity=Authenticator(KEYS),
+    ))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{hosts[-1].port}")
+    public = Public(channel, retriever)
+    await public.documents.IngestDocuments(
+        doc_pb.IngestDocumentsRequest(documents=[
+            common_pb2.Document(id="tides", title="Tides",
+                                text="Tides are caused by the gravitational pull of the Moon."),
+            common_pb2.Document(id="bees", title="Bees",
+                                text="Honey bees communicate the direction of flowers by dancing."),
+        ]),
+        metadata=WRITER,
+    )
+    yield public
+    await channel.close()
+    for host in reversed(hosts):
+        await host.stop(0)
+    for client in clients:
+        await client.close()
+    await retriever.close()
+
+
+async def test_query_answers_with_cited_sources_and_timings(public):
+    reply = await public.query.Query(pb.QueryRequest(question="What causes tides?"), metadata=READER)
+    assert reply.sources[0].document_id == "tides"
+    assert "gravitational pull of the Moon" in reply.text
+    assert "[1]" in reply.text
+    assert reply.provider == "extractive"
+    assert reply.timings.embed_ms > 0 and reply.timings.retrieve_ms > 0
+    assert reply.timings.total_ms >= reply.timings.embed_ms + reply.timings.retrieve_ms
+    assert reply.request_id
+
+
+async def test_stream_query_sends_sources_then_text_then_the_whole_response(public):
+    messages = await collect(public.query.StreamQuery(
+        pb.StreamQueryRequest(question="How do bees communicate?"), metadata=READER
+    ))
+    assert messages[0].HasField("sources")
+    assert messages[0].sources.sources[0].document_id == "bees"
+    deltas = "".join(m.delta for m in messages if m.HasField("delta"))
+    assert messages[-1].HasField("done")
+    assert messages[-1].done.text == deltas
+    assert "dancing" in deltas
+
+
+async def test_top_k_limits_the_sources(public):
+    reply = await public.query.Query(
+        pb.QueryRequest(question="bees", options=pb.QueryOptions(top_k=1)), metadata=READER
+    )
+    assert [s.document_id for s in reply.sources] == ["bees"]
+
+
+async def test_delete_makes_a_document_unfindable(public):
+    await public.documents.IngestDocuments(
+        doc_pb.IngestDocumentsRequest(documents=[common_pb2.Document(id="owls", text="Owls hunt at night.")]),
+        metadata=WRITER,
+    )
+    deleted = await public.documents.DeleteDocuments(
+        doc_pb.DeleteDocumentsRequest(document_ids=["owls"]), metadata=WRITER
+    )
+    assert deleted.deleted_chunks == 1
+    reply = await public.query.Query(pb.QueryRequest(question="owls at night"), metadata=READER)
+    assert "owls" not in {s.document_id for s in reply.sources}
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "reason"),
+    [
+        (pb.QueryRequest(question=""), "question", "INVALID_ARGUMENT"),
+        (pb.QueryRequest(question="   "), "question", "INVALID_ARGUMENT"),
+        (pb.QueryRequest(question="x" * 2001), "question", "INVALID_ARGUMENT"),
+        (pb.QueryRequest(question="q", options=pb.QueryOptions(top_k=51)), "options.top_k",
+         "INVALID_ARGUMENT"),
+        (pb.QueryRequest(question="q", options=pb.QueryOptions(top_k=-3)), "options.top_k",
+         "INVALID_ARGUMENT"),
+        (pb.QueryRequest(question="q", options=pb.QueryOptions(filters=[
+            common_pb2.FilterCondition(key="lang", operator=42, values=["en"])])),
+         "options.filters[0].operator", "UNKNOWN_FILTER_OPERATOR"),
+        (pb.QueryRequest(question="q", options=pb.QueryOptions(filters=[
+            common_pb2.FilterCondition(key="", operator=common_pb2.FILTER_OPERATOR_EQUALS,
+                                       values=["en"])])),
+         "options.filters[0].key", "INVALID_ARGUMENT"),
+    ],
+)
+async def test_bad_questions_are_rejected_naming_the_field(public, expect_error, request_, field, reason):
+    await expect_error(public.query.Query(request_, metadata=READER), INVALID, reason, field)
+    stream = pb.StreamQueryRequest(question=request_.question, options=request_.options)
+    await expect_error(collect(public.query.StreamQuery(stream, metadata=READER)), INVALID, reason, field)
+
+
+@pytest.mark.parametrize(
+    ("documents", "field"),
+    [
+        ([], "documents"),
+        ([common_pb2.Document(id="fine", text="ok"), common_pb2.Document(id="e", text="")],
+         "documents[1].text"),
+        ([common_pb2.Document(id="huge", text="y" * 1_000_001)], "documents[0].text"),
+        ([common_pb2.Document(id="no spaces allowed", text="text")], "documents[0].id"),
+    ],
+)
+async def test_bad_documents_are_rejected_and_nothing_is_stored(public, expect_error, documents, field):
+    before = await public.stored_chunks()
+    call = public.documents.IngestDocuments(
+        doc_pb.IngestDocumentsRequest(documents=documents), metadata=WRITER
+    )
+    await expect_error(call, INVALID, "INVALID_ARGUMENT", field)
+    assert await public.stored_chunks() == before
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ([], "MISSING_CREDENTIALS"),
+        (auth("not-a-key"), "INVALID_API_KEY"),
+        ([("authorization", "Basic abc")], "MALFORMED_CREDENTIALS"),
+        # Identity headers a caller sends itself are ignored: only the key counts.
+        ([("x-rag-tenant", "acme"), ("x-rag-roles", "admin")], "MISSING_CREDENTIALS"),
+    ],
+)
+async def test_callers_without_a_valid_key_are_unauthenticated(public, expect_error, metadata, reason):
+    call = public.query.Query(pb.QueryRequest(question="tides"), metadata=metadata)
+    await expect_error(call, grpc.StatusCode.UNAUTHENTICATED, reason)
+
+
+async def test_a_reader_cannot_ingest_or_delete(public, expect_error):
+    before = await public.stored_chunks()
+    ingest = public.documents.IngestDocuments(
+        doc_pb.IngestDocumentsRequest(documents=[common_pb2.Document(id="x", text="text")]),
+        metadata=READER,
+    )
+    await expect_error(ingest, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED")
+    delete = public.documents.DeleteDocuments(
+        doc_pb.DeleteDocumentsRequest(document_ids=["tides"]), metadata=READER
+    )
+    await expect_error(delete, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED")
+    assert await public.stored_chunks() == before
