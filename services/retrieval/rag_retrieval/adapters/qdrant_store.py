@@ -34,6 +34,8 @@ class QdrantStore:
     ) -> None:
         self._collection = collection
         self._vector_size = vector_size
+        # Local mode scans linearly and warns that payload indexes do nothing there.
+        self._index_payload = bool(url)
         if url:
             self._client = AsyncQdrantClient(url=url, api_key=api_key or None)
         elif path == ":memory:":
@@ -51,15 +53,19 @@ class QdrantStore:
                         size=self._vector_size, distance=models.Distance.COSINE
                     ),
                 )
-                tenant_index = models.KeywordIndexParams(type="keyword", is_tenant=True)
-                await self._client.create_payload_index(
-                    self._collection, store.TENANT, field_schema=tenant_index
-                )
-                await self._client.create_payload_index(
-                    self._collection, store.DOCUMENT_ID, field_schema=models.PayloadSchemaType.KEYWORD
-                )
+                if self._index_payload:
+                    await self._create_indexes()
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
+
+    async def _create_indexes(self) -> None:
+        tenant_index = models.KeywordIndexParams(type="keyword", is_tenant=True)
+        await self._client.create_payload_index(
+            self._collection, store.TENANT, field_schema=tenant_index
+        )
+        await self._client.create_payload_index(
+            self._collection, store.DOCUMENT_ID, field_schema=models.PayloadSchemaType.KEYWORD
+        )
 
     async def close(self) -> None:
         """Close the client (local mode persists on close)."""

@@ -1,0 +1,122 @@
+"""One contract for every VectorStore adapter, run against the real Qdrant engines.
+
+qdrant-edge is Qdrant's engine in-process; qdrant-client's local mode speaks the same API
+as a Qdrant server. Both must behave the same for everything the retriever relies on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rag_common.domain import Condition, Operator
+from rag_retrieval.adapters.edge_store import EdgeStore
+from rag_retrieval.adapters.qdrant_store import QdrantStore
+from rag_retrieval.models import ChunkRecord
+from rag_retrieval.retriever import chunk_id
+
+DIM = 8
+
+
+def unit(*components: float) -> list[float]:
+    vector = list(components) + [0.0] * (DIM - len(components))
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector]
+
+
+def record(tenant: str, document: str, index: int, vector: list[float], **metadata: str):
+    return ChunkRecord(
+        id=chunk_id(tenant, document, index), tenant=tenant, document_id=document,
+        chunk_index=index, text=f"{document} chunk {index}", vector=vector,
+        title=document.title(), source=f"/docs/{document}.md", metadata=metadata,
+    )
+
+
+def make_store(kind: str, path) -> object:
+    if kind == "edge":
+        return EdgeStore(path / "edge", DIM)
+    return QdrantStore("contract", DIM, path=str(path / "qdrant"))
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+async def store(request, tmp_path):
+    store = make_store(request.param, tmp_path)
+    await store.open()
+    await store.upsert([
+        record("acme", "north", 0, unit(1, 0), lang="en"),
+        record("acme", "north", 1, unit(1, 0.2), lang="en"),
+        record("acme", "east", 0, unit(0, 1), lang="de"),
+        record("acme", "plain", 0, unit(0.5, 0.5)),
+        record("globex", "north", 0, unit(1, 0), lang="en"),
+    ])
+    store.kind, store.path = request.param, tmp_path
+    yield store
+    await store.close()
+
+
+async def search(store, tenant="acme", vector=None, conditions=(), top_k=10, threshold=None):
+    return await store.search(
+        tenant, vector or unit(1, 0), conditions=conditions, top_k=top_k,
+        score_threshold=threshold,
+    )
+
+
+async def test_search_orders_by_cosine_similarity_and_returns_the_payload(store):
+    hits = await search(store)
+    assert [(h.document_id, h.chunk_index) for h in hits][:2] == [("north", 0), ("north", 1)]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].text == "north chunk 0"
+    assert hits[0].title == "North" and hits[0].source == "/docs/north.md"
+    assert dict(hits[0].metadata) == {"lang": "en"}
+
+
+async def test_search_stays_inside_the_tenant(store):
+    assert {h.document_id for h in await search(store, tenant="globex")} == {"north"}
+    assert await search(store, tenant="nobody") == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        (Condition("lang", Operator.EQUALS, ("de",)), {"east"}),
+        (Condition("lang", Operator.NOT_EQUALS, ("en",)), {"east", "plain"}),
+        (Condition("lang", Operator.IN, ("en", "de")), {"north", "east"}),
+        (Condition("lang", Operator.NOT_IN, ("en", "de")), {"plain"}),
+    ],
+)
+async def test_metadata_conditions(store, condition, expected):
+    assert {h.document_id for h in await search(store, conditions=[condition])} == expected
+
+
+async def test_top_k_and_score_threshold(store):
+    assert len(await search(store, top_k=2)) == 2
+    close = await search(store, threshold=0.9)
+    assert {(h.document_id, h.chunk_index) for h in close} == {("north", 0), ("north", 1)}
+
+
+async def test_upsert_with_the_same_id_replaces(store):
+    await store.upsert([record("acme", "east", 0, unit(1, 0), lang="fr")])
+    assert await store.count("acme", "east") == 1
+    hits = await search(store, conditions=[Condition("lang", Operator.EQUALS, ("fr",))])
+    assert [h.document_id for h in hits] == ["east"]
+
+
+async def test_delete_from_a_chunk_index_on(store):
+    await store.delete("acme", "north", from_chunk=1)
+    assert await store.count("acme", "north") == 1
+    await store.delete("acme", "north")
+    assert await store.count("acme", "north") == 0
+    assert await store.count("globex", "north") == 1
+    assert await store.count("acme") == 2
+
+
+async def test_data_survives_close_and_reopen(store):
+    await store.close()
+    reopened = make_store(store.kind, store.path)
+    await reopened.open()
+    try:
+        assert await reopened.count("acme") == 4
+        assert (await search(reopened))[0].document_id == "north"
+    finally:
+        await reopened.close()
