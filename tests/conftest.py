@@ -40,7 +40,9 @@ async def start_host(servicers: Sequence[Servicer], **kwargs) -> ServiceHost:
 def expect_error():
     """Assert an awaitable fails with a status code, ErrorInfo reason and (optionally) field."""
 
-    async def check(call, code: grpc.StatusCode, reason: str | None = None, field: str | None = None):
+    async def check(
+        call, code: grpc.StatusCode, reason: str | None = None, field: str | None = None
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         error = caught.value

@@ -20,8 +20,10 @@ def find_files(paths: Iterable[str | Path]) -> list[Path]:
         path = Path(raw)
         if path.is_dir():
             found.update(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and p.suffix.lower() in SUFFIXES
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
             )
         elif path.is_file():
@@ -46,12 +48,17 @@ def to_document(path: Path) -> common_pb2.Document:
     heading = _HEADING.search(text)
     title = (heading.group(1) or heading.group(2)).strip() if heading else path.name
     return common_pb2.Document(
-        id=document_id(path), text=text, title=title[:512], source=str(path),
+        id=document_id(path),
+        text=text,
+        title=title[:512],
+        source=str(path),
         metadata={"type": path.suffix.lower().lstrip(".")},
     )
 
 
-def batches(paths: list[Path], max_docs: int = 16, max_chars: int = 400_000) -> Iterator[list[Path]]:
+def batches(
+    paths: list[Path], max_docs: int = 16, max_chars: int = 400_000
+) -> Iterator[list[Path]]:
     """Group files into calls of bounded size."""
     batch: list[Path] = []
     size = 0

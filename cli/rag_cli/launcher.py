@@ -29,12 +29,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def health_status(address: str, timeout: float = 1.0) -> str:
+async def health_status(address: str, call_timeout_s: float = 1.0) -> str:
     """The standard health status of a server ('SERVING', 'NOT_SERVING', 'UNREACHABLE')."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+            request = health_pb2.HealthCheckRequest(service="")
+            reply = await stub.Check(request, timeout=call_timeout_s)
         except grpc.aio.AioRpcError:
             return "UNREACHABLE"
         return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -87,7 +88,7 @@ class LocalCluster:
         """Start the given services (all four by default)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for service in services:
-            log_file = open(self.log_dir / f"{service}.log", "ab")  # noqa: SIM115 - child owns it
+            log_file = open(self.log_dir / f"{service}.log", "ab")
             self.processes[service] = subprocess.Popen(
                 [sys.executable, "-m", f"rag_{service}"],
                 env=self.service_env(service),
@@ -97,7 +98,7 @@ class LocalCluster:
             )
             log_file.close()
 
-    async def wait_serving(self, timeout: float = 300.0) -> dict[str, float]:
+    async def wait_serving(self, within_s: float = 300.0) -> dict[str, float]:
         """Wait until every started service reports SERVING; returns seconds each took."""
         started = time.monotonic()
         ready: dict[str, float] = {}
@@ -110,11 +111,11 @@ class LocalCluster:
                         f"{service} exited with {process.returncode}; see "
                         f"{self.log_dir / (service + '.log')}"
                     )
-                if await health_status(self.address(service), timeout=0.5) == "SERVING":
+                if await health_status(self.address(service), 0.5) == "SERVING":
                     ready[service] = time.monotonic() - started
-            if time.monotonic() - started > timeout:
+            if time.monotonic() - started > within_s:
                 missing = sorted(set(self.processes) - set(ready))
-                raise TimeoutError(f"not serving after {timeout:.0f}s: {', '.join(missing)}")
+                raise TimeoutError(f"not serving after {within_s:.0f}s: {', '.join(missing)}")
             await asyncio.sleep(0.2)
         return ready
 

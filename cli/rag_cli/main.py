@@ -11,12 +11,16 @@ from pathlib import Path
 import grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from rag.v1 import document_service_pb2, document_service_pb2_grpc
-from rag.v1 import query_service_pb2, query_service_pb2_grpc
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from rag.v1 import (
+    document_service_pb2,
+    document_service_pb2_grpc,
+    query_service_pb2,
+    query_service_pb2_grpc,
+)
 from rag_cli import files
 from rag_cli.launcher import DEV_API_KEY, SERVICES, LocalCluster, health_status
 
@@ -81,7 +85,8 @@ async def query(args: argparse.Namespace) -> int:
             else:
                 reply = await stub.Query(
                     query_service_pb2.QueryRequest(question=args.question, options=options),
-                    metadata=_metadata(args), timeout=args.timeout,
+                    metadata=_metadata(args),
+                    timeout=args.timeout,
                 )
                 console.print(reply.text, markup=False, highlight=False)
         except grpc.aio.AioRpcError as exc:
@@ -109,7 +114,9 @@ def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
         label = source.title or source.document_id
         console.print(
             f"  [{number}] {label} ({source.document_id}#{source.chunk_index}, "
-            f"score {source.score:.3f})", markup=False, highlight=False,
+            f"score {source.score:.3f})",
+            markup=False,
+            highlight=False,
         )
     t = reply.timings
     console.print(
@@ -143,15 +150,19 @@ async def up(args: argparse.Namespace) -> int:
     try:
         ready = await cluster.wait_serving()
         slowest = max(ready.values())
-        console.print(f"all services SERVING after {slowest:.1f}s: " + ", ".join(
-            f"{s} {cluster.address(s)}" for s in SERVICES))
+        console.print(
+            f"all services SERVING after {slowest:.1f}s: "
+            + ", ".join(f"{s} {cluster.address(s)}" for s in SERVICES)
+        )
         if args.demo:
             demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
             await ingest(argparse.Namespace(**vars(args), paths=demo_paths))
             console.print(f"\n[bold]Q:[/bold] {DEMO_QUESTION}")
-            await query(argparse.Namespace(
-                **vars(args), question=DEMO_QUESTION, top_k=0, provider="", stream=True
-            ))
+            await query(
+                argparse.Namespace(
+                    **vars(args), question=DEMO_QUESTION, top_k=0, provider="", stream=True
+                )
+            )
         console.print("\nserving; press Ctrl-C to stop")
         await _wait_for_exit(cluster)
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -198,8 +209,13 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=query)
 
     s = sub.add_parser("health", help="health of each service")
-    s.add_argument("--service", nargs=2, action="append", metavar=("NAME", "ADDRESS"),
-                   help="check this service at this address instead of the local defaults")
+    s.add_argument(
+        "--service",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "ADDRESS"),
+        help="check this service at this address instead of the local defaults",
+    )
     s.set_defaults(func=health)
     return p
 

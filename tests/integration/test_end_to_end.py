@@ -9,12 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from rag.v1 import common_pb2
 from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-
 from rag_cli.launcher import LocalCluster
 from rag_common.status import error_info
 
@@ -45,7 +45,7 @@ async def cluster(tmp_path_factory):
     )
     cluster.start()
     try:
-        await cluster.wait_serving(timeout=240)
+        await cluster.wait_serving(within_s=240)
         yield cluster
     finally:
         cluster.stop()
@@ -61,7 +61,8 @@ async def public(cluster):
             doc_pb.IngestDocumentsRequest(
                 documents=[common_pb2.Document(id=i, text=t) for i, t in docs.items()]
             ),
-            metadata=auth(key), timeout=60,
+            metadata=auth(key),
+            timeout=60,
         )
     yield query
     await channel.close()
@@ -96,7 +97,9 @@ async def test_no_tenant_ever_receives_the_other_tenants_documents(public, key, 
 
 
 async def test_the_local_model_answers_through_the_whole_pipeline(public):
-    reply = await ask(public, "acme-key", "What must be worn inside the building?", provider="local")
+    reply = await ask(
+        public, "acme-key", "What must be worn inside the building?", provider="local"
+    )
     assert reply.provider == "local"
     assert reply.text.strip()
     assert reply.sources[0].document_id == "badges"
@@ -105,9 +108,15 @@ async def test_the_local_model_answers_through_the_whole_pipeline(public):
 
 async def test_reflection_lists_the_public_services(cluster):
     grpcurl = subprocess.run(
-        [str(Path(sys.executable).parent / "grpcurl"), "-plaintext", cluster.address("query"),
-         "list"],
-        capture_output=True, text=True, timeout=30,
+        [
+            str(Path(sys.executable).parent / "grpcurl"),
+            "-plaintext",
+            cluster.address("query"),
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert grpcurl.returncode == 0, grpcurl.stderr
     assert "rag.v1.QueryService" in grpcurl.stdout
@@ -117,16 +126,29 @@ async def test_reflection_lists_the_public_services(cluster):
 async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):
     folder = tmp_path / "notes"
     (folder / "sub").mkdir(parents=True)
-    (folder / "sub" / "plants.md").write_text("# Plants\n\nFerns reproduce with spores, not seeds.\n")
+    (folder / "sub" / "plants.md").write_text(
+        "# Plants\n\nFerns reproduce with spores, not seeds.\n"
+    )
     (folder / "skip.bin").write_bytes(b"\x00\x01")
-    base = [sys.executable, "-c", "from rag_cli.main import main; main()",
-            "--target", cluster.address("query"), "--api-key", "acme-key"]
-    ingest = subprocess.run([*base, "ingest", str(folder)], capture_output=True, text=True, timeout=60)
+    base = [
+        sys.executable,
+        "-c",
+        "from rag_cli.main import main; main()",
+        "--target",
+        cluster.address("query"),
+        "--api-key",
+        "acme-key",
+    ]
+    ingest = subprocess.run(
+        [*base, "ingest", str(folder)], capture_output=True, text=True, timeout=60
+    )
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
     assert "ingested 1 files" in ingest.stdout
     answer = subprocess.run(
         [*base, "query", "How do ferns reproduce?", "--provider", "extractive"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert "spores" in answer.stdout
@@ -141,6 +163,6 @@ async def test_a_dead_retrieval_service_is_unavailable_then_recovers(cluster, pu
     info = error_info(caught.value)
     assert info.metadata["dependency"] == "retrieval"
     cluster.start(("retrieval",))
-    await cluster.wait_serving(timeout=60)
+    await cluster.wait_serving(within_s=60)
     reply = await ask(public, "acme-key", "How many vacation days do employees get?")
     assert "30 days" in reply.text  # documents survived the restart

@@ -27,9 +27,15 @@ def unit(*components: float) -> list[float]:
 
 def record(tenant: str, document: str, index: int, vector: list[float], **metadata: str):
     return ChunkRecord(
-        id=chunk_id(tenant, document, index), tenant=tenant, document_id=document,
-        chunk_index=index, text=f"{document} chunk {index}", vector=vector,
-        title=document.title(), source=f"/docs/{document}.md", metadata=metadata,
+        id=chunk_id(tenant, document, index),
+        tenant=tenant,
+        document_id=document,
+        chunk_index=index,
+        text=f"{document} chunk {index}",
+        vector=vector,
+        title=document.title(),
+        source=f"/docs/{document}.md",
+        metadata=metadata,
     )
 
 
@@ -43,13 +49,15 @@ def make_store(kind: str, path) -> object:
 async def store(request, tmp_path):
     store = make_store(request.param, tmp_path)
     await store.open()
-    await store.upsert([
-        record("acme", "north", 0, unit(1, 0), lang="en"),
-        record("acme", "north", 1, unit(1, 0.2), lang="en"),
-        record("acme", "east", 0, unit(0, 1), lang="de"),
-        record("acme", "plain", 0, unit(0.5, 0.5)),
-        record("globex", "north", 0, unit(1, 0), lang="en"),
-    ])
+    await store.upsert(
+        [
+            record("acme", "north", 0, unit(1, 0), lang="en"),
+            record("acme", "north", 1, unit(1, 0.2), lang="en"),
+            record("acme", "east", 0, unit(0, 1), lang="de"),
+            record("acme", "plain", 0, unit(0.5, 0.5)),
+            record("globex", "north", 0, unit(1, 0), lang="en"),
+        ]
+    )
     store.kind, store.path = request.param, tmp_path
     yield store
     await store.close()
@@ -57,7 +65,10 @@ async def store(request, tmp_path):
 
 async def search(store, tenant="acme", vector=None, conditions=(), top_k=10, threshold=None):
     return await store.search(
-        tenant, vector or unit(1, 0), conditions=conditions, top_k=top_k,
+        tenant,
+        vector or unit(1, 0),
+        conditions=conditions,
+        top_k=top_k,
         score_threshold=threshold,
     )
 

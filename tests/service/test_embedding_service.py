@@ -6,9 +6,9 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
-
 from rag_embedding.servicer import servicers
 from tests.conftest import start_host
 
@@ -27,8 +27,11 @@ async def stub(embedder):
 async def test_vectors_are_normalised_and_closer_for_related_texts(stub):
     reply = await stub.Embed(
         pb.EmbedRequest(
-            texts=["How do I reset my password?", "Steps to change a forgotten password",
-                   "The recipe needs two eggs and flour"],
+            texts=[
+                "How do I reset my password?",
+                "Steps to change a forgotten password",
+                "The recipe needs two eggs and flour",
+            ],
             purpose=pb.EMBEDDING_PURPOSE_DOCUMENT,
         )
     )
@@ -60,10 +63,10 @@ async def test_bad_batches_are_rejected_naming_the_field(stub, expect_error, tex
 
 
 async def test_not_serving_and_unavailable_until_the_model_is_loaded(expect_error):
-    from rag_embedding.__main__ import build_embedder
-    from rag_embedding.config import EmbeddingSettings
     from rag_common.server import ServiceHost
     from rag_common.settings import ServiceSettings
+    from rag_embedding.__main__ import build_embedder
+    from rag_embedding.config import EmbeddingSettings
 
     loading = build_embedder(EmbeddingSettings())  # start() not called: model not loaded
     host = ServiceHost(ServiceSettings(port=0), servicers(loading))

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from rag.v1 import common_pb2
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
-
 from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings
 from rag_generation.servicer import servicers
 from tests.conftest import collect, start_host
 
 SOURCES = [
-    common_pb2.Source(document_id="fr", text="Paris is the capital of France. The river Seine flows through Paris."),
+    common_pb2.Source(
+        document_id="fr",
+        text="Paris is the capital of France. The river Seine flows through Paris.",
+    ),
     common_pb2.Source(document_id="de", text="Berlin is the capital of Germany."),
 ]
 
@@ -41,7 +44,9 @@ def question(text: str, **fields) -> pb.GenerationInput:
 
 
 async def test_local_model_writes_an_answer(stub):
-    reply = await stub.Generate(pb.GenerateRequest(input=question("What is the capital of France?", max_tokens=24)))
+    reply = await stub.Generate(
+        pb.GenerateRequest(input=question("What is the capital of France?", max_tokens=24))
+    )
     assert reply.provider == "local"
     assert len(reply.text.split()) >= 2
     assert reply.sources_used == 2
@@ -57,7 +62,9 @@ async def test_extractive_provider_quotes_the_best_sentence_with_its_citation(st
 
 async def test_stream_sends_pieces_then_a_summary_of_the_same_text(stub):
     messages = await collect(
-        stub.StreamGenerate(pb.StreamGenerateRequest(input=question("Capital of Germany?", max_tokens=16)))
+        stub.StreamGenerate(
+            pb.StreamGenerateRequest(input=question("Capital of Germany?", max_tokens=16))
+        )
     )
     deltas = [m.delta for m in messages if m.HasField("delta")]
     assert len(deltas) >= 2
@@ -95,9 +102,13 @@ async def test_extractive_answers_when_the_local_model_cannot_load():
 async def test_bad_input_is_rejected_naming_the_field(stub, expect_error, generation_input, field):
     await expect_error(
         stub.Generate(pb.GenerateRequest(input=generation_input)),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        field,
     )
     await expect_error(
         collect(stub.StreamGenerate(pb.StreamGenerateRequest(input=generation_input))),
-        grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", field,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        field,
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from rag.v1 import common_pb2
 from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-
 from rag_common.embedding_client import EmbeddingClient
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_generation.__main__ import build_generator
@@ -74,19 +74,29 @@ async def public(embedder, tmp_path_factory):
     engine = QueryEngine(
         embedding, retrieval, generation, max_question_chars=2000, default_top_k=5, max_top_k=50
     )
-    hosts.append(await start_host(
-        query_servicers(engine, retrieval, snippet_chars=300),
-        resolve_identity=Authenticator(KEYS),
-    ))
+    hosts.append(
+        await start_host(
+            query_servicers(engine, retrieval, snippet_chars=300),
+            resolve_identity=Authenticator(KEYS),
+        )
+    )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{hosts[-1].port}")
     public = Public(channel, retriever)
     await public.documents.IngestDocuments(
-        doc_pb.IngestDocumentsRequest(documents=[
-            common_pb2.Document(id="tides", title="Tides",
-                                text="Tides are caused by the gravitational pull of the Moon."),
-            common_pb2.Document(id="bees", title="Bees",
-                                text="Honey bees communicate the direction of flowers by dancing."),
-        ]),
+        doc_pb.IngestDocumentsRequest(
+            documents=[
+                common_pb2.Document(
+                    id="tides",
+                    title="Tides",
+                    text="Tides are caused by the gravitational pull of the Moon.",
+                ),
+                common_pb2.Document(
+                    id="bees",
+                    title="Bees",
+                    text="Honey bees communicate the direction of flowers by dancing.",
+                ),
+            ]
+        ),
         metadata=WRITER,
     )
     yield public
@@ -99,7 +109,9 @@ async def public(embedder, tmp_path_factory):
 
 
 async def test_query_answers_with_cited_sources_and_timings(public):
-    reply = await public.query.Query(pb.QueryRequest(question="What causes tides?"), metadata=READER)
+    reply = await public.query.Query(
+        pb.QueryRequest(question="What causes tides?"), metadata=READER
+    )
     assert reply.sources[0].document_id == "tides"
     assert "gravitational pull of the Moon" in reply.text
     assert "[1]" in reply.text
@@ -110,9 +122,11 @@ async def test_query_answers_with_cited_sources_and_timings(public):
 
 
 async def test_stream_query_sends_sources_then_text_then_the_whole_response(public):
-    messages = await collect(public.query.StreamQuery(
-        pb.StreamQueryRequest(question="How do bees communicate?"), metadata=READER
-    ))
+    messages = await collect(
+        public.query.StreamQuery(
+            pb.StreamQueryRequest(question="How do bees communicate?"), metadata=READER
+        )
+    )
     assert messages[0].HasField("sources")
     assert messages[0].sources.sources[0].document_id == "bees"
     deltas = "".join(m.delta for m in messages if m.HasField("delta"))
@@ -130,7 +144,9 @@ async def test_top_k_limits_the_sources(public):
 
 async def test_delete_makes_a_document_unfindable(public):
     await public.documents.IngestDocuments(
-        doc_pb.IngestDocumentsRequest(documents=[common_pb2.Document(id="owls", text="Owls hunt at night.")]),
+        doc_pb.IngestDocumentsRequest(
+            documents=[common_pb2.Document(id="owls", text="Owls hunt at night.")]
+        ),
         metadata=WRITER,
     )
     deleted = await public.documents.DeleteDocuments(
@@ -147,36 +163,67 @@ async def test_delete_makes_a_document_unfindable(public):
         (pb.QueryRequest(question=""), "question", "INVALID_ARGUMENT"),
         (pb.QueryRequest(question="   "), "question", "INVALID_ARGUMENT"),
         (pb.QueryRequest(question="x" * 2001), "question", "INVALID_ARGUMENT"),
-        (pb.QueryRequest(question="q", options=pb.QueryOptions(top_k=51)), "options.top_k",
-         "INVALID_ARGUMENT"),
-        (pb.QueryRequest(question="q", options=pb.QueryOptions(top_k=-3)), "options.top_k",
-         "INVALID_ARGUMENT"),
-        (pb.QueryRequest(question="q", options=pb.QueryOptions(filters=[
-            common_pb2.FilterCondition(key="lang", operator=42, values=["en"])])),
-         "options.filters[0].operator", "UNKNOWN_FILTER_OPERATOR"),
-        (pb.QueryRequest(question="q", options=pb.QueryOptions(filters=[
-            common_pb2.FilterCondition(key="", operator=common_pb2.FILTER_OPERATOR_EQUALS,
-                                       values=["en"])])),
-         "options.filters[0].key", "INVALID_ARGUMENT"),
+        (
+            pb.QueryRequest(question="q", options=pb.QueryOptions(top_k=51)),
+            "options.top_k",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            pb.QueryRequest(question="q", options=pb.QueryOptions(top_k=-3)),
+            "options.top_k",
+            "INVALID_ARGUMENT",
+        ),
+        (
+            pb.QueryRequest(
+                question="q",
+                options=pb.QueryOptions(
+                    filters=[common_pb2.FilterCondition(key="lang", operator=42, values=["en"])]
+                ),
+            ),
+            "options.filters[0].operator",
+            "UNKNOWN_FILTER_OPERATOR",
+        ),
+        (
+            pb.QueryRequest(
+                question="q",
+                options=pb.QueryOptions(
+                    filters=[
+                        common_pb2.FilterCondition(
+                            key="", operator=common_pb2.FILTER_OPERATOR_EQUALS, values=["en"]
+                        )
+                    ]
+                ),
+            ),
+            "options.filters[0].key",
+            "INVALID_ARGUMENT",
+        ),
     ],
 )
-async def test_bad_questions_are_rejected_naming_the_field(public, expect_error, request_, field, reason):
+async def test_bad_questions_are_rejected_naming_the_field(
+    public, expect_error, request_, field, reason
+):
     await expect_error(public.query.Query(request_, metadata=READER), INVALID, reason, field)
     stream = pb.StreamQueryRequest(question=request_.question, options=request_.options)
-    await expect_error(collect(public.query.StreamQuery(stream, metadata=READER)), INVALID, reason, field)
+    await expect_error(
+        collect(public.query.StreamQuery(stream, metadata=READER)), INVALID, reason, field
+    )
 
 
 @pytest.mark.parametrize(
     ("documents", "field"),
     [
         ([], "documents"),
-        ([common_pb2.Document(id="fine", text="ok"), common_pb2.Document(id="e", text="")],
-         "documents[1].text"),
+        (
+            [common_pb2.Document(id="fine", text="ok"), common_pb2.Document(id="e", text="")],
+            "documents[1].text",
+        ),
         ([common_pb2.Document(id="huge", text="y" * 1_000_001)], "documents[0].text"),
         ([common_pb2.Document(id="no spaces allowed", text="text")], "documents[0].id"),
     ],
 )
-async def test_bad_documents_are_rejected_and_nothing_is_stored(public, expect_error, documents, field):
+async def test_bad_documents_are_rejected_and_nothing_is_stored(
+    public, expect_error, documents, field
+):
     before = await public.stored_chunks()
     call = public.documents.IngestDocuments(
         doc_pb.IngestDocumentsRequest(documents=documents), metadata=WRITER
@@ -195,7 +242,9 @@ async def test_bad_documents_are_rejected_and_nothing_is_stored(public, expect_e
         ([("x-rag-tenant", "acme"), ("x-rag-roles", "admin")], "MISSING_CREDENTIALS"),
     ],
 )
-async def test_callers_without_a_valid_key_are_unauthenticated(public, expect_error, metadata, reason):
+async def test_callers_without_a_valid_key_are_unauthenticated(
+    public, expect_error, metadata, reason
+):
     call = public.query.Query(pb.QueryRequest(question="tides"), metadata=metadata)
     await expect_error(call, grpc.StatusCode.UNAUTHENTICATED, reason)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
-
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
@@ -34,9 +34,7 @@ class Stack:
 
     async def start(self) -> None:
         self.embedding_host = await start_host(embedding_servicers(self.embedder))
-        self.embedding = EmbeddingClient(
-            f"127.0.0.1:{self.embedding_host.port}", timeout_s=30
-        )
+        self.embedding = EmbeddingClient(f"127.0.0.1:{self.embedding_host.port}", timeout_s=30)
         await self.start_retrieval()
 
     async def start_retrieval(self) -> None:
@@ -66,17 +64,25 @@ async def stack(embedder, tmp_path_factory):
 
 
 async def ask(stack: Stack, question: str, metadata=ACME, **fields) -> list[common_pb2.Source]:
-    reply = await stack.stub.Retrieve(pb.RetrieveRequest(query=question, **fields), metadata=metadata)
+    reply = await stack.stub.Retrieve(
+        pb.RetrieveRequest(query=question, **fields), metadata=metadata
+    )
     return list(reply.chunks)
 
 
 async def test_upsert_then_retrieve_finds_the_relevant_document(stack):
     await stack.stub.UpsertDocuments(
-        pb.UpsertDocumentsRequest(documents=[
-            doc("volcano", "Volcanoes erupt when magma rises through the crust.", lang="en"),
-            doc("bread", "Knead the dough for ten minutes before letting it rise.", lang="en"),
-            doc("vulkan", "Vulkane brechen aus, wenn Magma durch die Kruste aufsteigt.", lang="de"),
-        ]),
+        pb.UpsertDocumentsRequest(
+            documents=[
+                doc("volcano", "Volcanoes erupt when magma rises through the crust.", lang="en"),
+                doc("bread", "Knead the dough for ten minutes before letting it rise.", lang="en"),
+                doc(
+                    "vulkan",
+                    "Vulkane brechen aus, wenn Magma durch die Kruste aufsteigt.",
+                    lang="de",
+                ),
+            ]
+        ),
         metadata=ACME,
     )
     hits = await ask(stack, "Why do volcanoes erupt?", top_k=2)
@@ -89,7 +95,9 @@ async def test_metadata_filters_narrow_the_search(stack):
     def condition(op, *values):
         return common_pb2.FilterCondition(key="lang", operator=op, values=values)
 
-    german = await ask(stack, "volcano", filters=[condition(common_pb2.FILTER_OPERATOR_EQUALS, "de")])
+    german = await ask(
+        stack, "volcano", filters=[condition(common_pb2.FILTER_OPERATOR_EQUALS, "de")]
+    )
     assert {h.document_id for h in german} == {"vulkan"}
     not_german = await ask(
         stack, "volcano", filters=[condition(common_pb2.FILTER_OPERATOR_NOT_IN, "de")]
@@ -111,9 +119,14 @@ async def test_tenants_never_see_each_other(stack):
     assert [h.text for h in globex_hits] == ["Globex sells garden hoses."]
     # A filter on a metadata key named like the tenant field cannot widen the search.
     widened = await ask(
-        stack, "volcano", metadata=GLOBEX,
-        filters=[common_pb2.FilterCondition(
-            key="tenant", operator=common_pb2.FILTER_OPERATOR_IN, values=["acme", "globex"])],
+        stack,
+        "volcano",
+        metadata=GLOBEX,
+        filters=[
+            common_pb2.FilterCondition(
+                key="tenant", operator=common_pb2.FILTER_OPERATOR_IN, values=["acme", "globex"]
+            )
+        ],
     )
     assert widened == []
     acme_hits = await ask(stack, "garden hoses")
@@ -167,11 +180,15 @@ async def test_documents_survive_a_restart(stack):
         ([doc("bad id!", "text")], "documents[0].id"),
         ([doc("", "text")], "documents[0].id"),
         ([doc("twice", "a"), doc("twice", "b")], "documents[1].id"),
-        ([common_pb2.Document(id="ok", text="t", metadata={"bad key!": "v"})],
-         "documents[0].metadata.bad key!"),
+        (
+            [common_pb2.Document(id="ok", text="t", metadata={"bad key!": "v"})],
+            "documents[0].metadata.bad key!",
+        ),
     ],
 )
-async def test_bad_documents_are_rejected_and_nothing_is_stored(stack, expect_error, documents, field):
+async def test_bad_documents_are_rejected_and_nothing_is_stored(
+    stack, expect_error, documents, field
+):
     before = await stack.chunks("acme")
     call = stack.stub.UpsertDocuments(pb.UpsertDocumentsRequest(documents=documents), metadata=ACME)
     await expect_error(call, INVALID, "INVALID_ARGUMENT", field)
@@ -187,16 +204,36 @@ async def test_bad_documents_are_rejected_and_nothing_is_stored(stack, expect_er
         ({"query": "q", "top_k": -1}, "top_k", "INVALID_ARGUMENT"),
         ({"query": "q", "query_vector": [0.1, 0.2]}, "query_vector", "INVALID_ARGUMENT"),
         ({"query": "q", "score_threshold": 1.5}, "score_threshold", "INVALID_ARGUMENT"),
-        ({"query": "q", "filters": [common_pb2.FilterCondition(key="k", operator=99, values=["v"])]},
-         "filters[0].operator", "UNKNOWN_FILTER_OPERATOR"),
-        ({"query": "q", "filters": [common_pb2.FilterCondition(key="k", values=["v"])]},
-         "filters[0].operator", "UNKNOWN_FILTER_OPERATOR"),
-        ({"query": "q", "filters": [common_pb2.FilterCondition(
-            key="k", operator=common_pb2.FILTER_OPERATOR_EQUALS, values=["a", "b"])]},
-         "filters[0].values", "INVALID_ARGUMENT"),
+        (
+            {
+                "query": "q",
+                "filters": [common_pb2.FilterCondition(key="k", operator=99, values=["v"])],
+            },
+            "filters[0].operator",
+            "UNKNOWN_FILTER_OPERATOR",
+        ),
+        (
+            {"query": "q", "filters": [common_pb2.FilterCondition(key="k", values=["v"])]},
+            "filters[0].operator",
+            "UNKNOWN_FILTER_OPERATOR",
+        ),
+        (
+            {
+                "query": "q",
+                "filters": [
+                    common_pb2.FilterCondition(
+                        key="k", operator=common_pb2.FILTER_OPERATOR_EQUALS, values=["a", "b"]
+                    )
+                ],
+            },
+            "filters[0].values",
+            "INVALID_ARGUMENT",
+        ),
     ],
 )
-async def test_bad_queries_are_rejected_naming_the_field(stack, expect_error, request_fields, field, reason):
+async def test_bad_queries_are_rejected_naming_the_field(
+    stack, expect_error, request_fields, field, reason
+):
     call = stack.stub.Retrieve(pb.RetrieveRequest(**request_fields), metadata=ACME)
     await expect_error(call, INVALID, reason, field)
 

@@ -9,10 +9,12 @@ from rag_common.status import decode, encode
 from rag_query.auth import Authenticator
 from rag_query.config import ApiKey
 
-AUTH = Authenticator({
-    "r-key": ApiKey(tenant="acme", roles=["reader"]),
-    "w-key": ApiKey(tenant="acme", roles=["writer"], principal="ci-bot"),
-})
+AUTH = Authenticator(
+    {
+        "r-key": ApiKey(tenant="acme", roles=["reader"]),
+        "w-key": ApiKey(tenant="acme", roles=["writer"], principal="ci-bot"),
+    }
+)
 QUERY = "/rag.v1.QueryService/Query"
 INGEST = "/rag.v1.DocumentService/IngestDocuments"
 
@@ -25,8 +27,12 @@ def test_a_valid_key_resolves_to_its_tenant_and_roles():
 
 @pytest.mark.parametrize(
     ("header", "reason"),
-    [(None, "MISSING_CREDENTIALS"), ("Bearer nope", "INVALID_API_KEY"),
-     ("Token r-key", "MALFORMED_CREDENTIALS"), ("Bearer ", "MALFORMED_CREDENTIALS")],
+    [
+        (None, "MISSING_CREDENTIALS"),
+        ("Bearer nope", "INVALID_API_KEY"),
+        ("Token r-key", "MALFORMED_CREDENTIALS"),
+        ("Bearer ", "MALFORMED_CREDENTIALS"),
+    ],
 )
 def test_bad_credentials(header, reason):
     metadata = {} if header is None else {"authorization": header}

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from rag_retrieval.chunking import chunk_text
@@ -26,7 +28,7 @@ def test_chunks_end_on_sentence_or_paragraph_boundaries():
 
 def test_consecutive_chunks_overlap_without_starting_mid_word():
     chunks = chunk_text(TEXT, size=300, overlap=60)
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         head = after[:20]
         assert head.split()[0] in before.split()
     assert all(not c[0].isspace() for c in chunks)

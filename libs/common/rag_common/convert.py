@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rag.v1 import common_pb2
-
 from rag_common.domain import Condition, Operator, ScoredChunk
 from rag_common.errors import InvalidArgument
 

@@ -50,7 +50,6 @@ class DocumentInput:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-
 @dataclass(frozen=True)
 class UpsertResult:
     """How many chunks a stored document now has."""

@@ -7,7 +7,6 @@ from typing import Literal
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
-
 from rag_common.channel import ServiceClient, open_channel
 
 _PURPOSES = {

@@ -80,7 +80,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             try:
                 self._enter_scope(method, ctx)
                 response = await behavior(request, ctx)
-            except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            except Exception as exc:
                 await _abort(method, ctx, exc, started)
             _log_done(method, "OK", started)
             return response
@@ -94,7 +94,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 self._enter_scope(method, ctx)
                 async for message in behavior(request, ctx):
                     yield message
-            except Exception as exc:  # noqa: BLE001 - every failure must become a status
+            except Exception as exc:
                 await _abort(method, ctx, exc, started)
             _log_done(method, "OK", started)
 

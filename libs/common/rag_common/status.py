@@ -51,12 +51,17 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
     cls = ERRORS_BY_CODE.get(code.name, RagError)
     if info is None:
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
-            return Unavailable(f"{dependency} is unavailable", reason="DEPENDENCY_UNAVAILABLE",
-                               metadata={"dependency": dependency})
+            return Unavailable(
+                f"{dependency} is unavailable",
+                reason="DEPENDENCY_UNAVAILABLE",
+                metadata={"dependency": dependency},
+            )
         if cls is InvalidArgument:
             return InvalidArgument("request", rpc_error.details() or "invalid argument")
-        error = cls(f"{dependency} failed: {code.name.lower()}") if cls is not RagError else (
-            Unavailable(f"{dependency} failed", reason="DEPENDENCY_FAILED")
+        error = (
+            cls(f"{dependency} failed: {code.name.lower()}")
+            if cls is not RagError
+            else (Unavailable(f"{dependency} failed", reason="DEPENDENCY_FAILED"))
         )
         error.metadata["dependency"] = dependency
         return error

@@ -7,7 +7,6 @@ import functools
 
 from rag_common import logs
 from rag_common.server import ServiceHost, run_service
-
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder
 from rag_embedding.servicer import servicers
@@ -18,7 +17,9 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
     from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
 
     load = functools.partial(
-        SentenceTransformerModel, settings.model, device=settings.device,
+        SentenceTransformerModel,
+        settings.model,
+        device=settings.device,
         batch_size=settings.batch_size,
     )
     return Embedder(load, max_texts=settings.max_texts, max_text_chars=settings.max_text_chars)

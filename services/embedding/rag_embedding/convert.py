@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from rag.v1 import embedding_service_pb2 as pb
-
 from rag_embedding.embedder import ModelInfo, Purpose
 
 _PURPOSES = {
@@ -20,9 +19,7 @@ def purpose_from_pb(value: int) -> Purpose:
 
 def embed_response_to_pb(vectors: list[list[float]], model: str) -> pb.EmbedResponse:
     """Build the Embed response."""
-    return pb.EmbedResponse(
-        embeddings=[pb.Embedding(values=v) for v in vectors], model=model
-    )
+    return pb.EmbedResponse(embeddings=[pb.Embedding(values=v) for v in vectors], model=model)
 
 
 def model_info_to_pb(info: ModelInfo) -> pb.GetModelInfoResponse:

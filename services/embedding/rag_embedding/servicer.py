@@ -5,7 +5,6 @@ from __future__ import annotations
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_common.server import Servicer
-
 from rag_embedding import convert
 from rag_embedding.embedder import Embedder
 
@@ -23,7 +22,9 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         )
         return convert.embed_response_to_pb(vectors, self._embedder.info.model)
 
-    async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.GetModelInfoResponse:
+    async def GetModelInfo(
+        self, request: pb.GetModelInfoRequest, context
+    ) -> pb.GetModelInfoResponse:
         """Describe the loaded model."""
         return convert.model_info_to_pb(self._embedder.info)
 

@@ -6,7 +6,6 @@ import asyncio
 
 from rag_common import logs
 from rag_common.server import ServiceHost, run_service
-
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.config import GenerationSettings
 from rag_generation.providers import ChatModel

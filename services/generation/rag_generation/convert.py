@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from rag.v1 import generation_service_pb2 as pb
 from rag_common.convert import source_from_pb
-
 from rag_generation.models import Generation, GenerationRequest
 
 

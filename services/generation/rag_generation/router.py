@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from rag_common.errors import InvalidArgument, RagError, Unavailable
-
 from rag_generation.models import Generation, GenerationRequest, Prompt
 from rag_generation.prompt import build_prompt
 from rag_generation.providers import ChatModel
@@ -52,9 +51,8 @@ class Generator:
             try:
                 await provider.start()
                 self._ready.append(provider)
-            except Exception as exc:  # noqa: BLE001 - any load failure just drops the provider
-                log.warning("provider unavailable", extra={"provider": provider.name},
-                            exc_info=exc)
+            except Exception as exc:
+                log.warning("provider unavailable", extra={"provider": provider.name}, exc_info=exc)
         if not self._ready:
             raise RuntimeError("no generation provider could start")
         log.info("providers ready", extra={"providers": self.provider_names})
@@ -136,13 +134,16 @@ class Generator:
 
     @staticmethod
     def _note_failure(provider: ChatModel, exc: RagError, failed: list[str]) -> None:
-        log.warning("provider failed, trying the next",
-                    extra={"provider": provider.name, "reason": exc.reason})
+        log.warning(
+            "provider failed, trying the next",
+            extra={"provider": provider.name, "reason": exc.reason},
+        )
         failed.append(provider.name)
 
 
 def _all_failed(failed: list[str]) -> Unavailable:
     return Unavailable(
-        "every generation provider failed", reason="ALL_PROVIDERS_FAILED",
+        "every generation provider failed",
+        reason="ALL_PROVIDERS_FAILED",
         metadata={"providers": ",".join(failed)},
     )

@@ -8,7 +8,6 @@ import logging
 from rag_common import logs
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.server import ServiceHost, run_service
-
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.auth import Authenticator

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 
 from rag_common.errors import PermissionDenied, Unauthenticated
 from rag_common.identity import ADMIN, READER, WRITER, Identity
-
 from rag_query.config import ApiKey
 
 # The role each public method needs; a method not listed needs admin.
@@ -58,7 +57,8 @@ class Authenticator:
         required = METHOD_ROLES.get(method, ADMIN)
         if not identity.has_role(required):
             raise PermissionDenied(
-                f"this call needs the '{required}' role", reason="ROLE_REQUIRED",
+                f"this call needs the '{required}' role",
+                reason="ROLE_REQUIRED",
                 metadata={"required_role": required},
             )
         return identity

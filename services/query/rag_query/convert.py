@@ -8,7 +8,6 @@ from rag.v1 import common_pb2, document_service_pb2
 from rag.v1 import query_service_pb2 as pb
 from rag_common.convert import conditions_from_pb, source_to_pb
 from rag_common.domain import DocumentInput, UpsertResult
-
 from rag_query.models import Answer, QueryOptions, Question
 
 
@@ -37,7 +36,9 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
         sources=sources_to_pb(answer.sources, snippet_chars=snippet_chars),
         provider=answer.provider,
         timings=common_pb2.StageTimings(
-            embed_ms=t.embed_ms, retrieve_ms=t.retrieve_ms, generate_ms=t.generate_ms,
+            embed_ms=t.embed_ms,
+            retrieve_ms=t.retrieve_ms,
+            generate_ms=t.generate_ms,
             total_ms=t.total_ms,
         ),
         request_id=answer.request_id,

@@ -11,7 +11,6 @@ from rag_common.domain import ScoredChunk, TextEmbedder
 from rag_common.errors import InvalidArgument
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
-
 from rag_query.models import Answer, GeneratedText, Question, Timings
 from rag_query.ports import AnswerGenerator, ContextRetriever
 
@@ -63,9 +62,7 @@ class QueryEngine:
         generate_started = time.perf_counter()
         async for item in self._generator.stream(question.text, sources, question.options):
             if isinstance(item, GeneratedText):
-                yield self._finish(
-                    item, sources, started, embed_ms, retrieve_ms, generate_started
-                )
+                yield self._finish(item, sources, started, embed_ms, retrieve_ms, generate_started)
             else:
                 yield item
 
@@ -99,9 +96,7 @@ class QueryEngine:
             generate_ms=(now - generate_started) * 1000,
             total_ms=(now - started) * 1000,
         )
-        return Answer(
-            generated.text, sources, generated.provider, timings, context.request_id()
-        )
+        return Answer(generated.text, sources, generated.provider, timings, context.request_id())
 
     def _validate(self, question: Question) -> None:
         if not question.text.strip():
@@ -121,7 +116,4 @@ class QueryEngine:
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidArgument("options.score_threshold", "must be between -1 and 1")
         if not 0 <= options.max_tokens <= MAX_TOKENS_LIMIT:
-            raise InvalidArgument(
-                "options.max_tokens", f"must be between 0 and {MAX_TOKENS_LIMIT}"
-            )
-
+            raise InvalidArgument("options.max_tokens", f"must be between 0 and {MAX_TOKENS_LIMIT}")

@@ -7,7 +7,6 @@ from typing import Protocol
 
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.identity import Identity
-
 from rag_query.models import GeneratedText, QueryOptions
 
 

@@ -10,7 +10,6 @@ from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
 from rag_common.server import Servicer
-
 from rag_query import convert
 from rag_query.engine import QueryEngine, SourcesFound
 from rag_query.ports import DocumentWriter

@@ -7,7 +7,6 @@ import asyncio
 from rag_common import logs
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.server import ServiceHost, run_service
-
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.retriever import Retriever
 from rag_retrieval.servicer import servicers

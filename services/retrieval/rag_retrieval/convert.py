@@ -8,7 +8,6 @@ from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag_common.convert import conditions_from_pb, source_to_pb
 from rag_common.domain import DocumentInput, UpsertResult
-
 from rag_retrieval.models import RetrieveQuery, RetrieveResult
 
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 
 from rag_common.domain import DocumentInput, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
-
 from rag_retrieval import validation
 from rag_retrieval.chunking import chunk_text
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
@@ -55,8 +54,11 @@ class Retriever:
         """Open the store and search it once, so the first caller does not pay for it."""
         await self._store.open()
         await self._store.search(
-            "warm-up", [0.0] * (self._vector_size - 1) + [1.0],
-            conditions=(), top_k=1, score_threshold=None,
+            "warm-up",
+            [0.0] * (self._vector_size - 1) + [1.0],
+            conditions=(),
+            top_k=1,
+            score_threshold=None,
         )
 
     async def close(self) -> None:

@@ -6,7 +6,6 @@ from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
 from rag_common.server import Servicer
-
 from rag_retrieval import convert
 from rag_retrieval.retriever import Retriever
 

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from rag_common.domain import Condition, Operator, ScoredChunk
-
 from rag_retrieval.models import ChunkRecord
 
 TENANT = "tenant"

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from rag_common.domain import DocumentInput
 from rag_common.errors import InvalidArgument
 from rag_common.filters import METADATA_KEY, check_conditions
-
 from rag_retrieval.models import RetrieveQuery
 
 DOCUMENT_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")

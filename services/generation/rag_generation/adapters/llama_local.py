@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from rag_common.errors import Unavailable
-
 from rag_generation.models import Prompt
 from rag_generation.prompt import estimate_tokens
 
@@ -108,7 +107,7 @@ class LlamaCppModel:
                         break
                     if piece := chunk["choices"][0]["delta"].get("content"):
                         put(piece)
-            except Exception as exc:  # noqa: BLE001 - handed to the event loop to raise
+            except Exception as exc:
                 put(exc)
             finally:
                 put(_DONE)

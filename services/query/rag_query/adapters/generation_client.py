@@ -9,7 +9,6 @@ from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import source_to_pb
 from rag_common.domain import ScoredChunk
-
 from rag_query.models import GeneratedText, QueryOptions
 
 

@@ -11,7 +11,6 @@ from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import conditions_to_pb, source_from_pb
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.identity import Identity
-
 from rag_query.models import QueryOptions
 
 
@@ -44,7 +43,10 @@ class RetrievalClient(ServiceClient):
         request = pb.UpsertDocumentsRequest(
             documents=[
                 common_pb2.Document(
-                    id=d.id, text=d.text, title=d.title, source=d.source,
+                    id=d.id,
+                    text=d.text,
+                    title=d.title,
+                    source=d.source,
                     metadata=dict(d.metadata),
                 )
                 for d in documents

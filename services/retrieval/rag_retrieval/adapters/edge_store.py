@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import qdrant_edge as qe
+
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import Unavailable
-
 from rag_retrieval import store
 from rag_retrieval.models import ChunkRecord
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import Unavailable
-
 from rag_retrieval import store
 from rag_retrieval.models import ChunkRecord
 
@@ -84,7 +84,9 @@ class QdrantStore:
 
     async def delete(self, tenant: str, document_id: str, *, from_chunk: int = 0) -> None:
         """Delete a document's chunks from `from_chunk` on."""
-        selector = store.build_filter(models, tenant, document_id=document_id, from_chunk=from_chunk)
+        selector = store.build_filter(
+            models, tenant, document_id=document_id, from_chunk=from_chunk
+        )
         try:
             await self._client.delete(
                 self._collection, points_selector=models.FilterSelector(filter=selector), wait=True
