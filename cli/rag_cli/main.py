@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = asyncio.run(args.func(args))
     except KeyboardInterrupt:
-        code = 130
+        # Ctrl-C is how `rag up` is meant to end; its services were already stopped.
+        code = 0 if args.command == "up" else 130
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2

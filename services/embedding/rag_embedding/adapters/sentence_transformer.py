@@ -22,6 +22,9 @@ class SentenceTransformerModel:
 
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 32) -> None:
         from sentence_transformers import SentenceTransformer  # heavy: imported only here
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # progress bars would break JSON logs
 
         path = model or packaged_model_path()
         self._model = SentenceTransformer(path, device=device)

@@ -1,0 +1,178 @@
+"""`make bench`: Query through the four gRPC services vs. the same pipeline in one process.
+
+Ingests a synthetic corpus, then runs a bounded number of questions at concurrency 1 and 8
+against QueryService (extractive provider, so the figures measure the pipeline, not an LLM),
+then runs the same questions through the same QueryEngine with every stage in-process, on
+the same stored vectors, and prints both side by side with their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+
+from rag.v1 import common_pb2
+from rag.v1 import document_service_pb2 as doc_pb
+from rag.v1 import document_service_pb2_grpc as doc_grpc
+from rag.v1 import query_service_pb2 as pb
+from rag.v1 import query_service_pb2_grpc as pb_grpc
+from rag_bench import corpus
+from rag_bench.in_process import LocalGenerator, LocalRetriever
+from rag_bench.stats import Run, table
+from rag_cli.launcher import LocalCluster
+from rag_common.identity import Identity
+from rag_query.engine import QueryEngine
+from rag_query.models import Question
+
+API_KEY = "bench-key"
+TENANT = "bench"
+AUTH = [("authorization", f"Bearer {API_KEY}")]
+CONCURRENCIES = (1, 8)
+
+
+async def drive(
+    name: str, concurrency: int, questions: list[str], ask: Callable[[str], Awaitable[dict]]
+) -> Run:
+    """Send every question, `concurrency` at a time; record latencies."""
+    run = Run(name, concurrency)
+    pending = iter(questions)
+
+    async def worker() -> None:
+        for question in pending:
+            started = time.perf_counter()
+            stages = await ask(question)
+            run.add((time.perf_counter() - started) * 1000, **stages)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    run.wall_s = time.perf_counter() - started
+    return run
+
+
+async def ingest(cluster: LocalCluster, chunks: int) -> float:
+    """Store the synthetic corpus through DocumentService; returns seconds taken."""
+    documents = corpus.documents(chunks)
+    started = time.perf_counter()
+    async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
+        stub = doc_grpc.DocumentServiceStub(channel)
+        for start in range(0, len(documents), 100):
+            batch = [common_pb2.Document(id=i, text=t) for i, t in documents[start : start + 100]]
+            request = doc_pb.IngestDocumentsRequest(documents=batch)
+            await stub.IngestDocuments(request, metadata=AUTH, timeout=300)
+    return time.perf_counter() - started
+
+
+async def grpc_runs(cluster: LocalCluster, questions: list[str], requests: int) -> list[Run]:
+    """Query through the services."""
+    options = pb.QueryOptions(provider="extractive")
+    async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
+        stub = pb_grpc.QueryServiceStub(channel)
+
+        async def ask(question: str) -> dict:
+            reply = await stub.Query(
+                pb.QueryRequest(question=question, options=options), metadata=AUTH, timeout=30
+            )
+            t = reply.timings
+            return {"embed": t.embed_ms, "retrieve": t.retrieve_ms, "generate": t.generate_ms}
+
+        await drive("warm-up", 2, questions[:10], ask)
+        return [
+            await drive("grpc (4 services)", c, questions[:requests], ask) for c in CONCURRENCIES
+        ]
+
+
+async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -> list[Run]:
+    """The same QueryEngine with the embedder, retriever and generator in this process."""
+    from rag_embedding.__main__ import build_embedder
+    from rag_embedding.config import EmbeddingSettings
+    from rag_generation.__main__ import build_generator
+    from rag_generation.config import GenerationSettings
+    from rag_retrieval.__main__ import build_retriever
+    from rag_retrieval.config import RetrievalSettings
+
+    embedder = build_embedder(EmbeddingSettings())
+    await embedder.start()
+    retriever = build_retriever(RetrievalSettings(data_dir=data_dir), embedder)
+    await retriever.start()
+    generator = build_generator(GenerationSettings(providers=["extractive"]))
+    await generator.start()
+    engine = QueryEngine(
+        embedder,
+        LocalRetriever(retriever),
+        LocalGenerator(generator),
+        max_question_chars=2000,
+        default_top_k=5,
+        max_top_k=50,
+    )
+    identity = Identity("bench", TENANT, frozenset({"reader"}))
+
+    async def ask(question: str) -> dict:
+        answer = await engine.answer(Question(question), identity)
+        t = answer.timings
+        return {"embed": t.embed_ms, "retrieve": t.retrieve_ms, "generate": t.generate_ms}
+
+    try:
+        await drive("warm-up", 2, questions[:10], ask)
+        return [await drive("in-process", c, questions[:requests], ask) for c in CONCURRENCIES]
+    finally:
+        await retriever.close()
+        embedder.close()
+
+
+async def main(chunks: int, requests: int) -> None:
+    """Run every scenario and print the table."""
+    questions = corpus.questions(requests)
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        data_dir = Path(tmp)
+        cluster = LocalCluster.on_free_ports(
+            data_dir,
+            env={
+                "RAG_QUERY_API_KEYS": json.dumps(
+                    {API_KEY: {"tenant": TENANT, "roles": ["writer"]}}
+                ),
+                "RAG_GENERATION_PROVIDERS": '["extractive"]',
+                **{
+                    f"RAG_{s.upper()}_LOG_LEVEL": "WARNING"
+                    for s in ("query", "retrieval", "generation", "embedding")
+                },
+            },
+        )
+        cluster.start()
+        try:
+            await cluster.wait_serving()
+            ingest_s = await ingest(cluster, chunks)
+            print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
+            runs = await grpc_runs(cluster, questions, requests)
+        finally:
+            cluster.stop()
+        runs += await in_process_runs(data_dir, questions, requests)
+    print()
+    print(table(runs))
+    print()
+    for concurrency in CONCURRENCIES:
+        over_grpc, local = (r for r in runs if r.concurrency == concurrency)
+        print(
+            f"concurrency {concurrency}: gRPC/in-process p50 latency "
+            f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
+            f"throughput {over_grpc.rps / local.rps:.2f}x"
+        )
+
+
+def cli() -> None:
+    """Parse options and run."""
+    parser = argparse.ArgumentParser(prog="rag_bench", description=__doc__)
+    parser.add_argument("--chunks", type=int, default=3000, help="synthetic chunks to ingest")
+    parser.add_argument("--requests", type=int, default=200, help="queries per scenario")
+    args = parser.parse_args()
+    asyncio.run(main(args.chunks, args.requests))
+
+
+if __name__ == "__main__":
+    cli()

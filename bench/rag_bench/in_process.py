@@ -1,0 +1,61 @@
+"""The query pipeline with every stage in this process: the yardstick gRPC is compared to."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from rag_common.domain import ScoredChunk
+from rag_common.identity import Identity
+from rag_generation.models import GenerationRequest
+from rag_generation.router import Generator, StreamEnd
+from rag_query.models import GeneratedText, QueryOptions
+from rag_retrieval.models import RetrieveQuery
+from rag_retrieval.retriever import Retriever
+
+
+class LocalRetriever:
+    """The Retriever core as the query engine's ContextRetriever."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self._retriever = retriever
+
+    async def retrieve(
+        self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
+    ) -> list[ScoredChunk]:
+        """Search in-process."""
+        query = RetrieveQuery(
+            text=question,
+            vector=tuple(vector),
+            top_k=options.top_k,
+            conditions=options.conditions,
+            score_threshold=options.score_threshold,
+        )
+        return (await self._retriever.retrieve(query, identity)).chunks
+
+
+class LocalGenerator:
+    """The Generator core as the query engine's AnswerGenerator."""
+
+    def __init__(self, generator: Generator) -> None:
+        self._generator = generator
+
+    async def generate(
+        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+    ) -> GeneratedText:
+        """Generate in-process."""
+        generation = await self._generator.generate(self._request(question, sources, options))
+        return GeneratedText(generation.text, generation.provider)
+
+    async def stream(
+        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+    ) -> AsyncIterator[str | GeneratedText]:
+        """Stream in-process."""
+        async for item in self._generator.stream(self._request(question, sources, options)):
+            if isinstance(item, StreamEnd):
+                yield GeneratedText(item.generation.text, item.generation.provider)
+            else:
+                yield item
+
+    @staticmethod
+    def _request(question, sources, options) -> GenerationRequest:
+        return GenerationRequest(question, tuple(sources), options.max_tokens, options.provider)

@@ -1,0 +1,67 @@
+"""Print every service setting as Markdown tables (env var, default, meaning) for the README.
+
+`python scripts/settings_table.py` prints what README.md's settings section must contain;
+a unit test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
+
+from rag_common.settings import ServiceSettings
+from rag_embedding.config import EmbeddingSettings
+from rag_generation.config import GenerationSettings
+from rag_query.config import QuerySettings
+from rag_retrieval.config import RetrievalSettings
+
+SERVICES: list[type[BaseSettings]] = [
+    QuerySettings, RetrievalSettings, GenerationSettings, EmbeddingSettings
+]
+_COMMON = set(ServiceSettings.model_fields) - {"port"}
+
+
+def _default(name: str, field: FieldInfo) -> str:
+    if name == "data_dir":
+        return "`./.rag-data`"
+    default = field.get_default(call_default_factory=True)
+    if hasattr(default, "get_secret_value"):
+        return "(secret, empty)"
+    if isinstance(default, list | dict):
+        return f"`{json.dumps(default)}`"
+    return f"`{default}`" if default not in ("", None) else "(empty)"
+
+
+def _row(env: str, name: str, field: FieldInfo) -> str:
+    return f"| `{env}` | {_default(name, field)} | {field.description or ''} |"
+
+
+def tables() -> str:
+    """The Markdown of the settings section."""
+    lines = [
+        "Every service (`<SERVICE>` is `QUERY`, `RETRIEVAL`, `GENERATION` or `EMBEDDING`):",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    lines += [
+        _row(f"RAG_<SERVICE>_{name.upper()}", name, ServiceSettings.model_fields[name])
+        for name in ServiceSettings.model_fields
+        if name in _COMMON
+    ]
+    for cls in SERVICES:
+        prefix = cls.model_config["env_prefix"]
+        lines += ["", f"{cls.__name__.removesuffix('Settings')} service:", "",
+                  "| variable | default | meaning |", "| --- | --- | --- |"]
+        lines += [
+            _row(f"{prefix}{name.upper()}", name, field)
+            for name, field in cls.model_fields.items()
+            if name not in _COMMON
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(tables())
