@@ -22,6 +22,16 @@ DEV_API_KEY = "dev-key"
 DEV_API_KEYS = {DEV_API_KEY: {"tenant": "default", "roles": ["admin"], "principal": "dev"}}
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -86,6 +96,10 @@ class LocalCluster:
 
     def start(self, services: tuple[str, ...] = SERVICES) -> None:
         """Start the given services (all four by default)."""
+        busy = [f"{s} ({self.ports[s]})" for s in services if port_in_use(self.ports[s])]
+        if busy:
+            # Otherwise an old process would answer the health checks in the new one's place.
+            raise RuntimeError(f"ports already in use: {', '.join(busy)}; is rag already up?")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for service in services:
             log_file = open(self.log_dir / f"{service}.log", "ab")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -146,7 +147,11 @@ async def up(args: argparse.Namespace) -> int:
     """Start the four services; with --demo ingest the docs and ask a question; wait for Ctrl-C."""
     cluster = LocalCluster(args.data_dir)
     console.print(f"starting {', '.join(SERVICES)} (logs in {cluster.log_dir}) ...")
-    cluster.start()
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
     try:
         ready = await cluster.wait_serving()
         slowest = max(ready.values())
@@ -168,6 +173,8 @@ async def up(args: argparse.Namespace) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     finally:
+        # A second Ctrl-C must not abandon the services half-stopped; stop() is bounded.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         console.print("stopping ...")
         cluster.stop()
         console.print("stopped")
