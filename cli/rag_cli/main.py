@@ -163,11 +163,13 @@ async def up(args: argparse.Namespace) -> int:
             demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
             await ingest(argparse.Namespace(**vars(args), paths=demo_paths))
             console.print(f"\n[bold]Q:[/bold] {DEMO_QUESTION}")
-            await query(
-                argparse.Namespace(
-                    **vars(args), question=DEMO_QUESTION, top_k=0, provider="", stream=True
-                )
+            # Extractive: grounded and instant. The packaged 135M-parameter local model shows
+            # the LLM path works but drifts on long technical context; try it with --provider.
+            demo = argparse.Namespace(
+                **vars(args), question=DEMO_QUESTION, top_k=0, provider="extractive", stream=True
             )
+            await query(demo)
+            console.print('[dim]also try: rag query "your question" --provider local[/dim]')
         console.print("\nserving; press Ctrl-C to stop")
         await _wait_for_exit(cluster)
     except (KeyboardInterrupt, asyncio.CancelledError):

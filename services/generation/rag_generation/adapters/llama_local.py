@@ -100,6 +100,7 @@ class LlamaCppModel:
                     messages=prompt.messages,
                     max_tokens=prompt.max_tokens,
                     temperature=self._temperature,
+                    repeat_penalty=1.1,  # small models otherwise loop on one phrase
                     stream=True,
                 )
                 for chunk in chunks:
