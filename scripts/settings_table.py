@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
@@ -18,7 +19,10 @@ from rag_query.config import QuerySettings
 from rag_retrieval.config import RetrievalSettings
 
 SERVICES: list[type[BaseSettings]] = [
-    QuerySettings, RetrievalSettings, GenerationSettings, EmbeddingSettings
+    QuerySettings,
+    RetrievalSettings,
+    GenerationSettings,
+    EmbeddingSettings,
 ]
 _COMMON = set(ServiceSettings.model_fields) - {"port"}
 
@@ -30,7 +34,12 @@ def _default(name: str, field: FieldInfo) -> str:
     if hasattr(default, "get_secret_value"):
         return "(secret, empty)"
     if isinstance(default, list | dict):
-        return f"`{json.dumps(default)}`"
+        plain = [
+            item.model_dump(mode="json", exclude_defaults=True) if isinstance(item, BaseModel)
+            else item
+            for item in (default if isinstance(default, list) else [default])
+        ]
+        return f"`{json.dumps(plain if isinstance(default, list) else default)}`"
     return f"`{default}`" if default not in ("", None) else "(empty)"
 
 
@@ -53,8 +62,13 @@ def tables() -> str:
     ]
     for cls in SERVICES:
         prefix = cls.model_config["env_prefix"]
-        lines += ["", f"{cls.__name__.removesuffix('Settings')} service:", "",
-                  "| variable | default | meaning |", "| --- | --- | --- |"]
+        lines += [
+            "",
+            f"{cls.__name__.removesuffix('Settings')} service:",
+            "",
+            "| variable | default | meaning |",
+            "| --- | --- | --- |",
+        ]
         lines += [
             _row(f"{prefix}{name.upper()}", name, field)
             for name, field in cls.model_fields.items()

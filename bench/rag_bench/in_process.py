@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from rag_common.domain import ScoredChunk
 from rag_common.identity import Identity
-from rag_generation.models import GenerationRequest
+from rag_generation.models import Generation, GenerationRequest
 from rag_generation.router import Generator, StreamEnd
 from rag_query.models import GeneratedText, QueryOptions
 from rag_retrieval.models import RetrieveQuery
@@ -33,6 +33,19 @@ class LocalRetriever:
         return (await self._retriever.retrieve(query, identity)).chunks
 
 
+def generated_text(generation: Generation) -> GeneratedText:
+    """A Generation as the query core's GeneratedText."""
+    return GeneratedText(
+        text=generation.text,
+        provider=generation.provider,
+        input_tokens=generation.usage.input_tokens,
+        output_tokens=generation.usage.output_tokens,
+        cost_usd=generation.usage.cost_usd,
+        cited_sources=tuple(generation.cited_sources),
+        partial=generation.partial,
+    )
+
+
 class LocalGenerator:
     """The Generator core as the query engine's AnswerGenerator."""
 
@@ -44,7 +57,7 @@ class LocalGenerator:
     ) -> GeneratedText:
         """Generate in-process."""
         generation = await self._generator.generate(self._request(question, sources, options))
-        return GeneratedText(generation.text, generation.provider)
+        return generated_text(generation)
 
     async def stream(
         self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
@@ -52,7 +65,7 @@ class LocalGenerator:
         """Stream in-process."""
         async for item in self._generator.stream(self._request(question, sources, options)):
             if isinstance(item, StreamEnd):
-                yield GeneratedText(item.generation.text, item.generation.provider)
+                yield generated_text(item.generation)
             else:
                 yield item
 

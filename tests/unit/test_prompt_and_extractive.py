@@ -41,10 +41,10 @@ async def test_extractive_picks_the_sentence_that_answers_and_cites_it():
         chunk(2, "Visitors must sign in at the front desk before entering the lab."),
     ]
     prompt = build_prompt("Where do visitors sign in?", sources, context_window=4096, max_tokens=50)
-    answer = await ExtractiveModel().complete(prompt)
+    answer = (await ExtractiveModel().complete(prompt)).text
     assert answer.startswith("Visitors must sign in at the front desk before entering the lab. [2]")
 
 
 async def test_extractive_without_sources_says_it_found_nothing():
     prompt = build_prompt("Anything?", [], context_window=4096, max_tokens=50)
-    assert await ExtractiveModel().complete(prompt) == NO_SOURCES_ANSWER
+    assert (await ExtractiveModel().complete(prompt)).text == NO_SOURCES_ANSWER

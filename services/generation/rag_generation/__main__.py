@@ -5,34 +5,58 @@ from __future__ import annotations
 import asyncio
 
 from rag_common import logs
+from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.server import ServiceHost, run_service
 from rag_generation.adapters.extractive import ExtractiveModel
-from rag_generation.config import GenerationSettings
-from rag_generation.providers import ChatModel
+from rag_generation.config import GenerationSettings, ProviderConfig
+from rag_generation.providers import ChatModel, counts_against_provider
 from rag_generation.router import Generator
+from rag_generation.routing import Route, TieringRule
 from rag_generation.servicer import servicers
 
 
-def build_provider(name: str, settings: GenerationSettings) -> ChatModel:
-    """The provider called `name`."""
-    if name == "extractive":
-        return ExtractiveModel()
-    if name == "local":
+def build_model(config: ProviderConfig, settings: GenerationSettings) -> ChatModel:
+    """The adapter for one configured provider."""
+    if config.kind == "extractive":
+        return ExtractiveModel(name=config.name)
+    if config.kind == "local":
         from rag_generation.adapters.llama_local import LlamaCppModel
 
         return LlamaCppModel(
-            settings.local_model_path,
-            context_window=settings.local_context_window,
+            config.model or settings.local_model_path,
+            name=config.name,
+            context_window=config.context_window,
             threads=settings.local_threads,
             temperature=settings.temperature,
         )
-    raise ValueError(f"unknown provider {name!r}; known: local, extractive")
+    if config.kind == "openai":
+        from rag_generation.adapters.openai_chat import OpenAIChatModel
+
+        return OpenAIChatModel(config, temperature=settings.temperature)
+    from rag_generation.adapters.anthropic_chat import AnthropicChatModel
+
+    return AnthropicChatModel(config, temperature=settings.temperature)
 
 
 def build_generator(settings: GenerationSettings) -> Generator:
-    """A Generator over the configured providers, in order."""
-    providers = [build_provider(name, settings) for name in settings.providers]
-    return Generator(providers, default_max_tokens=settings.default_max_tokens)
+    """A Generator over the configured providers, one breaker each."""
+    policy = BreakerPolicy(
+        failure_rate=settings.breaker_failure_rate,
+        consecutive_failures=settings.breaker_consecutive_failures,
+        recovery_s=settings.breaker_recovery_s,
+    )
+    routes = [
+        Route(
+            config,
+            build_model(config, settings),
+            CircuitBreaker(f"provider:{config.name}", policy, counts=counts_against_provider),
+        )
+        for config in settings.providers
+    ]
+    tiering = TieringRule(
+        settings.simple_question_max_chars, tuple(settings.complex_question_words)
+    )
+    return Generator(routes, default_max_tokens=settings.default_max_tokens, tiering=tiering)
 
 
 async def serve(settings: GenerationSettings) -> None:

@@ -28,10 +28,31 @@ class Prompt:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens a generation consumed (the provider's own count where it reports one)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a provider returned for one prompt."""
+
+    text: str
+    usage: Usage
+
+
+@dataclass(frozen=True)
 class Generation:
-    """A finished answer and who wrote it."""
+    """A finished (or, for an interrupted stream, partial) answer and who wrote it."""
 
     text: str
     provider: str
     sources_used: int
     failed_providers: list[str] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    cited_sources: list[int] = field(default_factory=list)
+    tier: str = "main"
+    partial: bool = False

@@ -1,11 +1,40 @@
-"""The ChatModel port every provider adapter fills."""
+"""The ChatModel port every provider adapter fills, and the errors adapters translate to."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from rag_generation.models import Prompt
+from rag_common.breaker import counts_as_failure
+from rag_common.errors import Unavailable
+from rag_generation.models import Completion, Prompt, Usage
+
+
+class ProviderError(Unavailable):
+    """A provider failed. Adapters raise only this, translated once from the vendor's error.
+
+    `retryable`: the same call may succeed if tried again (429, 5xx, timeouts, connection).
+    `retry_after`: seconds the provider asked us to wait, if it said.
+    `counts`: whether it says something about the provider's health (a 400 caused by our
+    request does not, so it never opens the provider's breaker).
+    """
+
+    default_reason = "PROVIDER_FAILED"
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        reason: str = "PROVIDER_FAILED",
+        retryable: bool = True,
+        retry_after: float | None = None,
+        counts: bool = True,
+    ) -> None:
+        super().__init__(f"{provider}: {message}", reason=reason, metadata={"provider": provider})
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.counts = counts
 
 
 class ChatModel(Protocol):
@@ -22,14 +51,19 @@ class ChatModel(Protocol):
         """Load what the provider needs and prove it can answer; raise if it cannot."""
         ...
 
-    async def complete(self, prompt: Prompt) -> str:
+    async def complete(self, prompt: Prompt, timeout_s: float) -> Completion:
         """The whole answer."""
         ...
 
-    def stream(self, prompt: Prompt) -> AsyncIterator[str]:
-        """The answer in pieces, as they are produced."""
+    def stream(self, prompt: Prompt, timeout_s: float) -> AsyncIterator[str | Usage]:
+        """Pieces of the answer as they are produced, then (where known) its Usage."""
         ...
 
     async def close(self) -> None:
-        """Release the model."""
+        """Release the model and its connections."""
         ...
+
+
+def counts_against_provider(exc: BaseException) -> bool:
+    """Breaker rule for providers: errors about our request never count."""
+    return getattr(exc, "counts", True) and counts_as_failure(exc)

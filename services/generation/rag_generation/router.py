@@ -1,21 +1,30 @@
-"""The generation core: pack the prompt per provider and fall back along the provider list."""
+"""The generation core: route a prompt across providers with breakers, retries and fallback."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from rag_common.errors import InvalidArgument, RagError, Unavailable
-from rag_generation.models import Generation, GenerationRequest, Prompt
+from rag_common import context
+from rag_common.breaker import BreakerState
+from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from rag_common.retry import LLM_PROVIDER, retrying
+from rag_generation.citations import cited_sources
+from rag_generation.config import ProviderConfig
+from rag_generation.models import Completion, Generation, GenerationRequest, Prompt, Usage
 from rag_generation.prompt import build_prompt
-from rag_generation.providers import ChatModel
+from rag_generation.providers import ProviderError
+from rag_generation.routing import Route, TieringRule, plan
 
 log = logging.getLogger(__name__)
 
 MAX_QUESTION_CHARS = 4000
 MAX_SOURCES = 100
 MAX_TOKENS_LIMIT = 4096
+_NO_DEADLINE_S = 120.0  # budget for a call that arrived without a deadline
 
 
 @dataclass(frozen=True)
@@ -26,95 +35,240 @@ class StreamEnd:
 
 
 class Generator:
-    """Tries providers in order until one answers.
+    """Answers from the first provider that can, trying them in `routing.plan` order.
 
-    The order is the configured one, with a caller's preferred provider moved to the front.
-    A provider that failed to start is left out, so `local` failing to load means
-    `extractive` answers, and the response says so.
+    A provider whose breaker is open is skipped without a call, so once a provider is known
+    to be down, requests pay nothing for it; after its recovery time one probe decides
+    whether it is back. Each provider's retryable errors are retried (LLM_PROVIDER policy)
+    while its breaker stays closed and the deadline allows; then the next provider is tried.
     """
 
-    def __init__(self, providers: Sequence[ChatModel], *, default_max_tokens: int) -> None:
-        if not providers:
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        *,
+        default_max_tokens: int,
+        tiering: TieringRule | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not routes:
             raise ValueError("at least one provider is required")
-        self._providers = list(providers)
-        self._ready: list[ChatModel] = []
+        self._routes = list(routes)
+        self._ready: list[Route] = []
         self._default_max_tokens = default_max_tokens
+        self._tiering = tiering or TieringRule()
+        self._rng = rng or random.Random()
 
     @property
     def provider_names(self) -> list[str]:
-        """Providers that started, in the order they are tried."""
-        return [p.name for p in self._ready]
+        """Providers that started."""
+        return [r.name for r in self._ready]
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each started provider's breaker state."""
+        return {r.name: r.breaker.state.value for r in self._ready}
 
     async def start(self) -> None:
-        """Start every provider; those that fail are skipped, but one must succeed."""
-        for provider in self._providers:
+        """Start every provider; those that fail are left out, but one must start."""
+        for route in self._routes:
             try:
-                await provider.start()
-                self._ready.append(provider)
+                await route.model.start()
+                self._ready.append(route)
             except Exception as exc:
-                log.warning("provider unavailable", extra={"provider": provider.name}, exc_info=exc)
+                log.warning("provider unavailable", extra={"provider": route.name}, exc_info=exc)
         if not self._ready:
             raise RuntimeError("no generation provider could start")
         log.info("providers ready", extra={"providers": self.provider_names})
 
     async def close(self) -> None:
         """Release every provider."""
-        for provider in self._ready:
-            await provider.close()
+        for route in self._ready:
+            await route.model.close()
 
     async def generate(self, request: GenerationRequest) -> Generation:
-        """The first answer any provider gives."""
+        """The first whole answer any provider gives."""
+        self._validate(request)
+        tier = self._tiering.tier(request.question)
         failed: list[str] = []
-        for provider in self._order(request):
-            prompt = self._prompt(provider, request)
-            try:
-                text = await provider.complete(prompt)
-            except RagError as exc:
-                self._note_failure(provider, exc, failed)
+        for route in self._plan(request, tier):
+            if not route.breaker.allow():
                 continue
-            return Generation(text, provider.name, len(prompt.sources), failed)
+            prompt = self._prompt(route, request)
+            try:
+                completion = await self._complete(route, prompt)
+            except ProviderError as exc:
+                self._note_failure(route, exc, failed)
+                continue
+            except BaseException:
+                route.breaker.release_probe()
+                raise
+            route.breaker.record_success()
+            return self._generation(route, prompt, completion, failed, tier)
         raise _all_failed(failed)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str | StreamEnd]:
         """Pieces of the answer, then a StreamEnd.
 
-        A provider failing before its first piece is replaced by the next one, unseen by the
-        caller; once text has been sent, a failure ends the stream with the error.
+        Until a provider has produced its first piece, any failure (including no first piece
+        within its first_token_timeout_s) moves on to the next provider, unseen by the
+        caller. After that, a failure ends the stream: a StreamEnd marked partial with the
+        text so far, then Unavailable(STREAM_INTERRUPTED).
         """
+        self._validate(request)
+        tier = self._tiering.tier(request.question)
         failed: list[str] = []
-        for provider in self._order(request):
-            prompt = self._prompt(provider, request)
-            pieces: list[str] = []
-            try:
-                async for piece in provider.stream(prompt):
-                    pieces.append(piece)
-                    yield piece
-            except RagError as exc:
-                if pieces:
-                    raise Unavailable(
-                        f"provider {provider.name} failed after answering in part",
-                        reason="STREAM_INTERRUPTED",
-                        metadata={"provider": provider.name},
-                    ) from exc
-                self._note_failure(provider, exc, failed)
+        for route in self._plan(request, tier):
+            if not route.breaker.allow():
                 continue
-            yield StreamEnd(Generation("".join(pieces), provider.name, len(prompt.sources), failed))
+            prompt = self._prompt(route, request)
+            try:
+                first, rest = await self._open_stream(route, prompt)
+            except ProviderError as exc:
+                self._note_failure(route, exc, failed)
+                continue
+            except BaseException:
+                route.breaker.release_probe()
+                raise
+            pieces, usage = [first], Usage()
+            if first:
+                yield first
+            try:
+                async for item in rest:
+                    if isinstance(item, Usage):
+                        usage = item
+                    else:
+                        pieces.append(item)
+                        yield item
+            except ProviderError as exc:
+                route.breaker.record_failure(exc)
+                partial = Completion("".join(pieces), usage)
+                yield StreamEnd(self._generation(route, prompt, partial, failed, tier, True))
+                raise Unavailable(
+                    f"provider {route.name} failed after answering in part",
+                    reason="STREAM_INTERRUPTED",
+                    metadata={"provider": route.name},
+                ) from exc
+            finally:
+                await rest.aclose()
+            route.breaker.record_success()
+            completion = Completion("".join(pieces), usage)
+            yield StreamEnd(self._generation(route, prompt, completion, failed, tier))
             return
         raise _all_failed(failed)
 
-    def _order(self, request: GenerationRequest) -> list[ChatModel]:
-        self._validate(request)
-        preferred = [p for p in self._ready if p.name == request.provider]
-        return preferred + [p for p in self._ready if p.name != request.provider]
+    async def _complete(self, route: Route, prompt: Prompt) -> Completion:
+        async for attempt in self._retrying(route):
+            with attempt:
+                timeout = self._attempt_timeout(route.config)
+                try:
+                    return await asyncio.wait_for(route.model.complete(prompt, timeout), timeout)
+                except TimeoutError:
+                    raise self._timed_out(route, "no answer") from None
+                except ProviderError as exc:
+                    route.breaker.record_failure(exc)
+                    raise
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
-    def _prompt(self, provider: ChatModel, request: GenerationRequest) -> Prompt:
+    async def _open_stream(
+        self, route: Route, prompt: Prompt
+    ) -> tuple[str, AsyncIterator[str | Usage]]:
+        """Start a stream and wait for its first piece of text, retrying like a call."""
+        async for attempt in self._retrying(route):
+            with attempt:
+                timeout = self._attempt_timeout(route.config)
+                stream = route.model.stream(prompt, timeout)
+                try:
+                    first = await asyncio.wait_for(
+                        _first_text(stream), min(route.config.first_token_timeout_s, timeout)
+                    )
+                except TimeoutError:
+                    await stream.aclose()
+                    raise self._timed_out(route, "no first token") from None
+                except ProviderError as exc:
+                    await stream.aclose()
+                    route.breaker.record_failure(exc)
+                    raise
+                return first, stream
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    def _retrying(self, route: Route):
+        def retryable(exc: BaseException) -> bool:
+            # Stop hammering a provider once its breaker has opened.
+            return (
+                isinstance(exc, ProviderError)
+                and exc.retryable
+                and route.breaker.state is BreakerState.CLOSED
+            )
+
+        return retrying(LLM_PROVIDER, retryable, budget_s=self._remaining())
+
+    @staticmethod
+    def _timed_out(route: Route, what: str) -> ProviderError:
+        # Every failed attempt, not just a route's last, tells the breaker: a dead provider
+        # is then found within a request or two.
+        exc = ProviderError(route.name, f"{what} in time", reason="PROVIDER_TIMEOUT")
+        route.breaker.record_failure(exc)
+        return exc
+
+    def _attempt_timeout(self, config: ProviderConfig) -> float:
+        left = self._remaining()
+        if left <= 0:
+            raise DeadlineExceeded("the request's deadline passed during generation")
+        return min(config.timeout_s, left)
+
+    @staticmethod
+    def _remaining() -> float:
+        return context.remaining_seconds(_NO_DEADLINE_S)
+
+    def _plan(self, request: GenerationRequest, tier: str) -> list[Route]:
+        return plan(self._ready, tier=tier, preferred=request.provider, rng=self._rng)
+
+    def _prompt(self, route: Route, request: GenerationRequest) -> Prompt:
         max_tokens = request.max_tokens or self._default_max_tokens
         return build_prompt(
             request.question,
             request.sources,
-            context_window=provider.context_window,
-            max_tokens=min(max_tokens, provider.context_window // 2),
-            count_tokens=provider.count_tokens,
+            context_window=route.model.context_window,
+            max_tokens=min(max_tokens, route.model.context_window // 2),
+            count_tokens=route.model.count_tokens,
+        )
+
+    @staticmethod
+    def _generation(
+        route: Route,
+        prompt: Prompt,
+        completion: Completion,
+        failed: list[str],
+        tier: str,
+        partial: bool = False,
+    ) -> Generation:
+        usage = completion.usage
+        cost = (
+            usage.input_tokens * route.config.price_input_per_mtok
+            + usage.output_tokens * route.config.price_output_per_mtok
+        ) / 1_000_000
+        usage = Usage(usage.input_tokens, usage.output_tokens, round(cost, 8))
+        log.info(
+            "generated",
+            extra={
+                "provider": route.name,
+                "tier": tier,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": usage.cost_usd,
+                "failed_providers": failed,
+                "partial": partial,
+            },
+        )
+        return Generation(
+            text=completion.text,
+            provider=route.name,
+            sources_used=len(prompt.sources),
+            failed_providers=list(failed),
+            usage=usage,
+            cited_sources=cited_sources(completion.text, len(prompt.sources)),
+            tier=tier,
+            partial=partial,
         )
 
     def _validate(self, request: GenerationRequest) -> None:
@@ -126,24 +280,36 @@ class Generator:
             raise InvalidArgument("input.sources", f"at most {MAX_SOURCES} sources")
         if not 0 <= request.max_tokens <= MAX_TOKENS_LIMIT:
             raise InvalidArgument("input.max_tokens", f"must be between 0 and {MAX_TOKENS_LIMIT}")
-        known = {p.name for p in self._providers}
+        known = {r.name for r in self._routes}
         if request.provider and request.provider not in known:
             raise InvalidArgument(
                 "input.provider", f"unknown provider '{request.provider}'; known: {sorted(known)}"
             )
 
     @staticmethod
-    def _note_failure(provider: ChatModel, exc: RagError, failed: list[str]) -> None:
+    def _note_failure(route: Route, exc: ProviderError, failed: list[str]) -> None:
         log.warning(
             "provider failed, trying the next",
-            extra={"provider": provider.name, "reason": exc.reason},
+            extra={
+                "provider": route.name,
+                "reason": exc.reason,
+                "breaker": route.breaker.state.value,
+            },
         )
-        failed.append(provider.name)
+        failed.append(route.name)
+
+
+async def _first_text(stream: AsyncIterator[str | Usage]) -> str:
+    """The first non-empty piece of text; empty if the stream ends without any."""
+    async for item in stream:
+        if isinstance(item, str) and item:
+            return item
+    return ""
 
 
 def _all_failed(failed: list[str]) -> Unavailable:
     return Unavailable(
-        "every generation provider failed",
+        "every generation provider failed or is cooling down",
         reason="ALL_PROVIDERS_FAILED",
         metadata={"providers": ",".join(failed)},
     )

@@ -30,11 +30,16 @@ def question_from_pb(request: pb.QueryRequest | pb.StreamQueryRequest) -> Questi
 
 def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
     """An Answer, source texts shortened to `snippet_chars`."""
-    t = answer.timings
+    t, g = answer.timings, answer.generated
     return pb.QueryResponse(
         text=answer.text,
         sources=sources_to_pb(answer.sources, snippet_chars=snippet_chars),
-        provider=answer.provider,
+        provider=g.provider,
+        usage=common_pb2.Usage(
+            input_tokens=g.input_tokens, output_tokens=g.output_tokens, cost_usd=g.cost_usd
+        ),
+        cited_sources=g.cited_sources,
+        partial=g.partial,
         timings=common_pb2.StageTimings(
             embed_ms=t.embed_ms,
             retrieve_ms=t.retrieve_ms,

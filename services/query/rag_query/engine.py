@@ -96,7 +96,7 @@ class QueryEngine:
             generate_ms=(now - generate_started) * 1000,
             total_ms=(now - started) * 1000,
         )
-        return Answer(generated.text, sources, generated.provider, timings, context.request_id())
+        return Answer(generated.text, sources, generated, timings, context.request_id())
 
     def _validate(self, question: Question) -> None:
         if not question.text.strip():

@@ -32,6 +32,11 @@ class GeneratedText:
 
     text: str
     provider: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cited_sources: tuple[int, ...] = ()
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,6 @@ class Answer:
 
     text: str
     sources: list[ScoredChunk]
-    provider: str
+    generated: GeneratedText
     timings: Timings
     request_id: str = ""

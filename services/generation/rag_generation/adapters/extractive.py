@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from rag_generation.models import Prompt
+from rag_generation.models import Completion, Prompt, Usage
 from rag_generation.prompt import estimate_tokens
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -33,8 +33,10 @@ class ExtractiveModel:
     the provider to benchmark the pipeline without model cost.
     """
 
-    name = "extractive"
     context_window = 1_000_000
+
+    def __init__(self, name: str = "extractive") -> None:
+        self.name = name
 
     def count_tokens(self, text: str) -> int:
         """An estimate: this provider has no tokenizer and no real window."""
@@ -46,14 +48,22 @@ class ExtractiveModel:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def complete(self, prompt: Prompt) -> str:
+    async def complete(self, prompt: Prompt, timeout_s: float = 0) -> Completion:
         """The chosen sentences, each followed by its citation."""
-        return " ".join(self._sentences(prompt))
+        text = " ".join(self._sentences(prompt))
+        return Completion(text, self._usage(prompt, text))
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
-        """One sentence at a time."""
-        for i, sentence in enumerate(self._sentences(prompt)):
+    async def stream(self, prompt: Prompt, timeout_s: float = 0) -> AsyncIterator[str | Usage]:
+        """One sentence at a time, then the (estimated) usage."""
+        sentences = self._sentences(prompt)
+        for i, sentence in enumerate(sentences):
             yield sentence if i == 0 else " " + sentence
+        yield self._usage(prompt, " ".join(sentences))
+
+    @staticmethod
+    def _usage(prompt: Prompt, text: str) -> Usage:
+        read = sum(estimate_tokens(chunk.text) for chunk in prompt.sources)
+        return Usage(read + estimate_tokens(prompt.question), estimate_tokens(text))
 
     def _sentences(self, prompt: Prompt) -> list[str]:
         if not prompt.sources:

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rag_common.errors import Unavailable
-from rag_generation.models import Prompt
+from rag_generation.models import Completion, Prompt, Usage
 from rag_generation.prompt import estimate_tokens
+from rag_generation.providers import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,16 @@ class LlamaCppModel:
     worker thread; tokens cross back to the event loop through a queue as they come.
     """
 
-    name = "local"
-
     def __init__(
-        self, model_path: str, *, context_window: int, threads: int, temperature: float
+        self,
+        model_path: str,
+        *,
+        name: str = "local",
+        context_window: int,
+        threads: int,
+        temperature: float,
     ) -> None:
+        self.name = name
         self._model_path = model_path
         self.context_window = context_window
         self._threads = threads
@@ -53,7 +58,7 @@ class LlamaCppModel:
         loop = asyncio.get_running_loop()
         self._llama = await loop.run_in_executor(self._executor, self._load)
         warm_up = Prompt([{"role": "user", "content": "Hello"}], "Hello", (), max_tokens=1)
-        await self.complete(warm_up)
+        await self.complete(warm_up, timeout_s=60)
 
     def _load(self) -> Any:
         from llama_cpp import Llama  # heavy: imported only when this provider is configured
@@ -78,14 +83,20 @@ class LlamaCppModel:
             return estimate_tokens(text)
         return len(self._llama.tokenize(text.encode(), add_bos=False, special=True))
 
-    async def complete(self, prompt: Prompt) -> str:
+    async def complete(self, prompt: Prompt, timeout_s: float = 0) -> Completion:
         """The whole answer."""
-        return "".join([piece async for piece in self.stream(prompt)])
+        pieces, usage = [], Usage()
+        async for item in self.stream(prompt, timeout_s):
+            if isinstance(item, Usage):
+                usage = item
+            else:
+                pieces.append(item)
+        return Completion("".join(pieces), usage)
 
-    async def stream(self, prompt: Prompt) -> AsyncIterator[str]:
-        """Pieces of the answer as llama.cpp produces them."""
+    async def stream(self, prompt: Prompt, timeout_s: float = 0) -> AsyncIterator[str | Usage]:
+        """Pieces of the answer as llama.cpp produces them (one token each), then the usage."""
         if self._llama is None:
-            raise Unavailable("the local model is not loaded", reason="PROVIDER_NOT_READY")
+            raise ProviderError(self.name, "model not loaded", reason="PROVIDER_NOT_READY")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -114,11 +125,15 @@ class LlamaCppModel:
                 put(_DONE)
 
         loop.run_in_executor(self._executor, produce)
+        tokens = 0
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):
                     log.error("local generation failed", exc_info=item)
-                    raise Unavailable("the local model failed", reason="PROVIDER_FAILED")
+                    raise ProviderError(self.name, "generation failed")
+                tokens += 1
                 yield item
         finally:
             cancelled.set()
+        prompt_text = "".join(m["content"] for m in prompt.messages)
+        yield Usage(self.count_tokens(prompt_text), tokens)

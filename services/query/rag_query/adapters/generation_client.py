@@ -21,6 +21,18 @@ def _input(question: str, sources: Sequence[ScoredChunk], options: QueryOptions)
     )
 
 
+def _generated(response: pb.GenerateResponse) -> GeneratedText:
+    return GeneratedText(
+        text=response.text,
+        provider=response.provider,
+        input_tokens=response.usage.input_tokens,
+        output_tokens=response.usage.output_tokens,
+        cost_usd=response.usage.cost_usd,
+        cited_sources=tuple(response.cited_sources),
+        partial=response.partial,
+    )
+
+
 class GenerationClient(ServiceClient):
     """Calls GenerationService."""
 
@@ -34,7 +46,7 @@ class GenerationClient(ServiceClient):
         """The whole answer."""
         request = pb.GenerateRequest(input=_input(question, sources, options))
         response = await self._unary(self._stub.Generate, request)
-        return GeneratedText(response.text, response.provider)
+        return _generated(response)
 
     async def stream(
         self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
@@ -43,6 +55,6 @@ class GenerationClient(ServiceClient):
         request = pb.StreamGenerateRequest(input=_input(question, sources, options))
         async for message in self._stream(self._stub.StreamGenerate, request):
             if message.HasField("done"):
-                yield GeneratedText(message.done.text, message.done.provider)
+                yield _generated(message.done)
             else:
                 yield message.delta

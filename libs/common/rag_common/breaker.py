@@ -1,0 +1,143 @@
+"""A circuit breaker: closed / open / half-open, for one dependency.
+
+Written here rather than taken from a library: pybreaker's async support is Tornado-based
+and aiobreaker is unmaintained, while what we need (a count-based sliding window with a
+minimum number of calls, a consecutive-failure trip, bounded half-open probes, a choice of
+which errors count, an injectable clock) is one small class that tests can drive exactly.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag_common.errors import InvalidArgument, PermissionDenied, RagError, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+
+class BreakerState(enum.Enum):
+    """Where a breaker stands."""
+
+    CLOSED = "closed"  # calls flow; outcomes are counted
+    OPEN = "open"  # calls are refused until the recovery timeout passes
+    HALF_OPEN = "half_open"  # a few probe calls decide between closed and open
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When a breaker opens and how it recovers."""
+
+    window: int = 20  # outcomes remembered
+    min_calls: int = 5  # no failure-rate decision before this many outcomes
+    failure_rate: float = 0.5  # open at or above this share of failures in the window
+    consecutive_failures: int = 5  # ...or after this many failures in a row
+    recovery_s: float = 10.0  # how long an open breaker refuses calls
+    half_open_probes: int = 1  # calls let through at once while half-open
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """Default rule: the caller's own mistakes never open a breaker; everything else does."""
+    return not isinstance(exc, InvalidArgument | Unauthenticated | PermissionDenied)
+
+
+class CircuitBreaker:
+    """Tracks one dependency's recent outcomes and decides whether to call it at all.
+
+    Use `allow()` before a call (False: skip the dependency), then exactly one of
+    `record_success()` / `record_failure(exc)` after it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        policy: BreakerPolicy | None = None,
+        *,
+        counts: Callable[[BaseException], bool] = counts_as_failure,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.policy = policy or BreakerPolicy()
+        self._counts = counts
+        self._clock = clock
+        self._outcomes: deque[bool] = deque(maxlen=self.policy.window)  # True = failure
+        self._consecutive = 0
+        self._state = BreakerState.CLOSED
+        self._opened_at = 0.0
+        self._probes = 0
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an open breaker turns half-open once its recovery time passed)."""
+        if (
+            self._state is BreakerState.OPEN
+            and self._clock() - self._opened_at >= self.policy.recovery_s
+        ):
+            self._move(BreakerState.HALF_OPEN)
+        return self._state
+
+    def allow(self) -> bool:
+        """Whether a call may go to the dependency now."""
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.HALF_OPEN and self._probes < self.policy.half_open_probes:
+            self._probes += 1
+            return True
+        return False
+
+    def record_success(self) -> None:
+        """A call succeeded."""
+        self._consecutive = 0
+        if self._state is BreakerState.HALF_OPEN:
+            self._move(BreakerState.CLOSED)
+            return
+        self._outcomes.append(False)
+
+    def record_failure(self, exc: BaseException) -> None:
+        """A call failed with `exc`; only failures the policy counts move the breaker."""
+        if not self._counts(exc):
+            self.release_probe()
+            return
+        if self._state is BreakerState.HALF_OPEN:
+            self._move(BreakerState.OPEN)
+            return
+        self._consecutive += 1
+        self._outcomes.append(True)
+        failures = sum(self._outcomes)
+        if self._consecutive >= self.policy.consecutive_failures or (
+            len(self._outcomes) >= self.policy.min_calls
+            and failures / len(self._outcomes) >= self.policy.failure_rate
+        ):
+            self._move(BreakerState.OPEN)
+
+    def release_probe(self) -> None:
+        """A half-open probe ended without a verdict (cancelled, or an uncounted error)."""
+        if self._state is BreakerState.HALF_OPEN and self._probes > 0:
+            self._probes -= 1
+
+    def _move(self, state: BreakerState) -> None:
+        if state is self._state:
+            return
+        log.warning(
+            "circuit breaker state changed",
+            extra={"breaker": self.name, "from": self._state.value, "to": state.value},
+        )
+        self._state = state
+        self._probes = 0
+        if state is BreakerState.OPEN:
+            self._opened_at = self._clock()
+        if state is BreakerState.CLOSED:
+            self._outcomes.clear()
+            self._consecutive = 0
+
+
+class BreakerOpen(RagError):
+    """Raised where a call is refused because its dependency's breaker is open."""
+
+    code = "UNAVAILABLE"
+    default_reason = "CIRCUIT_OPEN"
