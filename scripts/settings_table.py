@@ -35,7 +35,8 @@ def _default(name: str, field: FieldInfo) -> str:
         return "(secret, empty)"
     if isinstance(default, list | dict):
         plain = [
-            item.model_dump(mode="json", exclude_defaults=True) if isinstance(item, BaseModel)
+            item.model_dump(mode="json", exclude_defaults=True)
+            if isinstance(item, BaseModel)
             else item
             for item in (default if isinstance(default, list) else [default])
         ]

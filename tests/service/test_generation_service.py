@@ -112,3 +112,35 @@ async def test_bad_input_is_rejected_naming_the_field(stub, expect_error, genera
         "INVALID_ARGUMENT",
         field,
     )
+
+
+async def test_a_stream_broken_mid_answer_sends_the_partial_text_then_unavailable(expect_error):
+    from tests.support.fake_llm import FakeLLMServer
+
+    fake = FakeLLMServer().start()
+    fake.reset("break_stream")
+    settings = GenerationSettings(
+        providers=[
+            {"name": "remote", "kind": "openai", "model": "m", "base_url": f"{fake.url}/v1"},
+            "extractive",
+        ]
+    )
+    generator, host, channel = await serve(settings)
+    messages = []
+    try:
+
+        async def consume():
+            call = pb_grpc.GenerationServiceStub(channel).StreamGenerate(
+                pb.StreamGenerateRequest(input=question("Capital of France?"))
+            )
+            async for message in call:
+                messages.append(message)
+
+        await expect_error(consume(), grpc.StatusCode.UNAVAILABLE, "STREAM_INTERRUPTED")
+        assert [m.delta for m in messages if m.HasField("delta")] == ["Paris", " is"]
+        assert messages[-1].done.partial and messages[-1].done.text == "Paris is"
+    finally:
+        await channel.close()
+        await host.stop(0)
+        await generator.close()
+        fake.stop()

@@ -35,7 +35,7 @@ def build_model(config: ProviderConfig, settings: GenerationSettings) -> ChatMod
         return OpenAIChatModel(config, temperature=settings.temperature)
     from rag_generation.adapters.anthropic_chat import AnthropicChatModel
 
-    return AnthropicChatModel(config, temperature=settings.temperature)
+    return AnthropicChatModel(config)
 
 
 def build_generator(settings: GenerationSettings) -> Generator:

@@ -21,11 +21,12 @@ def _split_system(prompt: Prompt) -> tuple[str, list[dict[str, str]]]:
 class AnthropicChatModel:
     """`kind: anthropic`: Claude models."""
 
-    def __init__(self, config: ProviderConfig, *, temperature: float) -> None:
+    def __init__(self, config: ProviderConfig) -> None:
+        # No temperature: current Messages API versions no longer accept one for every
+        # model, and the provider's default suits grounded answers.
         self.name = config.name
         self.context_window = config.context_window
         self._model = config.model
-        self._temperature = temperature
         self._client = anthropic.AsyncAnthropic(
             api_key=config.api_key.get_secret_value() or "unused",
             base_url=config.base_url or None,
@@ -53,7 +54,6 @@ class AnthropicChatModel:
                 system=system,
                 messages=messages,
                 max_tokens=prompt.max_tokens,
-                temperature=self._temperature,
                 timeout=timeout_s,
             )
         except (anthropic.AnthropicError, ValueError) as exc:
@@ -71,7 +71,6 @@ class AnthropicChatModel:
                 system=system,
                 messages=messages,
                 max_tokens=prompt.max_tokens,
-                temperature=self._temperature,
                 stream=True,
                 timeout=timeout_s,
             )

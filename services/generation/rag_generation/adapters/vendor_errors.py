@@ -43,6 +43,9 @@ def translate(sdk: ModuleType, provider: str, exc: Exception) -> ProviderError:
         )
     if isinstance(exc, sdk.APIStatusError):
         status = exc.status_code
+        if status < 400:
+            # An error event inside a stream that had started with 200 OK.
+            return ProviderError(provider, "stream failed", reason="PROVIDER_STREAM_ERROR")
         if status in _RETRYABLE_STATUS or status >= 500:
             return ProviderError(
                 provider,
