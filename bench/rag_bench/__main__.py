@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus
+from rag_bench import corpus, routing
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster
@@ -126,6 +127,26 @@ async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -
         embedder.close()
 
 
+async def generation_scenarios(requests: int) -> None:
+    """Local time to first token, and what a dead provider costs once its breaker is open."""
+    ttft = await routing.local_first_token(min(requests, 30))
+    dead = await routing.dead_provider_overhead(requests)
+    print()
+    print(
+        f"local provider (llama.cpp, SmolLM2-135M), {len(ttft.total_ms)} streamed answers: "
+        f"time to first token p50 {ttft.percentile(50):.0f} ms, p95 "
+        f"{ttft.percentile(95):.0f} ms; whole answer p50 {ttft.percentile(50, 'generate'):.0f} ms"
+    )
+    baseline, with_dead = dead
+    print(f"\ngeneration through the router, {requests} requests each (fake OpenAI server):")
+    print(table(dead))
+    print(
+        f"one provider hard down: p50 {with_dead.percentile(50) - baseline.percentile(50):+.2f} "
+        f"ms, p99 {with_dead.percentile(99) - baseline.percentile(99):+.2f} ms, worst request "
+        f"{max(with_dead.total_ms):.0f} ms (while its breaker was still closed)"
+    )
+
+
 async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
     questions = corpus.questions(requests)
@@ -163,10 +184,12 @@ async def main(chunks: int, requests: int) -> None:
             f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
             f"throughput {over_grpc.rps / local.rps:.2f}x"
         )
+    await generation_scenarios(requests)
 
 
 def cli() -> None:
     """Parse options and run."""
+    logging.basicConfig(level=logging.ERROR)  # breaker warnings are expected here
     parser = argparse.ArgumentParser(prog="rag_bench", description=__doc__)
     parser.add_argument("--chunks", type=int, default=3000, help="synthetic chunks to ingest")
     parser.add_argument("--requests", type=int, default=200, help="queries per scenario")

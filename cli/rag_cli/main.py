@@ -119,10 +119,13 @@ def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
             markup=False,
             highlight=False,
         )
-    t = reply.timings
+    t, u = reply.timings, reply.usage
+    cited = ", ".join(f"[{n}]" for n in reply.cited_sources) or "none"
     console.print(
-        f"\nprovider {reply.provider} | embed {t.embed_ms:.1f} ms | retrieve "
-        f"{t.retrieve_ms:.1f} ms | generate {t.generate_ms:.1f} ms | total {t.total_ms:.1f} ms"
+        f"\nprovider {reply.provider} | cites {cited} | tokens {u.input_tokens} in, "
+        f"{u.output_tokens} out, ${u.cost_usd:.6f}\nembed {t.embed_ms:.1f} ms | retrieve "
+        f"{t.retrieve_ms:.1f} ms | generate {t.generate_ms:.1f} ms | total {t.total_ms:.1f} ms",
+        highlight=False,
     )
 
 
