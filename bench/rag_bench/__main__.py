@@ -104,14 +104,7 @@ async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -
     await retriever.start()
     generator = build_generator(GenerationSettings(providers=["extractive"]))
     await generator.start()
-    engine = QueryEngine(
-        embedder,
-        LocalRetriever(retriever),
-        LocalGenerator(generator),
-        max_question_chars=2000,
-        default_top_k=5,
-        max_top_k=50,
-    )
+    engine = QueryEngine(embedder, LocalRetriever(retriever), LocalGenerator(generator))
     identity = Identity("bench", TENANT, frozenset({"reader"}))
 
     async def ask(question: str) -> dict:

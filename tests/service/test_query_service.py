@@ -19,7 +19,9 @@ from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.auth import Authenticator
 from rag_query.config import ApiKey
+from rag_query.documents import Documents
 from rag_query.engine import QueryEngine
+from rag_query.maintenance import Maintenance
 from rag_query.servicer import servicers as query_servicers
 from rag_retrieval.__main__ import build_retriever
 from rag_retrieval.config import RetrievalSettings
@@ -71,12 +73,13 @@ async def public(embedder, tmp_path_factory):
     retrieval = RetrievalClient(f"127.0.0.1:{hosts[1].port}", timeout_s=30)
     generation = GenerationClient(f"127.0.0.1:{hosts[2].port}", timeout_s=30)
     clients += [embedding, retrieval, generation]
-    engine = QueryEngine(
-        embedding, retrieval, generation, max_question_chars=2000, default_top_k=5, max_top_k=50
-    )
+    maintenance = Maintenance()
+    engine = QueryEngine(embedding, retrieval, generation, maintenance=maintenance)
     hosts.append(
         await start_host(
-            query_servicers(engine, retrieval, snippet_chars=300),
+            query_servicers(
+                engine, Documents(retrieval, maintenance), maintenance, snippet_chars=300
+            ),
             resolve_identity=Authenticator(KEYS),
         )
     )

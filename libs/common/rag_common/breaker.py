@@ -12,12 +12,14 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from rag_common.errors import InvalidArgument, PermissionDenied, RagError, Unauthenticated
+from rag_common.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BreakerState(enum.Enum):
@@ -90,6 +92,15 @@ class CircuitBreaker:
             return True
         return False
 
+    def admit(self) -> None:
+        """Like `allow()`, but raise Unavailable(CIRCUIT_OPEN) instead of returning False."""
+        if not self.allow():
+            raise Unavailable(
+                f"{self.name} is failing; calls are paused while it recovers",
+                reason="CIRCUIT_OPEN",
+                metadata={"dependency": self.name},
+            )
+
     def record_success(self) -> None:
         """A call succeeded."""
         self._consecutive = 0
@@ -136,8 +147,16 @@ class CircuitBreaker:
             self._consecutive = 0
 
 
-class BreakerOpen(RagError):
-    """Raised where a call is refused because its dependency's breaker is open."""
-
-    code = "UNAVAILABLE"
-    default_reason = "CIRCUIT_OPEN"
+async def guarded(breaker: CircuitBreaker, call: Callable[[], Awaitable[T]]) -> T:
+    """Run `call` through `breaker`: refused at once while open, outcome recorded after."""
+    breaker.admit()
+    try:
+        result = await call()
+    except Exception as exc:
+        breaker.record_failure(exc)
+        raise
+    except BaseException:  # cancelled: no verdict on the dependency
+        breaker.release_probe()
+        raise
+    breaker.record_success()
+    return result

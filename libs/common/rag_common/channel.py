@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rag_common import context, status
+from rag_common.breaker import CircuitBreaker, guarded
 from rag_common.identity import REQUEST_ID_KEY, Identity
 
 # Round-robin over every address the target resolves to, and let gRPC itself retry a call
@@ -70,33 +72,66 @@ class ServiceClient:
     """Calls one internal service: deadline, identity and request id on every call.
 
     A failed call is decoded into the project's own error, so the caller sees the same code
-    and reason the remote service raised (or `Unavailable` naming the dependency).
+    and reason the remote service raised (or `Unavailable` naming the dependency). Calls go
+    through the dependency's circuit breaker: while it is open they fail at once.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, dependency: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        dependency: str,
+        timeout_s: float,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._channel = channel
         self._dependency = dependency
         self._timeout_s = timeout_s
+        self.breaker = breaker or CircuitBreaker(dependency)
 
     async def _unary(
         self, method: Callable[..., Any], request: Any, identity: Identity | None = None
     ) -> Any:
-        try:
-            return await method(request, **self._call_options(identity))
-        except grpc.aio.AioRpcError as exc:
-            raise status.decode(exc, dependency=self._dependency) from None
+        async def call() -> Any:
+            try:
+                return await method(request, **self._call_options(identity))
+            except grpc.aio.AioRpcError as exc:
+                raise status.decode(exc, dependency=self._dependency) from None
+
+        return await guarded(self.breaker, call)
 
     async def _stream(
         self, method: Callable[..., Any], request: Any, identity: Identity | None = None
     ) -> AsyncIterator[Any]:
+        # A stream cannot go through guarded(); the same bookkeeping, spelled out.
+        self.breaker.admit()
         call = method(request, **self._call_options(identity))
         try:
             async for message in call:
                 yield message
         except grpc.aio.AioRpcError as exc:
-            raise status.decode(exc, dependency=self._dependency) from None
+            error = status.decode(exc, dependency=self._dependency)
+            self.breaker.record_failure(error)
+            raise error from None
+        except BaseException:
+            self.breaker.release_probe()
+            raise
         finally:
             call.cancel()
+        self.breaker.record_success()
+
+    @property
+    def dependency(self) -> str:
+        """Name of the service this client calls."""
+        return self._dependency
+
+    async def health(self) -> str:
+        """The service's standard health status; UNREACHABLE when it does not answer."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.aio.AioRpcError:
+            return "UNREACHABLE"
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
     def _call_options(self, identity: Identity | None) -> dict[str, Any]:
         metadata = [(REQUEST_ID_KEY, context.request_id() or context.new_request_id())]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rag_common.errors import DeadlineExceeded, Unauthenticated
@@ -71,3 +73,20 @@ def remaining_seconds(default: float) -> float:
     if left <= 0:
         raise DeadlineExceeded("the request's deadline has passed")
     return min(left, default)
+
+
+@contextmanager
+def tighter_deadline(seconds: float) -> Iterator[float]:
+    """Within the block, the deadline is at most `seconds` from now; yields the seconds granted.
+
+    Every outbound call made inside inherits it, which is how one stage of a request gets
+    only its share of the budget.
+    """
+    now = time.monotonic()
+    current = _deadline.get()
+    deadline = now + seconds if current is None else min(current, now + seconds)
+    token = _deadline.set(deadline)
+    try:
+        yield max(0.0, deadline - now)
+    finally:
+        _deadline.reset(token)

@@ -7,6 +7,7 @@ from typing import Literal
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
 
 _PURPOSES = {
@@ -18,8 +19,10 @@ _PURPOSES = {
 class EmbeddingClient(ServiceClient):
     """Embeds texts through EmbeddingService (the TextEmbedder port over gRPC)."""
 
-    def __init__(self, target: str, *, timeout_s: float) -> None:
-        super().__init__(open_channel(target), "embedding", timeout_s)
+    def __init__(
+        self, target: str, *, timeout_s: float, breaker: CircuitBreaker | None = None
+    ) -> None:
+        super().__init__(open_channel(target), "embedding", timeout_s, breaker)
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
 
     async def embed(

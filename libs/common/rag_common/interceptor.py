@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 IdentityResolver = Callable[[str, dict[str, str]], Identity | None]
 
 # Calls to these are plumbing, not requests: no identity, no request log.
-_PLUMBING = ("/grpc.health.v1.", "/grpc.reflection.")
+_PLUMBING = ("/grpc.health.v1.", "/grpc.reflection.", "/rag.v1.HealthDetailsService/")
 
 
 def forwarded_identity(method: str, metadata: dict[str, str]) -> Identity | None:

@@ -6,6 +6,8 @@ import asyncio
 import functools
 
 from rag_common import logs
+from rag_common.health_details import Dependency, Health, HealthChecker
+from rag_common.health_servicer import health_details_servicer
 from rag_common.server import ServiceHost, run_service
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder
@@ -28,7 +30,14 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
 async def serve(settings: EmbeddingSettings) -> None:
     """Serve until SIGTERM; the port answers health (NOT_SERVING) while the model loads."""
     embedder = build_embedder(settings)
-    host = ServiceHost(settings, servicers(embedder))
+
+    async def model_probe() -> tuple[Health, str]:
+        if embedder.ready:
+            return Health.HEALTHY, embedder.info.model
+        return Health.UNHEALTHY, "loading"
+
+    checker = HealthChecker("embedding", [Dependency("model", model_probe)])
+    host = ServiceHost(settings, [*servicers(embedder), health_details_servicer(checker)])
 
     async def close() -> None:
         embedder.close()

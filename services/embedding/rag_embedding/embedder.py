@@ -66,6 +66,11 @@ class Embedder:
         await self.embed(["warm-up"], Purpose.QUERY)
 
     @property
+    def ready(self) -> bool:
+        """Whether the model is loaded."""
+        return self._model is not None
+
+    @property
     def info(self) -> ModelInfo:
         """The model and the limits of this service."""
         model = self._ready_model()

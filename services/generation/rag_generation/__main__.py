@@ -6,6 +6,8 @@ import asyncio
 
 from rag_common import logs
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
+from rag_common.health_details import Dependency, Health, HealthChecker
+from rag_common.health_servicer import health_details_servicer
 from rag_common.server import ServiceHost, run_service
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.config import GenerationSettings, ProviderConfig
@@ -62,7 +64,23 @@ def build_generator(settings: GenerationSettings) -> Generator:
 async def serve(settings: GenerationSettings) -> None:
     """Serve until SIGTERM."""
     generator = build_generator(settings)
-    host = ServiceHost(settings, servicers(generator))
+
+    def provider_probe(name: str):
+        async def check() -> tuple[Health, str]:
+            if name in generator.provider_names:
+                return Health.HEALTHY, "started"
+            return Health.UNHEALTHY, "failed to start"
+
+        return check
+
+    checker = HealthChecker(
+        "generation",
+        [
+            Dependency(f"provider:{r.name}", provider_probe(r.name), r.breaker)
+            for r in generator.routes
+        ],
+    )
+    host = ServiceHost(settings, [*servicers(generator), health_details_servicer(checker)])
     await run_service("generation", host, warm_up=generator.start, close=generator.close)
 
 

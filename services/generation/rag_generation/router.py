@@ -64,6 +64,11 @@ class Generator:
         """Providers that started."""
         return [r.name for r in self._ready]
 
+    @property
+    def routes(self) -> list[Route]:
+        """Every configured provider, started or not."""
+        return list(self._routes)
+
     def breaker_states(self) -> dict[str, str]:
         """Each started provider's breaker state."""
         return {r.name: r.breaker.state.value for r in self._ready}

@@ -1,4 +1,4 @@
-"""Start the public query and document services: `python -m rag_query`."""
+"""Start the public query, document and admin services: `python -m rag_query`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,19 @@ import asyncio
 import logging
 
 from rag_common import logs
+from rag_common.breaker import BreakerPolicy, CircuitBreaker
+from rag_common.cache import LocalTTLCache
 from rag_common.embedding_client import EmbeddingClient
+from rag_common.health_details import Dependency, HealthChecker
+from rag_common.health_servicer import client_probe, health_details_servicer
 from rag_common.server import ServiceHost, run_service
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.auth import Authenticator
 from rag_query.config import QuerySettings
-from rag_query.engine import QueryEngine
+from rag_query.documents import Documents
+from rag_query.engine import QueryEngine, QueryPolicy
+from rag_query.maintenance import Maintenance
 from rag_query.servicer import servicers
 
 log = logging.getLogger(__name__)
@@ -23,25 +29,64 @@ async def serve(settings: QuerySettings) -> None:
     if not settings.api_keys:
         log.warning("no API keys configured: every call will be rejected (RAG_QUERY_API_KEYS)")
     timeout = settings.call_timeout_s
-    embedding = EmbeddingClient(settings.embedding_target, timeout_s=timeout)
-    retrieval = RetrievalClient(settings.retrieval_target, timeout_s=timeout)
-    generation = GenerationClient(settings.generation_target, timeout_s=timeout)
+    policy = BreakerPolicy(
+        consecutive_failures=settings.breaker_consecutive_failures,
+        recovery_s=settings.breaker_recovery_s,
+    )
+    embedding = EmbeddingClient(
+        settings.embedding_target, timeout_s=timeout, breaker=CircuitBreaker("embedding", policy)
+    )
+    retrieval = RetrievalClient(
+        settings.retrieval_target, timeout_s=timeout, breaker=CircuitBreaker("retrieval", policy)
+    )
+    generation = GenerationClient(
+        settings.generation_target, timeout_s=timeout, breaker=CircuitBreaker("generation", policy)
+    )
+    maintenance = Maintenance()
     engine = QueryEngine(
         embedding,
         retrieval,
         generation,
-        max_question_chars=settings.max_question_chars,
-        default_top_k=settings.default_top_k,
-        max_top_k=settings.max_top_k,
+        QueryPolicy(
+            max_question_chars=settings.max_question_chars,
+            default_top_k=settings.default_top_k,
+            max_top_k=settings.max_top_k,
+            default_budget_s=settings.default_budget_ms / 1000,
+            retrieval_share=settings.retrieval_budget_share,
+            min_generation_s=settings.min_generation_ms / 1000,
+        ),
+        maintenance=maintenance,
+        retrieval_cache=LocalTTLCache(
+            settings.retrieval_cache_entries, settings.retrieval_cache_ttl_s
+        ),
+    )
+    clients = (embedding, retrieval, generation)
+    checker = HealthChecker(
+        "query",
+        [Dependency(c.dependency, client_probe(c), c.breaker) for c in clients],
+        unavailable=maintenance.reason,
     )
     host = ServiceHost(
         settings,
-        servicers(engine, retrieval, snippet_chars=settings.snippet_chars),
+        [
+            *servicers(
+                engine,
+                Documents(retrieval, maintenance),
+                maintenance,
+                snippet_chars=settings.snippet_chars,
+            ),
+            health_details_servicer(checker),
+        ],
         resolve_identity=Authenticator(settings.api_keys),
     )
 
+    async def follow_maintenance(enabled: bool) -> None:
+        await (host.mark_not_serving() if enabled else host.mark_serving())
+
+    maintenance.on_change = follow_maintenance
+
     async def close() -> None:
-        for client in (embedding, retrieval, generation):
+        for client in clients:
             await client.close()
 
     await run_service("query", host, close=close)

@@ -15,6 +15,7 @@ METHOD_ROLES = {
     "/rag.v1.QueryService/StreamQuery": READER,
     "/rag.v1.DocumentService/IngestDocuments": WRITER,
     "/rag.v1.DocumentService/DeleteDocuments": WRITER,
+    "/rag.v1.AdminService/SetMaintenance": ADMIN,
 }
 
 

@@ -35,3 +35,24 @@ class QuerySettings(ServiceSettings):
     default_top_k: int = Field(5, ge=1, description="Sources retrieved when top_k is unset.")
     max_top_k: int = Field(50, ge=1, description="Most sources one question may ask for.")
     snippet_chars: int = Field(300, ge=20, description="Source text returned with an answer.")
+    default_budget_ms: int = Field(
+        5000, ge=100, le=60_000, description="Time budget of a question that sets none."
+    )
+    retrieval_budget_share: float = Field(
+        0.5, gt=0, lt=1, description="Share of the budget for embedding plus retrieval."
+    )
+    min_generation_ms: int = Field(
+        300, ge=0, description="Below this much time left, answer with sources, no LLM call."
+    )
+    retrieval_cache_entries: int = Field(
+        10_000, ge=1, description="Recent retrievals kept as a fallback for late retrieval."
+    )
+    retrieval_cache_ttl_s: float = Field(
+        300.0, gt=0, description="How long a kept retrieval may stand in."
+    )
+    breaker_consecutive_failures: int = Field(
+        5, ge=1, description="Failures in a row that open the breaker of an internal service."
+    )
+    breaker_recovery_s: float = Field(
+        5.0, gt=0, description="How long an open breaker fails calls at once before a probe."
+    )

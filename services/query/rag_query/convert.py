@@ -24,6 +24,7 @@ def question_from_pb(request: pb.QueryRequest | pb.StreamQueryRequest) -> Questi
             ),
             max_tokens=options.max_tokens,
             provider=options.provider,
+            budget_ms=options.budget_ms,
         ),
     )
 
@@ -40,6 +41,7 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
         ),
         cited_sources=g.cited_sources,
         partial=g.partial,
+        degraded=answer.degraded,
         timings=common_pb2.StageTimings(
             embed_ms=t.embed_ms,
             retrieve_ms=t.retrieve_ms,

@@ -1,20 +1,46 @@
-"""The query core: validate, embed the question once, retrieve, generate, time each stage."""
+"""The query core: one latency budget across embed, retrieve and generate, degrading gracefully.
+
+Retrieval (with the question's embedding) gets a share of the budget; generation gets what is
+left. Retrieval that is late or down falls back to the sources of an earlier identical
+question, else (late only) to no context; generation that fails or has no time left falls
+back to the retrieved sources themselves. Each fallback is named in `Answer.degraded`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from rag_common import context
+from rag_common.cache import LocalTTLCache
 from rag_common.domain import ScoredChunk, TextEmbedder
-from rag_common.errors import InvalidArgument
+from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
+from rag_query.maintenance import Maintenance
 from rag_query.models import Answer, GeneratedText, Question, Timings
 from rag_query.ports import AnswerGenerator, ContextRetriever
 
+log = logging.getLogger(__name__)
+
 MAX_TOKENS_LIMIT = 4096
+MIN_BUDGET_MS, MAX_BUDGET_MS = 100, 60_000
+RETRIEVAL_CACHED, NO_CONTEXT, LLM_UNAVAILABLE = "retrieval_cached", "no_context", "llm_unavailable"
+
+
+@dataclass(frozen=True)
+class QueryPolicy:
+    """Limits on questions and how the time budget is split."""
+
+    max_question_chars: int = 2000
+    default_top_k: int = 5
+    max_top_k: int = 50
+    default_budget_s: float = 5.0
+    retrieval_share: float = 0.5
+    min_generation_s: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -24,92 +50,195 @@ class SourcesFound:
     sources: list[ScoredChunk]
 
 
+@dataclass
+class _Progress:
+    """What one question has gathered so far."""
+
+    started: float
+    sources: list[ScoredChunk] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
+    embed_ms: float = 0.0
+    retrieve_ms: float = 0.0
+
+
 class QueryEngine:
-    """Answers a question over the caller's documents."""
+    """Answers a question over the caller's documents within its time budget."""
 
     def __init__(
         self,
         embedder: TextEmbedder,
         retriever: ContextRetriever,
         generator: AnswerGenerator,
+        policy: QueryPolicy | None = None,
         *,
-        max_question_chars: int,
-        default_top_k: int,
-        max_top_k: int,
+        maintenance: Maintenance | None = None,
+        retrieval_cache: LocalTTLCache[list[ScoredChunk]] | None = None,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
         self._generator = generator
-        self._max_question_chars = max_question_chars
-        self._default_top_k = default_top_k
-        self._max_top_k = max_top_k
+        self._policy = policy or QueryPolicy()
+        self._maintenance = maintenance or Maintenance()
+        self._retrievals = retrieval_cache or LocalTTLCache(10_000, ttl_s=300.0)
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
-        """The answer, its sources and where the time went."""
-        started = time.perf_counter()
-        sources, embed_ms, retrieve_ms = await self._find_sources(question, identity)
-        generate_started = time.perf_counter()
-        generated = await self._generator.generate(question.text, sources, question.options)
-        return self._finish(generated, sources, started, embed_ms, retrieve_ms, generate_started)
+        """The answer, its sources, where the time went and any degradation."""
+        self._maintenance.check()
+        self._validate(question)
+        with context.tighter_deadline(self._budget_s(question)):
+            progress = await self._find_sources(question, identity)
+            generate_started = time.perf_counter()
+            if self._time_left() < self._policy.min_generation_s:
+                generated = self._without_llm(progress, "no time left for generation")
+            else:
+                try:
+                    # Enforced here too: the budget holds whatever the generator does.
+                    async with asyncio.timeout(self._time_left()):
+                        generated = await self._generator.generate(
+                            question.text, progress.sources, question.options
+                        )
+                except TimeoutError:
+                    generated = self._without_llm(progress, "generation ran out of time")
+                except (Unavailable, DeadlineExceeded) as exc:
+                    generated = self._without_llm(progress, exc.reason)
+            return self._finish(generated, progress, generate_started)
 
     async def stream(
         self, question: Question, identity: Identity
     ) -> AsyncIterator[SourcesFound | str | Answer]:
-        """SourcesFound, then pieces of the answer, then the whole Answer."""
-        started = time.perf_counter()
-        sources, embed_ms, retrieve_ms = await self._find_sources(question, identity)
-        yield SourcesFound(sources)
-        generate_started = time.perf_counter()
-        async for item in self._generator.stream(question.text, sources, question.options):
-            if isinstance(item, GeneratedText):
-                yield self._finish(item, sources, started, embed_ms, retrieve_ms, generate_started)
-            else:
-                yield item
+        """SourcesFound, then pieces of the answer, then the whole Answer.
 
-    async def _find_sources(
-        self, question: Question, identity: Identity
-    ) -> tuple[list[ScoredChunk], float, float]:
+        Falls back like `answer` until the first piece of text; a failure after it ends the
+        stream with the partial Answer and then the error.
+        """
+        self._maintenance.check()
         self._validate(question)
-        started = time.perf_counter()
-        [vector] = await self._embedder.embed([question.text], "query")
-        embedded = time.perf_counter()
+        with context.tighter_deadline(self._budget_s(question)):
+            progress = await self._find_sources(question, identity)
+            yield SourcesFound(progress.sources)
+            generate_started = time.perf_counter()
+            sent_text = False
+            try:
+                if self._time_left() < self._policy.min_generation_s:
+                    raise DeadlineExceeded("no time left for generation")
+                stream = self._generator.stream(question.text, progress.sources, question.options)
+                async with asyncio.timeout(self._time_left()):
+                    async for item in stream:
+                        if isinstance(item, GeneratedText):
+                            yield self._finish(item, progress, generate_started)
+                            return
+                        sent_text = True
+                        yield item
+            except (TimeoutError, Unavailable, DeadlineExceeded) as exc:
+                if sent_text:
+                    if isinstance(exc, TimeoutError):
+                        raise DeadlineExceeded("the answer ran past its time budget") from None
+                    raise
+                generated = self._without_llm(progress, type(exc).__name__)
+                yield generated.text
+                yield self._finish(generated, progress, generate_started)
+
+    async def _find_sources(self, question: Question, identity: Identity) -> _Progress:
+        progress = _Progress(started=time.perf_counter())
         options = question.options
         if not options.top_k:
-            options = replace(options, top_k=self._default_top_k)
-        sources = await self._retriever.retrieve(question.text, vector, options, identity)
-        retrieved = time.perf_counter()
-        return sources, (embedded - started) * 1000, (retrieved - embedded) * 1000
+            options = replace(options, top_k=self._policy.default_top_k)
+        key = (
+            identity.tenant,
+            " ".join(question.text.lower().split()),
+            options.top_k,
+            options.conditions,
+            options.score_threshold,
+        )
+        share = self._budget_s(question) * self._policy.retrieval_share
+        try:
+            with context.tighter_deadline(share) as granted:
+                async with asyncio.timeout(granted):
+                    [vector] = await self._embedder.embed([question.text], "query")
+                    progress.embed_ms = (time.perf_counter() - progress.started) * 1000
+                    progress.sources = await self._retriever.retrieve(
+                        question.text, vector, options, identity
+                    )
+            self._retrievals.put(key, progress.sources)
+        except (TimeoutError, DeadlineExceeded, Unavailable) as exc:
+            late = not isinstance(exc, Unavailable)  # a timeout, not a dead dependency
+            cached = self._retrievals.get(key)
+            if cached is not None:
+                progress.sources = cached
+                progress.degraded.append(RETRIEVAL_CACHED)
+            elif late:
+                progress.degraded.append(NO_CONTEXT)
+            else:
+                raise
+            log.warning(
+                "retrieval degraded",
+                extra={"degraded": progress.degraded, "cause": type(exc).__name__},
+            )
+        elapsed = (time.perf_counter() - progress.started) * 1000
+        progress.retrieve_ms = max(0.0, elapsed - progress.embed_ms)
+        return progress
 
-    @staticmethod
+    def _without_llm(self, progress: _Progress, cause: str) -> GeneratedText:
+        """The retrieved sources in place of an answer, when no provider could write one."""
+        if not progress.sources:
+            raise Unavailable(
+                "no answer could be generated and no sources were found in time",
+                reason="NO_ANSWER",
+            )
+        progress.degraded.append(LLM_UNAVAILABLE)
+        log.warning("generation degraded", extra={"cause": cause})
+        lines = ["No answer could be generated right now. The most relevant passages:"]
+        for number, chunk in enumerate(progress.sources, start=1):
+            snippet = " ".join(chunk.text.split())[:200]
+            lines.append(f"[{number}] {chunk.title or chunk.document_id}: {snippet}")
+        return GeneratedText("\n".join(lines), provider="none")
+
     def _finish(
-        generated: GeneratedText,
-        sources: list[ScoredChunk],
-        started: float,
-        embed_ms: float,
-        retrieve_ms: float,
-        generate_started: float,
+        self, generated: GeneratedText, progress: _Progress, generate_started: float
     ) -> Answer:
         now = time.perf_counter()
         timings = Timings(
-            embed_ms=embed_ms,
-            retrieve_ms=retrieve_ms,
+            embed_ms=progress.embed_ms,
+            retrieve_ms=progress.retrieve_ms,
             generate_ms=(now - generate_started) * 1000,
-            total_ms=(now - started) * 1000,
+            total_ms=(now - progress.started) * 1000,
         )
-        return Answer(generated.text, sources, generated, timings, context.request_id())
+        if progress.degraded:
+            log.info("answer degraded", extra={"degraded": progress.degraded})
+        return Answer(
+            generated.text,
+            progress.sources,
+            generated,
+            timings,
+            context.request_id(),
+            degraded=list(progress.degraded),
+        )
+
+    def _budget_s(self, question: Question) -> float:
+        budget_ms = question.options.budget_ms
+        budget = budget_ms / 1000 if budget_ms else self._policy.default_budget_s
+        return context.remaining_seconds(budget)
+
+    @staticmethod
+    def _time_left() -> float:
+        try:
+            return context.remaining_seconds(float("inf"))
+        except DeadlineExceeded:
+            return 0.0
 
     def _validate(self, question: Question) -> None:
+        policy = self._policy
         if not question.text.strip():
             raise InvalidArgument("question", "must not be empty")
-        if len(question.text) > self._max_question_chars:
+        if len(question.text) > policy.max_question_chars:
             raise InvalidArgument(
                 "question",
-                f"{len(question.text)} characters, at most {self._max_question_chars}",
+                f"{len(question.text)} characters, at most {policy.max_question_chars}",
             )
         options = question.options
-        if not 0 <= options.top_k <= self._max_top_k:
+        if not 0 <= options.top_k <= policy.max_top_k:
             raise InvalidArgument(
-                "options.top_k", f"must be between 1 and {self._max_top_k} (0 for the default)"
+                "options.top_k", f"must be between 1 and {policy.max_top_k} (0 for the default)"
             )
         check_conditions(options.conditions, "options.filters")
         threshold = options.score_threshold
@@ -117,3 +246,7 @@ class QueryEngine:
             raise InvalidArgument("options.score_threshold", "must be between -1 and 1")
         if not 0 <= options.max_tokens <= MAX_TOKENS_LIMIT:
             raise InvalidArgument("options.max_tokens", f"must be between 0 and {MAX_TOKENS_LIMIT}")
+        if options.budget_ms and not MIN_BUDGET_MS <= options.budget_ms <= MAX_BUDGET_MS:
+            raise InvalidArgument(
+                "options.budget_ms", f"must be between {MIN_BUDGET_MS} and {MAX_BUDGET_MS}"
+            )

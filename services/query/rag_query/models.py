@@ -16,6 +16,7 @@ class QueryOptions:
     score_threshold: float | None = None
     max_tokens: int = 0
     provider: str = ""
+    budget_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,3 +59,4 @@ class Answer:
     generated: GeneratedText
     timings: Timings
     request_id: str = ""
+    degraded: list[str] = field(default_factory=list)

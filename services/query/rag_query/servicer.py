@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from rag.v1 import admin_service_pb2 as admin_pb
+from rag.v1 import admin_service_pb2_grpc as admin_grpc
 from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
@@ -11,8 +13,9 @@ from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
 from rag_common.server import Servicer
 from rag_query import convert
+from rag_query.documents import Documents
 from rag_query.engine import QueryEngine, SourcesFound
-from rag_query.ports import DocumentWriter
+from rag_query.maintenance import Maintenance
 
 
 class QueryServicer(pb_grpc.QueryServiceServicer):
@@ -46,7 +49,7 @@ class QueryServicer(pb_grpc.QueryServiceServicer):
 class DocumentServicer(doc_grpc.DocumentServiceServicer):
     """rag.v1.DocumentService."""
 
-    def __init__(self, documents: DocumentWriter) -> None:
+    def __init__(self, documents: Documents) -> None:
         self._documents = documents
 
     async def IngestDocuments(
@@ -65,8 +68,24 @@ class DocumentServicer(doc_grpc.DocumentServiceServicer):
         return doc_pb.DeleteDocumentsResponse(deleted_chunks=deleted)
 
 
+class AdminServicer(admin_grpc.AdminServiceServicer):
+    """rag.v1.AdminService."""
+
+    def __init__(self, maintenance: Maintenance) -> None:
+        self._maintenance = maintenance
+
+    async def SetMaintenance(
+        self, request: admin_pb.SetMaintenanceRequest, context
+    ) -> admin_pb.SetMaintenanceResponse:
+        """Turn maintenance mode on or off."""
+        await self._maintenance.set(request.enabled, request.message)
+        return admin_pb.SetMaintenanceResponse(
+            enabled=self._maintenance.enabled, message=self._maintenance.message
+        )
+
+
 def servicers(
-    engine: QueryEngine, documents: DocumentWriter, *, snippet_chars: int
+    engine: QueryEngine, documents: Documents, maintenance: Maintenance, *, snippet_chars: int
 ) -> list[Servicer]:
     """The public servicers a query process hosts."""
     return [
@@ -79,5 +98,10 @@ def servicers(
             DocumentServicer(documents),
             doc_grpc.add_DocumentServiceServicer_to_server,
             doc_pb.DESCRIPTOR.services_by_name["DocumentService"].full_name,
+        ),
+        Servicer(
+            AdminServicer(maintenance),
+            admin_grpc.add_AdminServiceServicer_to_server,
+            admin_pb.DESCRIPTOR.services_by_name["AdminService"].full_name,
         ),
     ]

@@ -6,6 +6,8 @@ import asyncio
 
 from rag_common import logs
 from rag_common.embedding_client import EmbeddingClient
+from rag_common.health_details import Dependency, Health, HealthChecker
+from rag_common.health_servicer import client_probe, health_details_servicer
 from rag_common.server import ServiceHost, run_service
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.retriever import Retriever
@@ -50,7 +52,19 @@ async def serve(settings: RetrievalSettings) -> None:
     """Serve until SIGTERM."""
     embedding = EmbeddingClient(settings.embedding_target, timeout_s=settings.call_timeout_s)
     retriever = build_retriever(settings, embedding)
-    host = ServiceHost(settings, servicers(retriever))
+
+    async def store_probe() -> tuple[Health, str]:
+        await retriever.ping()
+        return Health.HEALTHY, settings.vector_store
+
+    checker = HealthChecker(
+        "retrieval",
+        [
+            Dependency("vector_store", store_probe),
+            Dependency("embedding", client_probe(embedding), embedding.breaker),
+        ],
+    )
+    host = ServiceHost(settings, [*servicers(retriever), health_details_servicer(checker)])
 
     async def close() -> None:
         await retriever.close()

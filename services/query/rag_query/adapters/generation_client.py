@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
+from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import source_to_pb
 from rag_common.domain import ScoredChunk
@@ -36,8 +37,10 @@ def _generated(response: pb.GenerateResponse) -> GeneratedText:
 class GenerationClient(ServiceClient):
     """Calls GenerationService."""
 
-    def __init__(self, target: str, *, timeout_s: float) -> None:
-        super().__init__(open_channel(target), "generation", timeout_s)
+    def __init__(
+        self, target: str, *, timeout_s: float, breaker: CircuitBreaker | None = None
+    ) -> None:
+        super().__init__(open_channel(target), "generation", timeout_s, breaker)
         self._stub = pb_grpc.GenerationServiceStub(self._channel)
 
     async def generate(

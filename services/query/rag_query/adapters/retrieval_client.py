@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import conditions_to_pb, source_from_pb
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
@@ -17,8 +18,10 @@ from rag_query.models import QueryOptions
 class RetrievalClient(ServiceClient):
     """Calls RetrievalService with the caller's identity forwarded."""
 
-    def __init__(self, target: str, *, timeout_s: float) -> None:
-        super().__init__(open_channel(target), "retrieval", timeout_s)
+    def __init__(
+        self, target: str, *, timeout_s: float, breaker: CircuitBreaker | None = None
+    ) -> None:
+        super().__init__(open_channel(target), "retrieval", timeout_s, breaker)
         self._stub = pb_grpc.RetrievalServiceStub(self._channel)
 
     async def retrieve(

@@ -1,0 +1,61 @@
+"""gRPC edge of HealthDetailsService, which every service hosts."""
+
+from __future__ import annotations
+
+from rag.v1 import health_details_service_pb2 as pb
+from rag.v1 import health_details_service_pb2_grpc as pb_grpc
+from rag_common.channel import ServiceClient
+from rag_common.health_details import Health, HealthChecker, Probe
+from rag_common.server import Servicer
+
+_STATES = {
+    Health.HEALTHY: pb.HEALTH_STATE_HEALTHY,
+    Health.DEGRADED: pb.HEALTH_STATE_DEGRADED,
+    Health.UNHEALTHY: pb.HEALTH_STATE_UNHEALTHY,
+}
+
+
+class HealthDetailsServicer(pb_grpc.HealthDetailsServiceServicer):
+    """rag.v1.HealthDetailsService."""
+
+    def __init__(self, checker: HealthChecker) -> None:
+        self._checker = checker
+
+    async def GetHealthDetails(
+        self, request: pb.GetHealthDetailsRequest, context
+    ) -> pb.GetHealthDetailsResponse:
+        """Check every dependency now."""
+        report = await self._checker.report()
+        return pb.GetHealthDetailsResponse(
+            service=report.service,
+            state=_STATES[report.health],
+            dependencies=[
+                pb.DependencyHealth(
+                    name=d.name,
+                    state=_STATES[d.health],
+                    latency_ms=d.latency_ms,
+                    breaker=d.breaker,
+                    detail=d.detail,
+                )
+                for d in report.dependencies
+            ],
+        )
+
+
+def health_details_servicer(checker: HealthChecker) -> Servicer:
+    """HealthDetailsService, ready for a ServiceHost."""
+    return Servicer(
+        HealthDetailsServicer(checker),
+        pb_grpc.add_HealthDetailsServiceServicer_to_server,
+        pb.DESCRIPTOR.services_by_name["HealthDetailsService"].full_name,
+    )
+
+
+def client_probe(client: ServiceClient) -> Probe:
+    """A probe that asks an internal service's standard health check."""
+
+    async def check() -> tuple[Health, str]:
+        status = await client.health()
+        return (Health.HEALTHY, status) if status == "SERVING" else (Health.UNHEALTHY, status)
+
+    return check

@@ -1,0 +1,143 @@
+"""The query core's budget and degradation rules, with in-memory doubles for its ports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from rag_common.domain import ScoredChunk
+from rag_common.errors import Unavailable
+from rag_common.identity import Identity
+from rag_query.engine import QueryEngine, QueryPolicy
+from rag_query.maintenance import Maintenance
+from rag_query.models import GeneratedText, QueryOptions, Question
+
+ACME = Identity("p", "acme", frozenset({"reader"}))
+CHUNK = ScoredChunk("handbook", 0, 0.9, "Employees get 30 days of vacation.", title="Handbook")
+
+
+class Embedder:
+    async def embed(self, texts, purpose):
+        return [[1.0, 0.0] for _ in texts]
+
+
+class Retriever:
+    def __init__(self) -> None:
+        self.delay_s = 0.0
+        self.down = False
+
+    async def retrieve(self, question, vector, options, identity):
+        if self.down:
+            raise Unavailable("retrieval is unavailable", reason="DEPENDENCY_UNAVAILABLE")
+        await asyncio.sleep(self.delay_s)
+        return [CHUNK]
+
+
+class Generator:
+    def __init__(self) -> None:
+        self.down = False
+        self.delay_s = 0.0
+        self.calls = 0
+
+    async def generate(self, question, sources, options):
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        if self.down:
+            raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
+        return GeneratedText("Thirty days [1].", "fake", cited_sources=(1,))
+
+    async def stream(self, question, sources, options):
+        if self.down:
+            raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
+        yield "Thirty"
+        yield " days [1]."
+        yield GeneratedText("Thirty days [1].", "fake")
+
+
+@pytest.fixture
+def parts():
+    return Embedder(), Retriever(), Generator()
+
+
+def engine(parts, **policy) -> QueryEngine:
+    return QueryEngine(*parts, QueryPolicy(**({"default_budget_s": 1.0} | policy)))
+
+
+def question(text: str = "How much vacation?", **options) -> Question:
+    return Question(text, QueryOptions(**options))
+
+
+async def test_a_normal_answer_is_not_degraded(parts):
+    answer = await engine(parts).answer(question(), ACME)
+    assert answer.degraded == [] and answer.text == "Thirty days [1]."
+
+
+async def test_late_retrieval_answers_without_context_within_the_budget(parts):
+    _, retriever, generator = parts
+    retriever.delay_s = 5.0
+    started = time.monotonic()
+    answer = await engine(parts).answer(question(budget_ms=1000), ACME)
+    assert time.monotonic() - started < 1.0 + 0.2  # the budget plus a small margin
+    assert answer.degraded == ["no_context"] and answer.sources == []
+    assert generator.calls == 1
+
+
+async def test_late_retrieval_falls_back_to_an_earlier_identical_retrieval(parts):
+    e = engine(parts)
+    await e.answer(question("How much   VACATION?"), ACME)
+    parts[1].delay_s = 5.0
+    answer = await e.answer(question("how much vacation?", budget_ms=1000), ACME)
+    assert answer.degraded == ["retrieval_cached"] and answer.sources == [CHUNK]
+    other_tenant = Identity("q", "globex", frozenset({"reader"}))
+    assert (await e.answer(question(budget_ms=1000), other_tenant)).degraded == ["no_context"]
+
+
+async def test_dead_retrieval_without_a_cached_retrieval_is_unavailable(parts):
+    parts[1].down = True
+    with pytest.raises(Unavailable):
+        await engine(parts).answer(question(), ACME)
+
+
+async def test_dead_generation_answers_with_the_sources(parts):
+    parts[2].down = True
+    answer = await engine(parts).answer(question(), ACME)
+    assert answer.degraded == ["llm_unavailable"]
+    assert "[1] Handbook: Employees get 30 days of vacation." in answer.text
+    assert answer.generated.provider == "none"
+
+
+async def test_no_llm_call_when_too_little_time_is_left(parts):
+    _, retriever, generator = parts
+    retriever.delay_s = 0.35
+    answer = await engine(parts, retrieval_share=0.9, min_generation_s=0.2).answer(
+        question(budget_ms=500), ACME
+    )
+    assert answer.degraded == ["llm_unavailable"] and generator.calls == 0
+
+
+async def test_slow_generation_is_cut_at_the_budget(parts):
+    parts[2].delay_s = 5.0
+    started = time.monotonic()
+    answer = await engine(parts).answer(question(budget_ms=600), ACME)
+    assert time.monotonic() - started < 0.6 + 0.2
+    assert answer.degraded == ["llm_unavailable"]
+
+
+async def test_stream_falls_back_to_sources_before_any_text(parts):
+    parts[2].down = True
+    items = [item async for item in engine(parts).stream(question(), ACME)]
+    assert items[-1].degraded == ["llm_unavailable"]
+    assert items[-2] == items[-1].text
+
+
+async def test_maintenance_refuses_questions_with_its_message(parts):
+    maintenance = Maintenance()
+    e = QueryEngine(*parts, maintenance=maintenance)
+    await maintenance.set(True, "upgrading until 14:00")
+    with pytest.raises(Unavailable) as caught:
+        await e.answer(question(), ACME)
+    assert caught.value.reason == "MAINTENANCE" and "14:00" in caught.value.message
+    await maintenance.set(False)
+    assert (await e.answer(question(), ACME)).degraded == []
