@@ -28,9 +28,12 @@ async def embedder():
     embedder.close()
 
 
-async def start_host(servicers: Sequence[Servicer], **kwargs) -> ServiceHost:
+async def start_host(
+    servicers: Sequence[Servicer], settings: ServiceSettings | None = None, **kwargs
+) -> ServiceHost:
     """A real gRPC server on 127.0.0.1 and a free port, SERVING."""
-    host = ServiceHost(ServiceSettings(port=0, grace_period_s=1.0), servicers, **kwargs)
+    settings = settings or ServiceSettings(port=0, grace_period_s=1.0)
+    host = ServiceHost(settings, servicers, **kwargs)
     await host.start()
     await host.mark_serving()
     return host

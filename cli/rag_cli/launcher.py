@@ -134,8 +134,13 @@ class LocalCluster:
         return ready
 
     def stop(self, services: tuple[str, ...] | None = None, grace: float = 15.0) -> None:
-        """SIGTERM (graceful: calls in flight finish), then SIGKILL after `grace` seconds."""
+        """Stop services callers first: each finishes its calls in flight before what it calls
+        goes away. SIGTERM (graceful), then SIGKILL after `grace` seconds."""
         names = [s for s in (services or tuple(self.processes)) if s in self.processes]
+        for layer in _STOP_ORDER:
+            self._stop_layer([n for n in names if n in layer], grace)
+
+    def _stop_layer(self, names: list[str], grace: float) -> None:
         for name in names:
             if self.processes[name].poll() is None:
                 self.processes[name].send_signal(signal.SIGTERM)
@@ -147,3 +152,7 @@ class LocalCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# Callers before callees, so a call in flight never loses the service it is waiting on.
+_STOP_ORDER = (("query",), ("retrieval", "generation"), ("embedding",))

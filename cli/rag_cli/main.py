@@ -19,6 +19,8 @@ from rich.table import Table
 from rag.v1 import (
     document_service_pb2,
     document_service_pb2_grpc,
+    health_details_service_pb2,
+    health_details_service_pb2_grpc,
     query_service_pb2,
     query_service_pb2_grpc,
 )
@@ -130,20 +132,55 @@ def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
 
 
 async def health(args: argparse.Namespace) -> int:
-    """Print each service's health."""
-    targets = {"query": args.target, **{s: a for s, a in (args.service or [])}}
-    if not args.service:
+    """Each service's health and its dependencies (exit 1 if any is not SERVING)."""
+    if args.service:
+        targets = dict(args.service)
+    else:
         cluster = LocalCluster(args.data_dir)
         targets = {s: cluster.address(s) for s in SERVICES} | {"query": args.target}
-    table = Table("service", "address", "status")
-    worst = 0
+    table = Table("service", "serving", "overall", "dependency", "state", "breaker", "ms", "detail")
+    unhealthy = 0
     for service, address in targets.items():
-        status = await health_status(address)
-        colour = "green" if status == "SERVING" else "red"
-        worst = worst or int(status != "SERVING")
-        table.add_row(service, address, f"[{colour}]{status}[/{colour}]")
+        serving = await health_status(address)
+        report = await health_details(address)
+        unhealthy += serving != "SERVING"
+        dependencies = list(report.dependencies) if report else []
+        overall = _state(report.state) if report else ""
+        table.add_row(service, _coloured(serving), overall, *_dependency_cells(dependencies[:1]))
+        for dependency in dependencies[1:]:
+            table.add_row("", "", "", *_dependency_cells([dependency]))
     console.print(table)
-    return worst
+    return int(unhealthy > 0)
+
+
+async def health_details(address: str):
+    """HealthDetailsService's report, or None when the service does not answer."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_details_service_pb2_grpc.HealthDetailsServiceStub(channel)
+        try:
+            return await stub.GetHealthDetails(
+                health_details_service_pb2.GetHealthDetailsRequest(), timeout=3.0
+            )
+        except grpc.aio.AioRpcError:
+            return None
+
+
+def _dependency_cells(dependencies: list) -> tuple[str, ...]:
+    if not dependencies:
+        return ("", "", "", "", "")
+    d = dependencies[0]
+    return (d.name, _state(d.state), d.breaker, f"{d.latency_ms:.1f}", d.detail)
+
+
+def _coloured(status: str) -> str:
+    colour = "green" if status == "SERVING" else "red"
+    return f"[{colour}]{status}[/{colour}]"
+
+
+def _state(value: int) -> str:
+    name = health_details_service_pb2.HealthState.Name(value).removeprefix("HEALTH_STATE_")
+    colour = {"HEALTHY": "green", "DEGRADED": "yellow"}.get(name, "red")
+    return f"[{colour}]{name.lower()}[/{colour}]"
 
 
 async def up(args: argparse.Namespace) -> int:

@@ -14,10 +14,13 @@ import pytest
 from rag.v1 import common_pb2
 from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
+from rag.v1 import health_details_service_pb2 as health_pb
+from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
 from rag_common.status import error_info
+from tests.support.fake_llm import FakeLLMServer
 
 KEYS = {
     "acme-key": {"tenant": "acme", "roles": ["writer"]},
@@ -181,3 +184,58 @@ async def test_a_dead_retrieval_service_degrades_then_recovers(cluster, public):
         assert asyncio.get_running_loop().time() < deadline, "no recovery within 15 s"
         await asyncio.sleep(0.2)
     assert "30 days" in reply.text  # documents survived the restart
+
+
+async def test_a_query_in_flight_completes_while_every_service_shuts_down(tmp_path):
+    slow_llm = FakeLLMServer().start()
+    slow_llm.hang_s = 2.0  # every answer takes 2 s: long enough to be in flight at SIGTERM
+    slow_llm.reset("hang")
+    provider = {"name": "slow", "kind": "openai", "model": "m", "base_url": f"{slow_llm.url}/v1"}
+    cluster = LocalCluster.on_free_ports(
+        tmp_path,
+        env={
+            "RAG_QUERY_API_KEYS": json.dumps(KEYS),
+            "RAG_GENERATION_PROVIDERS": json.dumps([provider]),
+        },
+    )
+    cluster.start()
+    try:
+        await cluster.wait_serving(within_s=240)
+        async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
+            query = pb_grpc.QueryServiceStub(channel)
+            documents = doc_grpc.DocumentServiceStub(channel)
+            await documents.IngestDocuments(
+                doc_pb.IngestDocumentsRequest(
+                    documents=[common_pb2.Document(id=i, text=t) for i, t in ACME_DOCS.items()]
+                ),
+                metadata=auth("acme-key"),
+                timeout=60,
+            )
+            request = pb.QueryRequest(question="What must be worn inside the building?")
+            in_flight = asyncio.ensure_future(
+                query.Query(request, metadata=auth("acme-key"), timeout=60)
+            )
+            await asyncio.sleep(0.5)
+            assert not in_flight.done()
+            stopping = asyncio.ensure_future(asyncio.to_thread(cluster.stop))
+            reply = await in_flight
+            assert reply.provider == "slow" and not reply.degraded
+            assert reply.text == slow_llm.text
+            await stopping
+            with pytest.raises(grpc.aio.AioRpcError) as caught:  # and nothing new gets in
+                await query.Query(request, metadata=auth("acme-key"), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        cluster.stop()
+        slow_llm.stop()
+
+
+async def test_every_service_reports_its_dependencies_healthy(cluster):
+    for service in ("query", "retrieval", "generation", "embedding"):
+        async with grpc.aio.insecure_channel(cluster.address(service)) as channel:
+            stub = health_grpc.HealthDetailsServiceStub(channel)
+            report = await stub.GetHealthDetails(health_pb.GetHealthDetailsRequest(), timeout=5)
+        assert report.service == service
+        states = {d.name: d.state for d in report.dependencies}
+        assert states and set(states.values()) == {health_pb.HEALTH_STATE_HEALTHY}, states
+        assert report.state == health_pb.HEALTH_STATE_HEALTHY

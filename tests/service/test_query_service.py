@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from rag.v1 import admin_service_pb2 as admin_pb
+from rag.v1 import admin_service_pb2_grpc as admin_grpc
 from rag.v1 import common_pb2
 from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
+from rag.v1 import health_details_service_pb2 as health_details_pb
+from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_common.embedding_client import EmbeddingClient
@@ -15,14 +20,10 @@ from rag_embedding.servicer import servicers as embedding_servicers
 from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings
 from rag_generation.servicer import servicers as generation_servicers
+from rag_query.__main__ import build_host
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
-from rag_query.auth import Authenticator
-from rag_query.config import ApiKey
-from rag_query.documents import Documents
-from rag_query.engine import QueryEngine
-from rag_query.maintenance import Maintenance
-from rag_query.servicer import servicers as query_servicers
+from rag_query.config import ApiKey, QuerySettings
 from rag_retrieval.__main__ import build_retriever
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.servicer import servicers as retrieval_servicers
@@ -32,6 +33,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 KEYS = {
     "acme-writer": ApiKey(tenant="acme", roles=["writer"]),
     "acme-reader": ApiKey(tenant="acme", roles=["reader"]),
+    "acme-admin": ApiKey(tenant="acme", roles=["admin"]),
 }
 
 
@@ -46,6 +48,7 @@ class Public:
     """Stubs of the public services."""
 
     def __init__(self, channel: grpc.aio.Channel, retriever) -> None:
+        self.channel = channel
         self.query = pb_grpc.QueryServiceStub(channel)
         self.documents = doc_grpc.DocumentServiceStub(channel)
         self.retriever = retriever
@@ -73,16 +76,10 @@ async def public(embedder, tmp_path_factory):
     retrieval = RetrievalClient(f"127.0.0.1:{hosts[1].port}", timeout_s=30)
     generation = GenerationClient(f"127.0.0.1:{hosts[2].port}", timeout_s=30)
     clients += [embedding, retrieval, generation]
-    maintenance = Maintenance()
-    engine = QueryEngine(embedding, retrieval, generation, maintenance=maintenance)
-    hosts.append(
-        await start_host(
-            query_servicers(
-                engine, Documents(retrieval, maintenance), maintenance, snippet_chars=300
-            ),
-            resolve_identity=Authenticator(KEYS),
-        )
-    )
+    host = build_host(QuerySettings(port=0, api_keys=KEYS), embedding, retrieval, generation)
+    await host.start()
+    await host.mark_serving()
+    hosts.append(host)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{hosts[-1].port}")
     public = Public(channel, retriever)
     await public.documents.IngestDocuments(
@@ -264,3 +261,50 @@ async def test_a_reader_cannot_ingest_or_delete(public, expect_error):
     )
     await expect_error(delete, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED")
     assert await public.stored_chunks() == before
+
+
+async def test_an_admin_switches_maintenance_on_and_off(public, expect_error):
+    admin = admin_grpc.AdminServiceStub(public.channel)
+    health = health_pb2_grpc.HealthStub(public.channel)
+    await expect_error(
+        admin.SetMaintenance(admin_pb.SetMaintenanceRequest(enabled=True), metadata=WRITER),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "ROLE_REQUIRED",
+    )
+    reply = await admin.SetMaintenance(
+        admin_pb.SetMaintenanceRequest(enabled=True, message="back at 14:00"),
+        metadata=auth("acme-admin"),
+    )
+    assert reply.enabled
+    try:
+        error = await expect_error(
+            public.query.Query(pb.QueryRequest(question="tides"), metadata=READER),
+            grpc.StatusCode.UNAVAILABLE,
+            "MAINTENANCE",
+        )
+        assert "back at 14:00" in error.details()
+        status = await health.Check(health_pb2.HealthCheckRequest(service="rag.v1.QueryService"))
+        assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        details = await health_grpc.HealthDetailsServiceStub(public.channel).GetHealthDetails(
+            health_details_pb.GetHealthDetailsRequest()
+        )
+        assert details.state == health_details_pb.HEALTH_STATE_UNHEALTHY
+    finally:
+        await admin.SetMaintenance(
+            admin_pb.SetMaintenanceRequest(enabled=False), metadata=auth("acme-admin")
+        )
+    status = await health.Check(health_pb2.HealthCheckRequest(service="rag.v1.QueryService"))
+    assert status.status == health_pb2.HealthCheckResponse.SERVING
+    reply = await public.query.Query(pb.QueryRequest(question="tides"), metadata=READER)
+    assert reply.sources
+
+
+async def test_health_details_list_each_dependency_with_its_breaker(public):
+    details = await health_grpc.HealthDetailsServiceStub(public.channel).GetHealthDetails(
+        health_details_pb.GetHealthDetailsRequest()
+    )
+    assert details.service == "query"
+    assert details.state == health_details_pb.HEALTH_STATE_HEALTHY
+    by_name = {d.name: d for d in details.dependencies}
+    assert set(by_name) == {"embedding", "retrieval", "generation"}
+    assert all(d.breaker == "closed" and d.latency_ms > 0 for d in by_name.values())

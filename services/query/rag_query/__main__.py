@@ -24,24 +24,13 @@ from rag_query.servicer import servicers
 log = logging.getLogger(__name__)
 
 
-async def serve(settings: QuerySettings) -> None:
-    """Serve until SIGTERM."""
-    if not settings.api_keys:
-        log.warning("no API keys configured: every call will be rejected (RAG_QUERY_API_KEYS)")
-    timeout = settings.call_timeout_s
-    policy = BreakerPolicy(
-        consecutive_failures=settings.breaker_consecutive_failures,
-        recovery_s=settings.breaker_recovery_s,
-    )
-    embedding = EmbeddingClient(
-        settings.embedding_target, timeout_s=timeout, breaker=CircuitBreaker("embedding", policy)
-    )
-    retrieval = RetrievalClient(
-        settings.retrieval_target, timeout_s=timeout, breaker=CircuitBreaker("retrieval", policy)
-    )
-    generation = GenerationClient(
-        settings.generation_target, timeout_s=timeout, breaker=CircuitBreaker("generation", policy)
-    )
+def build_host(
+    settings: QuerySettings,
+    embedding: EmbeddingClient,
+    retrieval: RetrievalClient,
+    generation: GenerationClient,
+) -> ServiceHost:
+    """The public server over the three internal clients, wired as `serve` runs it."""
     maintenance = Maintenance()
     engine = QueryEngine(
         embedding,
@@ -84,9 +73,31 @@ async def serve(settings: QuerySettings) -> None:
         await (host.mark_not_serving() if enabled else host.mark_serving())
 
     maintenance.on_change = follow_maintenance
+    return host
+
+
+async def serve(settings: QuerySettings) -> None:
+    """Serve until SIGTERM."""
+    if not settings.api_keys:
+        log.warning("no API keys configured: every call will be rejected (RAG_QUERY_API_KEYS)")
+    timeout = settings.call_timeout_s
+    policy = BreakerPolicy(
+        consecutive_failures=settings.breaker_consecutive_failures,
+        recovery_s=settings.breaker_recovery_s,
+    )
+    embedding = EmbeddingClient(
+        settings.embedding_target, timeout_s=timeout, breaker=CircuitBreaker("embedding", policy)
+    )
+    retrieval = RetrievalClient(
+        settings.retrieval_target, timeout_s=timeout, breaker=CircuitBreaker("retrieval", policy)
+    )
+    generation = GenerationClient(
+        settings.generation_target, timeout_s=timeout, breaker=CircuitBreaker("generation", policy)
+    )
+    host = build_host(settings, embedding, retrieval, generation)
 
     async def close() -> None:
-        for client in clients:
+        for client in (embedding, retrieval, generation):
             await client.close()
 
     await run_service("query", host, close=close)

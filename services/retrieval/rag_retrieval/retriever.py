@@ -53,8 +53,12 @@ class Retriever:
     async def start(self) -> None:
         """Open the store and search it once, so the first caller does not pay for it."""
         await self._store.open()
+        await self.ping()
+
+    async def ping(self) -> None:
+        """One search in a tenant no caller has: proves the store answers."""
         await self._store.search(
-            "warm-up",
+            "health-check",
             [0.0] * (self._vector_size - 1) + [1.0],
             conditions=(),
             top_k=1,
