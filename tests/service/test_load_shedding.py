@@ -6,9 +6,9 @@ import asyncio
 import time
 
 import grpc
+
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
-
 from rag_common.settings import ServiceSettings
 from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings
