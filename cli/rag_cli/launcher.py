@@ -25,6 +25,9 @@ DEV_API_KEYS = {DEV_API_KEY: {"tenant": "default", "roles": ["admin"], "principa
 def port_in_use(port: int) -> bool:
     """Whether something already listens on 127.0.0.1:`port`."""
     with socket.socket() as sock:
+        # As gRPC servers do: connections of a stopped server lingering in TIME_WAIT do not
+        # block the port, a live listener still does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -74,8 +77,15 @@ class LocalCluster:
         """Where each service's log file is written."""
         return self.data_dir / "logs"
 
+    def add_replica(self, service: str) -> str:
+        """Name (`service#n`) and a free port for one more replica of `service`."""
+        count = sum(1 for name in self.ports if name.split("#")[0] == service)
+        name = f"{service}#{count + 1}"
+        self.ports[name] = free_port()
+        return name
+
     def service_env(self, service: str) -> dict[str, str]:
-        """The environment a service process starts with."""
+        """The environment a service (or replica: `service#n`) process starts with."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env.setdefault("RAG_QUERY_API_KEYS", json.dumps(DEV_API_KEYS))
         env.update(
@@ -92,6 +102,10 @@ class LocalCluster:
             }
         )
         env.update(self.env)
+        if "#" in service:  # a replica: its own port and, for embedded stores, its own folder
+            base = service.split("#")[0].upper()
+            env[f"RAG_{base}_PORT"] = str(self.ports[service])
+            env[f"RAG_{base}_DATA_DIR"] = str(self.data_dir / service.replace("#", "-"))
         return env
 
     def start(self, services: tuple[str, ...] = SERVICES) -> None:
@@ -104,7 +118,7 @@ class LocalCluster:
         for service in services:
             log_file = open(self.log_dir / f"{service}.log", "ab")
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"rag_{service}"],
+                [sys.executable, "-m", f"rag_{service.split('#')[0]}"],
                 env=self.service_env(service),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -138,7 +152,7 @@ class LocalCluster:
         goes away. SIGTERM (graceful), then SIGKILL after `grace` seconds."""
         names = [s for s in (services or tuple(self.processes)) if s in self.processes]
         for layer in _STOP_ORDER:
-            self._stop_layer([n for n in names if n in layer], grace)
+            self._stop_layer([n for n in names if n.split("#")[0] in layer], grace)
 
     def _stop_layer(self, names: list[str], grace: float) -> None:
         for name in names:

@@ -60,7 +60,7 @@ async def serve(settings: RetrievalSettings) -> None:
     checker = HealthChecker(
         "retrieval",
         [
-            Dependency("vector_store", store_probe),
+            Dependency("vector_store", store_probe, retriever.store_breaker),
             Dependency("embedding", client_probe(embedding), embedding.breaker),
         ],
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Sequence
 
+from rag_common.breaker import CircuitBreaker, guarded
 from rag_common.domain import DocumentInput, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
 from rag_retrieval import validation
@@ -38,6 +40,7 @@ class Retriever:
         default_top_k: int,
         max_top_k: int,
         embed_batch_size: int = 64,
+        store_breaker: CircuitBreaker | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -49,6 +52,7 @@ class Retriever:
         self._default_top_k = default_top_k
         self._max_top_k = max_top_k
         self._embed_batch_size = embed_batch_size
+        self.store_breaker = store_breaker or CircuitBreaker("vector_store")
 
     async def start(self) -> None:
         """Open the store and search it once, so the first caller does not pay for it."""
@@ -106,10 +110,16 @@ class Retriever:
                 )
                 for index, chunk in enumerate(chunks)
             ]
-            await self._store.upsert(records)
-            await self._store.delete(identity.tenant, doc.id, from_chunk=len(records))
+            replace = functools.partial(self._replace_chunks, identity.tenant, doc.id, records)
+            await guarded(self.store_breaker, replace)
             results.append(UpsertResult(document_id=doc.id, chunks=len(records)))
         return results
+
+    async def _replace_chunks(
+        self, tenant: str, document_id: str, records: list[ChunkRecord]
+    ) -> None:
+        await self._store.upsert(records)
+        await self._store.delete(tenant, document_id, from_chunk=len(records))
 
     async def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         # In slices the embedding service accepts; a long document has thousands of chunks.
@@ -142,12 +152,15 @@ class Retriever:
             [vector] = await self._embedder.embed([query.text], "query")
             embed_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        chunks = await self._store.search(
-            identity.tenant,
-            vector,
-            conditions=query.conditions,
-            top_k=query.top_k or self._default_top_k,
-            score_threshold=query.score_threshold,
+        chunks = await guarded(
+            self.store_breaker,
+            lambda: self._store.search(
+                identity.tenant,
+                vector,
+                conditions=query.conditions,
+                top_k=query.top_k or self._default_top_k,
+                score_threshold=query.score_threshold,
+            ),
         )
         search_ms = (time.perf_counter() - started) * 1000
         return RetrieveResult(chunks=chunks, embed_ms=embed_ms, search_ms=search_ms)
