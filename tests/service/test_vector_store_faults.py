@@ -6,10 +6,10 @@ import asyncio
 
 import grpc
 import pytest
+
 from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
-
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.errors import Unavailable
@@ -103,7 +103,7 @@ async def test_a_failing_store_is_unavailable_then_paused_then_recovers(stack, e
 
 
 async def test_a_failing_store_loses_no_document_on_ingest(stack, expect_error):
-    stub, store, retriever = stack
+    stub, store, _retriever = stack
     store.broken = True
     call = stub.UpsertDocuments(
         pb.UpsertDocumentsRequest(documents=[common_pb2.Document(id="e", text="Bats fly.")]),
