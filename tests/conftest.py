@@ -25,7 +25,7 @@ async def embedder():
     embedder = build_embedder(EmbeddingSettings())
     await embedder.start()
     yield embedder
-    embedder.close()
+    await embedder.close()
 
 
 async def start_host(

@@ -24,7 +24,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus, routing
+from rag_bench import corpus, embedding, routing
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster
@@ -117,7 +117,7 @@ async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -
         return [await drive("in-process", c, questions[:requests], ask) for c in CONCURRENCIES]
     finally:
         await retriever.close()
-        embedder.close()
+        await embedder.close()
 
 
 async def generation_scenarios(requests: int) -> None:
@@ -164,8 +164,10 @@ async def main(chunks: int, requests: int) -> None:
             ingest_s = await ingest(cluster, chunks)
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
             runs = await grpc_runs(cluster, questions, requests)
+            service_rate = await embedding.service_texts_per_s(cluster.address("embedding"))
         finally:
             cluster.stop()
+        local_rate = embedding.in_process_texts_per_s()
         runs += await in_process_runs(data_dir, questions, requests)
     print()
     print(table(runs))
@@ -177,6 +179,11 @@ async def main(chunks: int, requests: int) -> None:
             f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
             f"throughput {over_grpc.rps / local.rps:.2f}x"
         )
+    print(
+        f"\nembedding, {embedding.CALLERS} concurrent single-text callers over gRPC: "
+        f"{service_rate:.0f} texts/s; one in-process encode of {embedding.CALLERS}: "
+        f"{local_rate:.0f} texts/s; ratio {service_rate / local_rate:.2f}x"
+    )
     await generation_scenarios(requests)
 
 

@@ -78,4 +78,4 @@ async def test_not_serving_and_unavailable_until_the_model_is_loaded(expect_erro
         embed = pb_grpc.EmbeddingServiceStub(channel).Embed(pb.EmbedRequest(texts=["hi"]))
         await expect_error(embed, grpc.StatusCode.UNAVAILABLE, "NOT_READY")
     await host.stop(0)
-    loading.close()
+    await loading.close()

@@ -24,7 +24,13 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         device=settings.device,
         batch_size=settings.batch_size,
     )
-    return Embedder(load, max_texts=settings.max_texts, max_text_chars=settings.max_text_chars)
+    return Embedder(
+        load,
+        max_texts=settings.max_texts,
+        max_text_chars=settings.max_text_chars,
+        max_batch=settings.max_batch,
+        max_wait_s=settings.max_wait_ms / 1000,
+    )
 
 
 async def serve(settings: EmbeddingSettings) -> None:
@@ -39,10 +45,7 @@ async def serve(settings: EmbeddingSettings) -> None:
     checker = HealthChecker("embedding", [Dependency("model", model_probe)])
     host = ServiceHost(settings, [*servicers(embedder), health_details_servicer(checker)])
 
-    async def close() -> None:
-        embedder.close()
-
-    await run_service("embedding", host, warm_up=embedder.start, close=close)
+    await run_service("embedding", host, warm_up=embedder.start, close=embedder.close)
 
 
 def main() -> None:

@@ -23,3 +23,9 @@ class EmbeddingSettings(ServiceSettings):
     batch_size: int = Field(32, ge=1, le=1024, description="Texts encoded per forward pass.")
     max_texts: int = Field(256, ge=1, description="Most texts one Embed call accepts.")
     max_text_chars: int = Field(8192, ge=1, description="Most characters one text may have.")
+    max_batch: int = Field(
+        64, ge=1, description="Most texts from concurrent calls encoded together."
+    )
+    max_wait_ms: float = Field(
+        2.0, ge=0, description="How long a text may wait for others to fill its batch."
+    )

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Protocol
 
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_embedding.batching import DynamicBatcher
 
 
 class Purpose(Enum):
@@ -43,21 +44,31 @@ class ModelInfo:
 
 
 class Embedder:
-    """Encodes validated batches of texts; one encode runs at a time.
+    """Encodes validated texts, batching concurrent callers; one encode runs at a time.
 
     Torch already uses every core for one batch, so running two batches side by side only
-    makes both slower; a single worker thread keeps the event loop free and the model busy.
-    Until `start()` has loaded the model, calls fail with UNAVAILABLE (reason NOT_READY).
+    makes both slower; a single worker thread keeps the event loop free and the model busy,
+    and the DynamicBatcher keeps its batches full. Until `start()` has loaded the model,
+    calls fail with UNAVAILABLE (reason NOT_READY).
     """
 
     def __init__(
-        self, load_model: Callable[[], EncoderModel], *, max_texts: int, max_text_chars: int
+        self,
+        load_model: Callable[[], EncoderModel],
+        *,
+        max_texts: int,
+        max_text_chars: int,
+        max_batch: int = 64,
+        max_wait_s: float = 0.002,
     ) -> None:
         self._load_model = load_model
         self._model: EncoderModel | None = None
         self._max_texts = max_texts
         self._max_text_chars = max_text_chars
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self.batcher: DynamicBatcher[Purpose] = DynamicBatcher(
+            self._encode, self._executor, max_batch=max_batch, max_wait_s=max_wait_s
+        )
 
     async def start(self) -> None:
         """Load the model off the event loop and encode once, so the first caller is not slow."""
@@ -88,19 +99,21 @@ class Embedder:
         `purpose` may be given as its value ("query", "document"), which makes an Embedder
         usable wherever the TextEmbedder port is expected, without gRPC in between.
         """
-        model = self._ready_model()
-        purpose = Purpose(purpose)
+        self._ready_model()
         self._validate(texts)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, model.encode, texts, purpose)
+        return await self.batcher.submit(texts, Purpose(purpose))
+
+    def _encode(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:
+        return self._ready_model().encode(texts, purpose)
 
     def _ready_model(self) -> EncoderModel:
         if self._model is None:
             raise Unavailable("the embedding model is still loading", reason="NOT_READY")
         return self._model
 
-    def close(self) -> None:
-        """Stop the encode thread once the batch in progress is done."""
+    async def close(self) -> None:
+        """Stop batching, then the encode thread once the batch in progress is done."""
+        await self.batcher.close()
         self._executor.shutdown(wait=True)
 
     def _validate(self, texts: Sequence[str]) -> None:

@@ -1,0 +1,50 @@
+"""Embedding throughput: many single-text callers over gRPC vs. one in-process batch call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from rag.v1 import embedding_service_pb2 as pb
+from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+
+CALLERS = 32
+ROUNDS = 12
+
+
+def _texts(round_: int) -> list[str]:
+    # Distinct texts every round, so no result can be shared or cached.
+    return [
+        f"Round {round_} question {i}: how does the service handle request {i}?"
+        for i in range(CALLERS)
+    ]
+
+
+async def service_texts_per_s(address: str) -> float:
+    """32 concurrent callers, one text each, against EmbeddingService (dynamic batching)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+
+        async def one(text: str) -> None:
+            await stub.Embed(pb.EmbedRequest(texts=[text]), timeout=60)
+
+        await asyncio.gather(*(one(t) for t in _texts(-1)))  # warm-up
+        started = time.perf_counter()
+        for round_ in range(ROUNDS):
+            await asyncio.gather(*(one(t) for t in _texts(round_)))
+        return CALLERS * ROUNDS / (time.perf_counter() - started)
+
+
+def in_process_texts_per_s() -> float:
+    """The same texts, one `encode` call of 32 per round, in this process."""
+    from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
+    from rag_embedding.embedder import Purpose
+
+    model = SentenceTransformerModel("", batch_size=CALLERS)
+    model.encode(_texts(-1), Purpose.QUERY)
+    started = time.perf_counter()
+    for round_ in range(ROUNDS):
+        model.encode(_texts(round_), Purpose.QUERY)
+    return CALLERS * ROUNDS / (time.perf_counter() - started)

@@ -1,0 +1,105 @@
+"""Dynamic batching: texts from concurrent callers are encoded together, each text once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K")  # what the encoder needs to tell texts apart (here: purpose)
+Vector = list[float]
+Encode = Callable[[Sequence[str], K], list[Vector]]
+
+
+class DynamicBatcher(Generic[K]):
+    """Collects texts from concurrent callers into batches for one blocking encoder.
+
+    A batch is sent when it holds `max_batch` texts or when the oldest text has waited
+    `max_wait_s`; while one batch is encoding, the next fills up, so under load batches grow
+    by themselves and many single-text callers get close to batch throughput. A text already
+    queued or encoding for the same kind is not encoded again: its callers share the result.
+    """
+
+    def __init__(
+        self, encode: Encode, executor: Executor, *, max_batch: int, max_wait_s: float
+    ) -> None:
+        self._encode = encode
+        self._executor = executor
+        self._max_batch = max_batch
+        self._max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[tuple[K, str]] = asyncio.Queue()
+        self._pending: dict[tuple[K, str], asyncio.Future[Vector]] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0  # how many encoder calls were made (for tests and metrics)
+
+    async def submit(self, texts: Sequence[str], kind: K) -> list[Vector]:
+        """Vectors for `texts`, in order, encoded together with other callers' texts."""
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="embedding-batcher")
+        loop = asyncio.get_running_loop()
+        futures = []
+        for text in texts:
+            key = (kind, text)
+            future = self._pending.get(key)
+            if future is None:
+                future = loop.create_future()
+                self._pending[key] = future
+                self._queue.put_nowait(key)
+            futures.append(future)
+        # shield: one caller giving up must not cancel a result other callers share.
+        return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+
+    async def close(self) -> None:
+        """Stop taking batches; texts still queued fail."""
+        if self._worker is not None:
+            self._worker.cancel()
+            await asyncio.gather(self._worker, return_exceptions=True)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RuntimeError("the embedder is shutting down"))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self._max_wait_s
+            while len(batch) < self._max_batch:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                left = deadline - loop.time()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), left))
+                except TimeoutError:
+                    break
+            await self._encode_batch(loop, batch)
+
+    async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
+        by_kind: dict[K, list[str]] = {}
+        for kind, text in batch:
+            by_kind.setdefault(kind, []).append(text)
+        for kind, texts in by_kind.items():
+            self.batches += 1
+            try:
+                vectors = await loop.run_in_executor(self._executor, self._encode, texts, kind)
+            except Exception as exc:
+                for text in texts:
+                    self._settle((kind, text), exc=exc)
+                continue
+            for text, vector in zip(texts, vectors, strict=True):
+                self._settle((kind, text), vector=vector)
+
+    def _settle(self, key, *, vector: Vector | None = None, exc: Exception | None = None) -> None:
+        future = self._pending.pop(key, None)
+        if future is None or future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(vector)
