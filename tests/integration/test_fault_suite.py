@@ -26,6 +26,7 @@ from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_cli.launcher import LocalCluster
 from rag_common.identity import Identity
 from tests.support.fake_llm import FakeLLMServer
+from tests.support.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -113,6 +114,7 @@ async def test_fault_suite(tmp_path, capsys):
         "timeout_s": 1.0,
         "first_token_timeout_s": 1.0,
     }
+    redis = RedisServer(tmp_path)  # not started: Redis is down when the services start
     cluster = LocalCluster.on_free_ports(tmp_path)
     replica = cluster.add_replica("retrieval")
     cluster.env.update(
@@ -123,6 +125,7 @@ async def test_fault_suite(tmp_path, capsys):
             ),
             "RAG_GENERATION_PROVIDERS": json.dumps([primary, "extractive"]),
             "RAG_GENERATION_BREAKER_RECOVERY_S": "5",
+            "RAG_EMBEDDING_REDIS_URL": redis.url,
         }
     )
     cluster.start(("embedding", "retrieval", replica, "generation", "query"))
@@ -134,7 +137,8 @@ async def test_fault_suite(tmp_path, capsys):
             stub = pb_grpc.QueryServiceStub(channel)
             baseline = await run_phase(stub, QUERIES_PER_PHASE)  # also fills fallback caches
             assert baseline.providers["primary"] == QUERIES_PER_PHASE, baseline
-            rows.append(("none (baseline)", baseline, None, 0.0))
+            rows.append(("Redis down at start (baseline)", baseline, None, 0.0))
+            redis.start()
 
             def model_mode(mode: str) -> Callable[[], None]:
                 return lambda: llm.model_modes.__setitem__("primary", mode)
@@ -143,6 +147,7 @@ async def test_fault_suite(tmp_path, capsys):
                 return lambda: cluster.start((name,))
 
             faults = [
+                Fault("Redis down mid-run", redis.stop, redis.start),
                 Fault(
                     "embedding killed",
                     lambda: cluster.stop(("embedding",)),
@@ -189,6 +194,7 @@ async def test_fault_suite(tmp_path, capsys):
     finally:
         cluster.stop()
         llm.stop()
+        redis.stop()
         with capsys.disabled():
             print_table(rows)
 

@@ -1,4 +1,4 @@
-"""Retry policies for external dependencies (LLM APIs, Redis, a Qdrant server), by name.
+"""Retry policies for external dependencies, by name.
 
 One rule: a call is retried at exactly one layer. Internal gRPC calls are retried by gRPC's
 own policy (channel.py); these policies are for vendors, whose SDK retries are turned off.
@@ -30,8 +30,8 @@ class RetryPolicy:
 
 
 LLM_PROVIDER = RetryPolicy("llm_provider", attempts=3, initial_s=0.2, max_s=2.0)
-REDIS = RetryPolicy("redis", attempts=2, initial_s=0.02, max_s=0.1)
-QDRANT_SERVER = RetryPolicy("qdrant_server", attempts=3, initial_s=0.05, max_s=0.5)
+# Redis is only ever a cache here: a failed read is a miss, never retried (a retry would cost
+# more than recomputing), and its breaker stops calls while it is down (tiered_cache.py).
 
 
 def retry_after(exc: BaseException | None) -> float | None:

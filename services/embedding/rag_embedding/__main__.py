@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 
 from rag_common import logs
+from rag_common.cache import LocalTTLCache
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer
 from rag_common.server import ServiceHost, run_service
+from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder
 from rag_embedding.servicer import servicers
+
+log = logging.getLogger(__name__)
 
 
 def build_embedder(settings: EmbeddingSettings) -> Embedder:
@@ -24,12 +29,18 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         device=settings.device,
         batch_size=settings.batch_size,
     )
+    remote = None
+    if settings.redis_url:
+        client = redis_client(settings.redis_url, cluster=settings.redis_cluster)
+        remote = RedisLayer(client, "embeddings", ttl_s=settings.redis_ttl_s)
+    cache = TieredCache(LocalTTLCache(settings.cache_entries, settings.cache_ttl_s), remote)
     return Embedder(
         load,
         max_texts=settings.max_texts,
         max_text_chars=settings.max_text_chars,
         max_batch=settings.max_batch,
         max_wait_s=settings.max_wait_ms / 1000,
+        cache=cache,
     )
 
 
@@ -42,10 +53,30 @@ async def serve(settings: EmbeddingSettings) -> None:
             return Health.HEALTHY, embedder.info.model
         return Health.UNHEALTHY, "loading"
 
-    checker = HealthChecker("embedding", [Dependency("model", model_probe)])
+    dependencies = [Dependency("model", model_probe)]
+    remote = embedder.cache.remote if embedder.cache else None
+    if remote is not None:
+
+        async def redis_probe() -> tuple[Health, str]:
+            # Redis is optional: without it the service works, with a colder cache.
+            ok = await remote.ping()
+            return (Health.HEALTHY, "ok") if ok else (Health.DEGRADED, "unreachable")
+
+        dependencies.append(Dependency("redis", redis_probe, remote.breaker))
+    checker = HealthChecker("embedding", dependencies)
     host = ServiceHost(settings, [*servicers(embedder), health_details_servicer(checker)])
 
-    await run_service("embedding", host, warm_up=embedder.start, close=embedder.close)
+    async def warm_up() -> None:
+        await embedder.start()
+        if remote is not None and not await remote.ping():
+            log.warning("redis not reachable at start; caching in-process until it is")
+
+    async def close() -> None:
+        await embedder.close()
+        if remote is not None:
+            await remote.close()
+
+    await run_service("embedding", host, warm_up=warm_up, close=close)
 
 
 def main() -> None:

@@ -29,3 +29,14 @@ class EmbeddingSettings(ServiceSettings):
     max_wait_ms: float = Field(
         2.0, ge=0, description="How long a text may wait for others to fill its batch."
     )
+    cache_entries: int = Field(
+        50_000, ge=1, description="Embeddings kept in process (about 1.5 KB each at 384 dims)."
+    )
+    cache_ttl_s: float = Field(3600.0, gt=0, description="How long a local entry lives.")
+    redis_url: str = Field(
+        "",
+        description="Redis for the shared embedding cache, e.g. redis://127.0.0.1:6379/0; "
+        "empty: in-process cache only.",
+    )
+    redis_cluster: bool = Field(False, description="Whether redis_url is a Redis Cluster node.")
+    redis_ttl_s: float = Field(7 * 86400.0, gt=0, description="How long a Redis entry lives.")

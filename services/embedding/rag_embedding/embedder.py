@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
 
+import numpy as np
+
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.tiered_cache import TieredCache
 from rag_embedding.batching import DynamicBatcher
 
 
@@ -60,12 +64,14 @@ class Embedder:
         max_text_chars: int,
         max_batch: int = 64,
         max_wait_s: float = 0.002,
+        cache: TieredCache | None = None,
     ) -> None:
         self._load_model = load_model
         self._model: EncoderModel | None = None
         self._max_texts = max_texts
         self._max_text_chars = max_text_chars
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self.cache = cache
         self.batcher: DynamicBatcher[Purpose] = DynamicBatcher(
             self._encode, self._executor, max_batch=max_batch, max_wait_s=max_wait_s
         )
@@ -99,9 +105,30 @@ class Embedder:
         `purpose` may be given as its value ("query", "document"), which makes an Embedder
         usable wherever the TextEmbedder port is expected, without gRPC in between.
         """
-        self._ready_model()
+        model = self._ready_model()
         self._validate(texts)
-        return await self.batcher.submit(texts, Purpose(purpose))
+        purpose = Purpose(purpose)
+        if self.cache is None:
+            return await self.batcher.submit(texts, purpose)
+        # The whole request is looked up in one round trip; only the misses are encoded.
+        keys = [_cache_key(model.name, purpose, text) for text in texts]
+        cached = await self.cache.get_many(keys)
+        missing = [i for i, value in enumerate(cached) if value is None]
+        vectors: list[list[float] | None] = [
+            None if value is None else np.frombuffer(value, dtype=np.float32).tolist()
+            for value in cached
+        ]
+        if missing:
+            computed = await self.batcher.submit([texts[i] for i in missing], purpose)
+            for i, vector in zip(missing, computed, strict=True):
+                vectors[i] = vector
+            await self.cache.set_many(
+                {
+                    keys[i]: np.asarray(vector, dtype=np.float32).tobytes()
+                    for i, vector in zip(missing, computed, strict=True)
+                }
+            )
+        return vectors  # type: ignore[return-value]
 
     def _encode(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:
         return self._ready_model().encode(texts, purpose)
@@ -130,3 +157,9 @@ class Embedder:
                 raise InvalidArgument(
                     f"texts[{i}]", f"{len(text)} characters, at most {self._max_text_chars}"
                 )
+
+
+def _cache_key(model: str, purpose: Purpose, text: str) -> str:
+    """Model + purpose + text hash: a vector is only reused for exactly what produced it."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"emb:{model}:{purpose.value}:{digest}"
