@@ -1,12 +1,14 @@
 """Print every service setting as Markdown tables (env var, default, meaning) for the README.
 
 `python scripts/settings_table.py` prints what README.md's settings section must contain;
-a unit test fails when the two drift apart.
+`--write` puts it there. A unit test fails when the two drift apart.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -25,6 +27,7 @@ SERVICES: list[type[BaseSettings]] = [
     EmbeddingSettings,
 ]
 _COMMON = set(ServiceSettings.model_fields) - {"port"}
+BEGIN, END = "<!-- settings:begin", "<!-- settings:end -->"
 
 
 def _default(name: str, field: FieldInfo) -> str:
@@ -78,5 +81,17 @@ def tables() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: Path) -> None:
+    """Replace the settings section of the README at `path` with the current tables."""
+    text = path.read_text()
+    head, rest = text.split(BEGIN, 1)
+    begin_line, after = rest.split("-->\n", 1)
+    _, tail = after.split(END, 1)
+    path.write_text(f"{head}{BEGIN}{begin_line}-->\n{tables()}\n{END}{tail}")
+
+
 if __name__ == "__main__":
-    print(tables())
+    if sys.argv[1:] == ["--write"]:
+        write_readme(Path(__file__).parents[1] / "README.md")
+    else:
+        print(tables())

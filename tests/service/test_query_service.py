@@ -34,6 +34,7 @@ KEYS = {
     "acme-writer": ApiKey(tenant="acme", roles=["writer"]),
     "acme-reader": ApiKey(tenant="acme", roles=["reader"]),
     "acme-admin": ApiKey(tenant="acme", roles=["admin"]),
+    "globex-writer": ApiKey(tenant="globex", roles=["writer"]),
 }
 
 
@@ -308,3 +309,48 @@ async def test_health_details_list_each_dependency_with_its_breaker(public):
     by_name = {d.name: d for d in details.dependencies}
     assert set(by_name) == {"embedding", "retrieval", "generation"}
     assert all(d.breaker == "closed" and d.latency_ms > 0 for d in by_name.values())
+
+
+async def test_a_repeated_question_is_answered_from_the_exact_cache(public):
+    first = await public.query.Query(
+        pb.QueryRequest(question="What causes tides?"), metadata=READER
+    )
+    again = await public.query.Query(
+        pb.QueryRequest(question="  what CAUSES tides?"), metadata=READER
+    )
+    assert (first.cache, again.cache) == ("", "exact")
+    assert again.text == first.text
+    assert [s.document_id for s in again.sources] == [s.document_id for s in first.sources]
+    other_options = await public.query.Query(
+        pb.QueryRequest(question="What causes tides?", options=pb.QueryOptions(top_k=1)),
+        metadata=READER,
+    )
+    assert other_options.cache == ""
+
+
+async def test_no_tenant_ever_gets_another_tenants_cached_answer(public):
+    await public.query.Query(pb.QueryRequest(question="How do bees talk?"), metadata=READER)
+    globex = await public.query.Query(
+        pb.QueryRequest(question="How do bees talk?"), metadata=auth("globex-writer")
+    )
+    assert globex.cache == "" and "dancing" not in globex.text
+    assert globex.sources == []
+
+
+async def test_changed_documents_are_never_answered_from_a_stale_cache(public):
+    async def ingest(text: str) -> None:
+        await public.documents.IngestDocuments(
+            doc_pb.IngestDocumentsRequest(
+                documents=[common_pb2.Document(id="opening-hours", text=text)]
+            ),
+            metadata=WRITER,
+        )
+
+    question = pb.QueryRequest(question="When does the museum open?")
+    await ingest("The museum opens at nine in the morning.")
+    before = await public.query.Query(question, metadata=READER)
+    assert "nine" in before.text
+    assert (await public.query.Query(question, metadata=READER)).cache == "exact"
+    await ingest("The museum opens at eleven in the morning.")
+    after = await public.query.Query(question, metadata=READER)
+    assert after.cache == "" and "eleven" in after.text

@@ -7,6 +7,7 @@ from rag.v1 import health_details_service_pb2_grpc as pb_grpc
 from rag_common.channel import ServiceClient
 from rag_common.health_details import Health, HealthChecker, Probe
 from rag_common.server import Servicer
+from rag_common.tiered_cache import RedisLayer
 
 _STATES = {
     Health.HEALTHY: pb.HEALTH_STATE_HEALTHY,
@@ -57,5 +58,15 @@ def client_probe(client: ServiceClient) -> Probe:
     async def check() -> tuple[Health, str]:
         status = await client.health()
         return (Health.HEALTHY, status) if status == "SERVING" else (Health.UNHEALTHY, status)
+
+    return check
+
+
+def redis_probe(layer: RedisLayer) -> Probe:
+    """A probe for an optional Redis: unreachable means degraded, not unhealthy."""
+
+    async def check() -> tuple[Health, str]:
+        ok = await layer.ping()
+        return (Health.HEALTHY, "ok") if ok else (Health.DEGRADED, "unreachable")
 
     return check

@@ -9,7 +9,7 @@ import logging
 from rag_common import logs
 from rag_common.cache import LocalTTLCache
 from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.health_servicer import health_details_servicer
+from rag_common.health_servicer import health_details_servicer, redis_probe
 from rag_common.server import ServiceHost, run_service
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
 from rag_embedding.config import EmbeddingSettings
@@ -56,13 +56,7 @@ async def serve(settings: EmbeddingSettings) -> None:
     dependencies = [Dependency("model", model_probe)]
     remote = embedder.cache.remote if embedder.cache else None
     if remote is not None:
-
-        async def redis_probe() -> tuple[Health, str]:
-            # Redis is optional: without it the service works, with a colder cache.
-            ok = await remote.ping()
-            return (Health.HEALTHY, "ok") if ok else (Health.DEGRADED, "unreachable")
-
-        dependencies.append(Dependency("redis", redis_probe, remote.breaker))
+        dependencies.append(Dependency("redis", redis_probe(remote), remote.breaker))
     checker = HealthChecker("embedding", dependencies)
     host = ServiceHost(settings, [*servicers(embedder), health_details_servicer(checker)])
 

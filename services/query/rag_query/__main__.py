@@ -8,12 +8,15 @@ import logging
 from rag_common import logs
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.cache import LocalTTLCache
+from rag_common.corpus import CorpusVersions
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, HealthChecker
-from rag_common.health_servicer import client_probe, health_details_servicer
+from rag_common.health_servicer import client_probe, health_details_servicer, redis_probe
 from rag_common.server import ServiceHost, run_service
+from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
+from rag_query.answer_cache import AnswerCache
 from rag_query.auth import Authenticator
 from rag_query.config import QuerySettings
 from rag_query.documents import Documents
@@ -32,6 +35,18 @@ def build_host(
 ) -> ServiceHost:
     """The public server over the three internal clients, wired as `serve` runs it."""
     maintenance = Maintenance()
+    redis = (
+        redis_client(settings.redis_url, cluster=settings.redis_cluster)
+        if settings.redis_url
+        else None
+    )
+    remote = RedisLayer(redis, "answers", ttl_s=settings.answer_cache_ttl_s) if redis else None
+    answers = AnswerCache(
+        TieredCache(
+            LocalTTLCache(settings.answer_cache_entries, settings.answer_cache_ttl_s), remote
+        )
+    )
+    versions = CorpusVersions(redis)
     engine = QueryEngine(
         embedding,
         retrieval,
@@ -48,11 +63,14 @@ def build_host(
         retrieval_cache=LocalTTLCache(
             settings.retrieval_cache_entries, settings.retrieval_cache_ttl_s
         ),
+        answers=answers,
+        versions=versions,
     )
     clients = (embedding, retrieval, generation)
     checker = HealthChecker(
         "query",
-        [Dependency(c.dependency, client_probe(c), c.breaker) for c in clients],
+        [Dependency(c.dependency, client_probe(c), c.breaker) for c in clients]
+        + ([Dependency("redis", redis_probe(remote), remote.breaker)] if remote else []),
         unavailable=maintenance.reason,
     )
     host = ServiceHost(
@@ -60,7 +78,7 @@ def build_host(
         [
             *servicers(
                 engine,
-                Documents(retrieval, maintenance),
+                Documents(retrieval, maintenance, versions),
                 maintenance,
                 snippet_chars=settings.snippet_chars,
             ),

@@ -50,6 +50,14 @@ class QuerySettings(ServiceSettings):
     retrieval_cache_ttl_s: float = Field(
         300.0, gt=0, description="How long a kept retrieval may stand in."
     )
+    answer_cache_entries: int = Field(10_000, ge=1, description="Answers kept in process.")
+    answer_cache_ttl_s: float = Field(3600.0, gt=0, description="How long an answer is kept.")
+    redis_url: str = Field(
+        "",
+        description="Redis shared by query replicas for answers and corpus versions, e.g. "
+        "redis://127.0.0.1:6379/0; empty: in-process only.",
+    )
+    redis_cluster: bool = Field(False, description="Whether redis_url is a Redis Cluster node.")
     breaker_consecutive_failures: int = Field(
         5, ge=1, description="Failures in a row that open the breaker of an internal service."
     )

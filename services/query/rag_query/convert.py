@@ -42,6 +42,7 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
         cited_sources=g.cited_sources,
         partial=g.partial,
         degraded=answer.degraded,
+        cache=answer.cache,
         timings=common_pb2.StageTimings(
             embed_ms=t.embed_ms,
             retrieve_ms=t.retrieve_ms,

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field, replace
 
 from rag_common import context
 from rag_common.cache import LocalTTLCache
+from rag_common.corpus import CorpusVersions
 from rag_common.domain import ScoredChunk, TextEmbedder
 from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
+from rag_query.answer_cache import AnswerCache, answer_key
 from rag_query.maintenance import Maintenance
 from rag_query.models import Answer, GeneratedText, Question, Timings
 from rag_query.ports import AnswerGenerator, ContextRetriever
@@ -73,6 +75,8 @@ class QueryEngine:
         *,
         maintenance: Maintenance | None = None,
         retrieval_cache: LocalTTLCache[list[ScoredChunk]] | None = None,
+        answers: AnswerCache | None = None,
+        versions: CorpusVersions | None = None,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
@@ -80,11 +84,17 @@ class QueryEngine:
         self._policy = policy or QueryPolicy()
         self._maintenance = maintenance or Maintenance()
         self._retrievals = retrieval_cache or LocalTTLCache(10_000, ttl_s=300.0)
+        self._answers = answers
+        self._versions = versions
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
         self._maintenance.check()
         self._validate(question)
+        started = time.perf_counter()
+        key = await self._answer_key(question, identity)
+        if key is not None and (cached := await self._answers.get(key)) is not None:
+            return self._from_cache(cached, started)
         with context.tighter_deadline(self._budget_s(question)):
             progress = await self._find_sources(question, identity)
             generate_started = time.perf_counter()
@@ -101,7 +111,9 @@ class QueryEngine:
                     generated = self._without_llm(progress, "generation ran out of time")
                 except (Unavailable, DeadlineExceeded) as exc:
                     generated = self._without_llm(progress, exc.reason)
-            return self._finish(generated, progress, generate_started)
+            answer = self._finish(generated, progress, generate_started)
+        await self._remember(key, answer)
+        return answer
 
     async def stream(
         self, question: Question, identity: Identity
@@ -113,6 +125,13 @@ class QueryEngine:
         """
         self._maintenance.check()
         self._validate(question)
+        started = time.perf_counter()
+        key = await self._answer_key(question, identity)
+        if key is not None and (cached := await self._answers.get(key)) is not None:
+            yield SourcesFound(cached.sources)
+            yield cached.text
+            yield self._from_cache(cached, started)
+            return
         with context.tighter_deadline(self._budget_s(question)):
             progress = await self._find_sources(question, identity)
             yield SourcesFound(progress.sources)
@@ -125,7 +144,9 @@ class QueryEngine:
                 async with asyncio.timeout(self._time_left()):
                     async for item in stream:
                         if isinstance(item, GeneratedText):
-                            yield self._finish(item, progress, generate_started)
+                            answer = self._finish(item, progress, generate_started)
+                            await self._remember(key, answer)
+                            yield answer
                             return
                         sent_text = True
                         yield item
@@ -137,6 +158,23 @@ class QueryEngine:
                 generated = self._without_llm(progress, type(exc).__name__)
                 yield generated.text
                 yield self._finish(generated, progress, generate_started)
+
+    async def _answer_key(self, question: Question, identity: Identity) -> str | None:
+        """The answer cache key, or None when there is no cache or the version is unknown."""
+        if self._answers is None or self._versions is None:
+            return None
+        version = await self._versions.current(identity.tenant)
+        return None if version is None else answer_key(identity.tenant, version, question)
+
+    async def _remember(self, key: str | None, answer: Answer) -> None:
+        # Only whole answers: a degraded or partial one must not outlive its cause.
+        if key is not None and not answer.degraded and not answer.generated.partial:
+            await self._answers.put(key, answer)
+
+    @staticmethod
+    def _from_cache(cached: Answer, started: float) -> Answer:
+        total_ms = (time.perf_counter() - started) * 1000
+        return replace(cached, timings=Timings(total_ms=total_ms), request_id=context.request_id())
 
     async def _find_sources(self, question: Question, identity: Identity) -> _Progress:
         progress = _Progress(started=time.perf_counter())

@@ -60,3 +60,4 @@ class Answer:
     timings: Timings
     request_id: str = ""
     degraded: list[str] = field(default_factory=list)
+    cache: str = ""  # "exact" when served from the answer cache

@@ -1,0 +1,70 @@
+"""Per-tenant corpus versions: a new one whenever a tenant's documents change.
+
+Every cached answer is keyed by the version it was computed at, so a change in the documents
+makes older entries unreachable at once (they then expire by TTL). With Redis the version is
+a shared counter, so every replica sees a change made through any of them; without it, a
+counter in this process prefixed by a per-start id, so a restart never revives old entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+class CorpusVersions:
+    """Reads and moves tenants' corpus versions."""
+
+    def __init__(self, redis: Redis | None = None) -> None:
+        self._redis = redis
+        self._boot = uuid.uuid4().hex[:8]
+        self._local: dict[str, int] = {}
+        # Tenants whose change could not be recorded in Redis yet: no cached answer for them
+        # until it is, or an answer from before the change could be served.
+        self._unrecorded: set[str] = set()
+
+    async def current(self, tenant: str) -> str | None:
+        """The tenant's version, or None when it cannot be known (then nothing is cached)."""
+        if self._redis is None:
+            return f"{self._boot}.{self._local.get(tenant, 0)}"
+        try:
+            if tenant in self._unrecorded:
+                await self._incr(tenant)
+                self._unrecorded.discard(tenant)
+            value = await self._redis.get(self._key(tenant))
+            if value is None:
+                await self._seed(tenant)
+                value = await self._redis.get(self._key(tenant))
+        except (RedisError, OSError):
+            return None
+        return f"r{int(value)}"
+
+    async def bump(self, tenant: str) -> None:
+        """Record that the tenant's documents changed."""
+        self._local[tenant] = self._local.get(tenant, 0) + 1
+        if self._redis is None:
+            return
+        try:
+            await self._incr(tenant)
+        except (RedisError, OSError):
+            log.warning("corpus change not recorded in redis yet", extra={"tenant": tenant})
+            self._unrecorded.add(tenant)
+
+    async def _incr(self, tenant: str) -> None:
+        await self._seed(tenant)
+        await self._redis.incr(self._key(tenant))
+
+    async def _seed(self, tenant: str) -> None:
+        # A counter that starts at a random value: if Redis loses its data and the counter
+        # starts over, it cannot walk back into versions that replicas still hold locally.
+        await self._redis.set(self._key(tenant), secrets.randbelow(2**48), nx=True)
+
+    @staticmethod
+    def _key(tenant: str) -> str:
+        return f"rag:corpus:{tenant}"

@@ -1,0 +1,62 @@
+"""The exact answer cache: same tenant, corpus version, normalised question and options."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from rag_common.domain import ScoredChunk
+from rag_common.tiered_cache import TieredCache
+from rag_query.models import Answer, GeneratedText, Question, Timings
+
+
+def answer_key(tenant: str, version: str, question: Question) -> str:
+    """Everything that changes the answer, hashed. The budget is left out: it changes how
+    long an answer may take, not what it says (and degraded answers are never stored)."""
+    options = question.options
+    parts = [
+        tenant,
+        version,
+        " ".join(question.text.lower().split()),
+        str(options.top_k),
+        repr(options.conditions),
+        repr(options.score_threshold),
+        str(options.max_tokens),
+        options.provider,
+    ]
+    return "answer:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class AnswerCache:
+    """Answers as compact JSON in a TieredCache."""
+
+    def __init__(self, cache: TieredCache) -> None:
+        self.cache = cache
+
+    async def get(self, key: str) -> Answer | None:
+        """The cached answer, marked as coming from the exact cache."""
+        [raw] = await self.cache.get_many([key])
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Answer(
+            text=data["text"],
+            sources=[ScoredChunk(**s) for s in data["sources"]],
+            generated=GeneratedText(
+                **{**data["generated"], "cited_sources": tuple(data["generated"]["cited_sources"])}
+            ),
+            timings=Timings(),
+            cache="exact",
+        )
+
+    async def put(self, key: str, answer: Answer) -> None:
+        """Store a whole answer (callers never store degraded or partial ones)."""
+        data = {
+            "text": answer.text,
+            "sources": [
+                dataclasses.asdict(s) | {"metadata": dict(s.metadata)} for s in answer.sources
+            ],
+            "generated": dataclasses.asdict(answer.generated),
+        }
+        await self.cache.set_many({key: json.dumps(data, separators=(",", ":")).encode()})

@@ -1,0 +1,92 @@
+"""The exact answer cache shared through real Redis by two query replicas."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_common.cache import LocalTTLCache
+from rag_common.corpus import CorpusVersions
+from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
+from rag_common.identity import Identity
+from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
+from rag_query.answer_cache import AnswerCache
+from rag_query.documents import Documents
+from rag_query.engine import QueryEngine
+from rag_query.maintenance import Maintenance
+from rag_query.models import GeneratedText, Question
+from tests.support.redis_servers import RedisServer
+
+ACME = Identity("p", "acme", frozenset({"writer"}))
+
+
+class Corpus:
+    """Stands in for the internal services: answers with the current document text."""
+
+    def __init__(self) -> None:
+        self.text = "The office opens at nine."
+        self.generations = 0
+
+    async def embed(self, texts, purpose):
+        return [[1.0] for _ in texts]
+
+    async def retrieve(self, question, vector, options, identity):
+        return [ScoredChunk("hours", 0, 0.9, self.text)]
+
+    async def generate(self, question, sources, options):
+        self.generations += 1
+        return GeneratedText(sources[0].text + " [1]", "fake", cited_sources=(1,))
+
+    async def upsert(self, documents: list[DocumentInput], identity):
+        self.text = documents[0].text
+        return [UpsertResult(documents[0].id, 1)]
+
+
+def replica(corpus: Corpus, server: RedisServer):
+    client = redis_client(server.url)
+    answers = AnswerCache(
+        TieredCache(LocalTTLCache(100, 3600), RedisLayer(client, "answers", ttl_s=3600))
+    )
+    versions = CorpusVersions(client)
+    engine = QueryEngine(corpus, corpus, corpus, answers=answers, versions=versions)
+    return engine, Documents(corpus, Maintenance(), versions), client
+
+
+@pytest.fixture
+async def redis_server(tmp_path):
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+async def test_replicas_share_answers_and_a_change_through_one_invalidates_both(redis_server):
+    corpus = Corpus()
+    (a, docs_a, client_a), (b, _, client_b) = (replica(corpus, redis_server) for _ in range(2))
+    question = Question("When does the office open?")
+    first = await a.answer(question, ACME)
+    shared = await b.answer(question, ACME)
+    assert (first.cache, shared.cache) == ("", "exact")
+    assert shared.text == first.text and corpus.generations == 1
+    await docs_a.upsert([DocumentInput("hours", "The office opens at ten.")], ACME)
+    # Replica b never saw the write, but the version in Redis moved.
+    fresh = await b.answer(question, ACME)
+    assert fresh.cache == "" and "ten" in fresh.text
+    await client_a.aclose()
+    await client_b.aclose()
+
+
+async def test_with_redis_down_nothing_is_cached_rather_than_risking_a_stale_answer(tmp_path):
+    server = RedisServer(tmp_path).start()
+    corpus = Corpus()
+    engine, documents, client = replica(corpus, server)
+    question = Question("When does the office open?")
+    await engine.answer(question, ACME)
+    server.stop()
+    await documents.upsert([DocumentInput("hours", "The office opens at ten.")], ACME)
+    answer = await engine.answer(question, ACME)  # the version is unknown: no cache
+    assert answer.cache == "" and "ten" in answer.text
+    server.start()
+    answer = await engine.answer(question, ACME)  # the pending change is recorded first
+    assert answer.cache == "" and "ten" in answer.text
+    assert (await engine.answer(question, ACME)).cache == "exact"
+    await client.aclose()
+    server.stop()
