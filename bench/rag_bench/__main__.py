@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_bench import corpus, embedding, routing
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
-from rag_cli.launcher import LocalCluster
+from rag_cli.launcher import LocalCluster, free_port
 from rag_common.identity import Identity
 from rag_query.engine import QueryEngine
 from rag_query.models import Question
@@ -70,8 +71,13 @@ async def ingest(cluster: LocalCluster, chunks: int) -> float:
     return time.perf_counter() - started
 
 
+def batches(questions: list[str], requests: int) -> dict[int, list[str]]:
+    """Different questions for each concurrency, so none is answered from the cache."""
+    return {c: questions[i * requests : (i + 1) * requests] for i, c in enumerate(CONCURRENCIES)}
+
+
 async def grpc_runs(cluster: LocalCluster, questions: list[str], requests: int) -> list[Run]:
-    """Query through the services."""
+    """Query through the services, then the same questions again: answer cache hits."""
     options = pb.QueryOptions(provider="extractive")
     async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
         stub = pb_grpc.QueryServiceStub(channel)
@@ -83,10 +89,43 @@ async def grpc_runs(cluster: LocalCluster, questions: list[str], requests: int) 
             t = reply.timings
             return {"embed": t.embed_ms, "retrieve": t.retrieve_ms, "generate": t.generate_ms}
 
-        await drive("warm-up", 2, questions[:10], ask)
-        return [
-            await drive("grpc (4 services)", c, questions[:requests], ask) for c in CONCURRENCIES
-        ]
+        await drive("warm-up", 2, questions[-10:], ask)
+        per_run = batches(questions, requests)
+        runs = [await drive("grpc (4 services)", c, per_run[c], ask) for c in CONCURRENCIES]
+        runs += [await drive("grpc, cache hit", c, per_run[c], ask) for c in CONCURRENCIES]
+        return runs
+
+
+async def echo_runs(requests: int) -> list[Run]:
+    """The bare gRPC echo server, in its own process, with a cache hit's message sizes."""
+    port = free_port()
+    reply_size = len(
+        pb.QueryResponse(
+            text="x" * 300,
+            sources=[common_pb2.Source(document_id="doc-00000", text="y" * 300) for _ in range(5)],
+        ).SerializeToString()
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rag_bench.echo", str(port), str(reply_size)
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await channel.channel_ready()
+            echo = channel.unary_unary("/bench.Echo/Echo")
+            request = pb.QueryRequest(question="x" * 60).SerializeToString()
+
+            async def ask(_: str) -> dict:
+                await echo(request, metadata=AUTH, timeout=10)
+                return {"embed": 0.0, "retrieve": 0.0, "generate": 0.0}
+
+            await drive("warm-up", 2, ["q"] * 20, ask)
+            return [
+                await drive("grpc echo (yardstick)", c, ["q"] * requests, ask)
+                for c in CONCURRENCIES
+            ]
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -> list[Run]:
@@ -113,8 +152,9 @@ async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -
         return {"embed": t.embed_ms, "retrieve": t.retrieve_ms, "generate": t.generate_ms}
 
     try:
-        await drive("warm-up", 2, questions[:10], ask)
-        return [await drive("in-process", c, questions[:requests], ask) for c in CONCURRENCIES]
+        await drive("warm-up", 2, questions[-10:], ask)
+        per_run = batches(questions, requests)
+        return [await drive("in-process", c, per_run[c], ask) for c in CONCURRENCIES]
     finally:
         await retriever.close()
         await embedder.close()
@@ -142,7 +182,7 @@ async def generation_scenarios(requests: int) -> None:
 
 async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
-    questions = corpus.questions(requests)
+    questions = corpus.questions(requests * len(CONCURRENCIES) + 10)
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         data_dir = Path(tmp)
         cluster = LocalCluster.on_free_ports(
@@ -165,6 +205,7 @@ async def main(chunks: int, requests: int) -> None:
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
             runs = await grpc_runs(cluster, questions, requests)
             service_rate = await embedding.service_texts_per_s(cluster.address("embedding"))
+            runs += await echo_runs(requests)
         finally:
             cluster.stop()
         local_rate = embedding.in_process_texts_per_s()
@@ -173,7 +214,11 @@ async def main(chunks: int, requests: int) -> None:
     print(table(runs))
     print()
     for concurrency in CONCURRENCIES:
-        over_grpc, local = (r for r in runs if r.concurrency == concurrency)
+        over_grpc, local = (
+            r
+            for r in runs
+            if r.concurrency == concurrency and r.name in ("grpc (4 services)", "in-process")
+        )
         print(
             f"concurrency {concurrency}: gRPC/in-process p50 latency "
             f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
@@ -183,6 +228,13 @@ async def main(chunks: int, requests: int) -> None:
         f"\nembedding, {embedding.CALLERS} concurrent single-text callers over gRPC: "
         f"{service_rate:.0f} texts/s; one in-process encode of {embedding.CALLERS}: "
         f"{local_rate:.0f} texts/s; ratio {service_rate / local_rate:.2f}x"
+    )
+    hit = {r.concurrency: r for r in runs if r.name == "grpc, cache hit"}
+    echo = {r.concurrency: r for r in runs if r.name == "grpc echo (yardstick)"}
+    print(
+        f"cache hit at concurrency 1: p50 {hit[1].percentile(50):.2f} ms, p99 "
+        f"{hit[1].percentile(99):.2f} ms; at concurrency 8: {hit[8].rps:.0f} req/s = "
+        f"{hit[8].rps / echo[8].rps:.2f}x the echo server's {echo[8].rps:.0f}"
     )
     await generation_scenarios(requests)
 

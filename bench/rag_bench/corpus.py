@@ -71,8 +71,9 @@ def documents(count: int, seed: int = 7) -> list[tuple[str, str]]:
 def questions(count: int, seed: int = 11) -> list[str]:
     """`count` questions phrased like a user would ask about the corpus."""
     rng = random.Random(seed)
+    # Numbered, so no two are the same question (the answer cache must not hit by chance).
     return [
         f"How often does {rng.choice(_SUBJECTS)} {rng.choice(_VERBS).rstrip('s')} "
-        f"{rng.choice(_OBJECTS)}?"
-        for _ in range(count)
+        f"{rng.choice(_OBJECTS)} (case {i})?"
+        for i in range(count)
     ]
