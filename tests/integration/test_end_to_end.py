@@ -163,27 +163,38 @@ async def test_a_dead_retrieval_service_degrades_then_recovers(cluster, public):
     asked = "How many vacation days do employees get?"
     assert not (await ask(public, "acme-key", asked)).degraded
     cluster.stop(("retrieval",))
-    # A question asked before is answered from the sources it got then, flagged as such.
+    # The same question: the answer cache still has it, whole.
     cached = await ask(public, "acme-key", asked)
-    assert cached.degraded == ["retrieval_cached"]
-    assert "30 days" in cached.text
+    assert cached.cache == "exact" and not cached.degraded
+    # Same question, other options: no cached answer, but the sources it got before stand in.
+    stand_in = await public.Query(
+        pb.QueryRequest(
+            question=asked, options=pb.QueryOptions(provider="extractive", max_tokens=99)
+        ),
+        metadata=auth("acme-key"),
+        timeout=60,
+    )
+    assert stand_in.degraded == ["retrieval_cached"] and "30 days" in stand_in.text
     # A new question has nothing to fall back on: a clear UNAVAILABLE naming the dependency.
+    new_question = "Where are the security badges worn?"
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await ask(public, "acme-key", "Where are the security badges worn?")
+        await ask(public, "acme-key", new_question)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert error_info(caught.value).metadata["dependency"] == "retrieval"
     cluster.start(("retrieval",))
     await cluster.wait_serving(within_s=60)
     # The query service reconnects within its capped reconnect backoff (2 s) and its
-    # breaker's recovery time (5 s).
+    # breaker's recovery time (5 s); the documents survived the restart.
     deadline = asyncio.get_running_loop().time() + 15
     while True:
-        reply = await ask(public, "acme-key", asked)
-        if not reply.degraded:
+        try:
+            reply = await ask(public, "acme-key", new_question)
             break
-        assert asyncio.get_running_loop().time() < deadline, "no recovery within 15 s"
-        await asyncio.sleep(0.2)
-    assert "30 days" in reply.text  # documents survived the restart
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            assert asyncio.get_running_loop().time() < deadline, "no recovery within 15 s"
+            await asyncio.sleep(0.2)
+    assert not reply.degraded and reply.sources[0].document_id == "badges"
 
 
 async def test_a_query_in_flight_completes_while_every_service_shuts_down(tmp_path):
