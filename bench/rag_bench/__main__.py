@@ -180,6 +180,35 @@ async def generation_scenarios(requests: int) -> None:
     )
 
 
+async def semantic_cache_rates() -> None:
+    """Hit rate on paraphrases and false-hit rate on near misses (bench/data)."""
+    from rag_embedding.__main__ import build_embedder
+    from rag_embedding.config import EmbeddingSettings
+    from rag_query.semantic_cache import SemanticCache
+
+    pairs = json.loads((Path(__file__).parents[1] / "data/semantic_pairs.json").read_text())
+    embedder = build_embedder(EmbeddingSettings())
+    await embedder.start()
+    try:
+        rates = {}
+        for kind in ("paraphrases", "near_misses"):
+            hits = 0
+            for cached, asked in pairs[kind]:
+                cached_vector, asked_vector = await embedder.embed([cached, asked], "query")
+                cache = SemanticCache()
+                cache.add("scope", cached, cached_vector, "key")
+                hits += cache.lookup("scope", asked, asked_vector) is not None
+            rates[kind] = (hits, len(pairs[kind]))
+    finally:
+        await embedder.close()
+    (p_hits, p_all), (n_hits, n_all) = rates["paraphrases"], rates["near_misses"]
+    print(
+        f"\nsemantic cache (threshold 0.95 + lexical guard): paraphrase hit rate "
+        f"{p_hits}/{p_all} = {p_hits / p_all:.0%}, near-miss false-hit rate "
+        f"{n_hits}/{n_all} = {n_hits / n_all:.0%}"
+    )
+
+
 async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
     questions = corpus.questions(requests * len(CONCURRENCIES) + 10)
@@ -236,6 +265,7 @@ async def main(chunks: int, requests: int) -> None:
         f"{hit[1].percentile(99):.2f} ms; at concurrency 8: {hit[8].rps:.0f} req/s = "
         f"{hit[8].rps / echo[8].rps:.2f}x the echo server's {echo[8].rps:.0f}"
     )
+    await semantic_cache_rates()
     await generation_scenarios(requests)
 
 

@@ -354,3 +354,24 @@ async def test_changed_documents_are_never_answered_from_a_stale_cache(public):
     await ingest("The museum opens at eleven in the morning.")
     after = await public.query.Query(question, metadata=READER)
     assert after.cache == "" and "eleven" in after.text
+
+
+async def test_a_paraphrase_is_answered_from_the_semantic_cache_but_a_near_miss_is_not(public):
+    first = await public.query.Query(
+        pb.QueryRequest(question="How do honey bees communicate?"), metadata=READER
+    )
+    paraphrase = await public.query.Query(
+        pb.QueryRequest(question="How can honey bees communicate?"), metadata=READER
+    )
+    assert first.cache == "" and paraphrase.cache == "semantic"
+    assert paraphrase.cached_question == "How do honey bees communicate?"
+    assert paraphrase.cache_similarity >= 0.95 and paraphrase.text == first.text
+    near_miss = await public.query.Query(
+        pb.QueryRequest(question="How do honey bees not communicate?"), metadata=READER
+    )
+    assert near_miss.cache == ""
+    other_tenant = await public.query.Query(
+        pb.QueryRequest(question="How can honey bees communicate?"),
+        metadata=auth("globex-writer"),
+    )
+    assert other_tenant.cache == "" and other_tenant.sources == []

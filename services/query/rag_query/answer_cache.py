@@ -11,20 +11,25 @@ from rag_common.tiered_cache import TieredCache
 from rag_query.models import Answer, GeneratedText, Question, Timings
 
 
-def answer_key(tenant: str, version: str, question: Question) -> str:
-    """Everything that changes the answer, hashed. The budget is left out: it changes how
-    long an answer may take, not what it says (and degraded answers are never stored)."""
+def answer_scope(tenant: str, version: str, question: Question) -> tuple:
+    """Everything but the question's wording that changes the answer. The budget is left
+    out: it changes how long an answer may take, not what it says (and degraded answers are
+    never stored)."""
     options = question.options
-    parts = [
+    return (
         tenant,
         version,
-        " ".join(question.text.lower().split()),
-        str(options.top_k),
+        options.top_k,
         repr(options.conditions),
         repr(options.score_threshold),
-        str(options.max_tokens),
+        options.max_tokens,
         options.provider,
-    ]
+    )
+
+
+def answer_key(scope: tuple, question: Question) -> str:
+    """The exact cache key: the scope and the normalised question, hashed."""
+    parts = [*map(str, scope), " ".join(question.text.lower().split())]
     return "answer:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

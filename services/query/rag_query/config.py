@@ -52,6 +52,13 @@ class QuerySettings(ServiceSettings):
     )
     answer_cache_entries: int = Field(10_000, ge=1, description="Answers kept in process.")
     answer_cache_ttl_s: float = Field(3600.0, gt=0, description="How long an answer is kept.")
+    semantic_cache_threshold: float = Field(
+        0.95,
+        gt=0,
+        le=1,
+        description="Cosine similarity a question needs to reuse an answer "
+        "(it must also pass the lexical guard); 1 turns the semantic cache off.",
+    )
     redis_url: str = Field(
         "",
         description="Redis shared by query replicas for answers and corpus versions, e.g. "

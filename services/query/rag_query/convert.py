@@ -43,6 +43,8 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
         partial=g.partial,
         degraded=answer.degraded,
         cache=answer.cache,
+        cache_similarity=answer.cache_similarity,
+        cached_question=answer.cached_question,
         timings=common_pb2.StageTimings(
             embed_ms=t.embed_ms,
             retrieve_ms=t.retrieve_ms,

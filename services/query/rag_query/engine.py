@@ -21,10 +21,11 @@ from rag_common.domain import ScoredChunk, TextEmbedder
 from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
-from rag_query.answer_cache import AnswerCache, answer_key
+from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
 from rag_query.maintenance import Maintenance
 from rag_query.models import Answer, GeneratedText, Question, Timings
 from rag_query.ports import AnswerGenerator, ContextRetriever
+from rag_query.semantic_cache import SemanticCache
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,16 @@ class _Progress:
     degraded: list[str] = field(default_factory=list)
     embed_ms: float = 0.0
     retrieve_ms: float = 0.0
+    vector: list[float] | None = None
+    cached: Answer | None = None  # a semantic cache hit: no retrieval, no generation
+
+
+@dataclass(frozen=True)
+class _CacheScope:
+    """Where one question's answer is cached: its semantic scope and its exact key."""
+
+    scope: tuple
+    key: str
 
 
 class QueryEngine:
@@ -77,6 +88,7 @@ class QueryEngine:
         retrieval_cache: LocalTTLCache[list[ScoredChunk]] | None = None,
         answers: AnswerCache | None = None,
         versions: CorpusVersions | None = None,
+        semantic: SemanticCache | None = None,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
@@ -86,17 +98,20 @@ class QueryEngine:
         self._retrievals = retrieval_cache or LocalTTLCache(10_000, ttl_s=300.0)
         self._answers = answers
         self._versions = versions
+        self._semantic = semantic
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
         self._maintenance.check()
         self._validate(question)
         started = time.perf_counter()
-        key = await self._answer_key(question, identity)
-        if key is not None and (cached := await self._answers.get(key)) is not None:
+        scope = await self._cache_scope(question, identity)
+        if scope is not None and (cached := await self._answers.get(scope.key)) is not None:
             return self._from_cache(cached, started)
         with context.tighter_deadline(self._budget_s(question)):
-            progress = await self._find_sources(question, identity)
+            progress = await self._find_sources(question, identity, scope)
+            if progress.cached is not None:
+                return self._from_cache(progress.cached, started)
             generate_started = time.perf_counter()
             if self._time_left() < self._policy.min_generation_s:
                 generated = self._without_llm(progress, "no time left for generation")
@@ -112,7 +127,7 @@ class QueryEngine:
                 except (Unavailable, DeadlineExceeded) as exc:
                     generated = self._without_llm(progress, exc.reason)
             answer = self._finish(generated, progress, generate_started)
-        await self._remember(key, answer)
+        await self._remember(scope, question, progress, answer)
         return answer
 
     async def stream(
@@ -126,14 +141,17 @@ class QueryEngine:
         self._maintenance.check()
         self._validate(question)
         started = time.perf_counter()
-        key = await self._answer_key(question, identity)
-        if key is not None and (cached := await self._answers.get(key)) is not None:
-            yield SourcesFound(cached.sources)
-            yield cached.text
-            yield self._from_cache(cached, started)
-            return
+        scope = await self._cache_scope(question, identity)
+        cached = await self._answers.get(scope.key) if scope is not None else None
         with context.tighter_deadline(self._budget_s(question)):
-            progress = await self._find_sources(question, identity)
+            if cached is None:
+                progress = await self._find_sources(question, identity, scope)
+                cached = progress.cached
+            if cached is not None:
+                yield SourcesFound(cached.sources)
+                yield cached.text
+                yield self._from_cache(cached, started)
+                return
             yield SourcesFound(progress.sources)
             generate_started = time.perf_counter()
             sent_text = False
@@ -145,7 +163,7 @@ class QueryEngine:
                     async for item in stream:
                         if isinstance(item, GeneratedText):
                             answer = self._finish(item, progress, generate_started)
-                            await self._remember(key, answer)
+                            await self._remember(scope, question, progress, answer)
                             yield answer
                             return
                         sent_text = True
@@ -159,24 +177,47 @@ class QueryEngine:
                 yield generated.text
                 yield self._finish(generated, progress, generate_started)
 
-    async def _answer_key(self, question: Question, identity: Identity) -> str | None:
-        """The answer cache key, or None when there is no cache or the version is unknown."""
+    async def _cache_scope(self, question: Question, identity: Identity) -> _CacheScope | None:
+        """Where this question's answer is cached; None without caches or a known version."""
         if self._answers is None or self._versions is None:
             return None
         version = await self._versions.current(identity.tenant)
-        return None if version is None else answer_key(identity.tenant, version, question)
+        if version is None:
+            return None
+        scope = answer_scope(identity.tenant, version, question)
+        return _CacheScope(scope, answer_key(scope, question))
 
-    async def _remember(self, key: str | None, answer: Answer) -> None:
+    async def _semantic_hit(
+        self, scope: _CacheScope | None, question: Question, vector: list[float]
+    ) -> Answer | None:
+        if scope is None or self._semantic is None:
+            return None
+        hit = self._semantic.lookup(scope.scope, question.text, vector)
+        cached = await self._answers.get(hit.answer_key) if hit is not None else None
+        if hit is None or cached is None:
+            return None
+        return replace(
+            cached, cache="semantic", cache_similarity=hit.similarity, cached_question=hit.question
+        )
+
+    async def _remember(
+        self, scope: _CacheScope | None, question: Question, progress: _Progress, answer: Answer
+    ) -> None:
         # Only whole answers: a degraded or partial one must not outlive its cause.
-        if key is not None and not answer.degraded and not answer.generated.partial:
-            await self._answers.put(key, answer)
+        if scope is None or answer.degraded or answer.generated.partial:
+            return
+        await self._answers.put(scope.key, answer)
+        if self._semantic is not None and progress.vector is not None:
+            self._semantic.add(scope.scope, question.text, progress.vector, scope.key)
 
     @staticmethod
     def _from_cache(cached: Answer, started: float) -> Answer:
         total_ms = (time.perf_counter() - started) * 1000
         return replace(cached, timings=Timings(total_ms=total_ms), request_id=context.request_id())
 
-    async def _find_sources(self, question: Question, identity: Identity) -> _Progress:
+    async def _find_sources(
+        self, question: Question, identity: Identity, scope: _CacheScope | None = None
+    ) -> _Progress:
         progress = _Progress(started=time.perf_counter())
         options = question.options
         if not options.top_k:
@@ -194,6 +235,10 @@ class QueryEngine:
                 async with asyncio.timeout(granted):
                     [vector] = await self._embedder.embed([question.text], "query")
                     progress.embed_ms = (time.perf_counter() - progress.started) * 1000
+                    progress.vector = vector
+                    progress.cached = await self._semantic_hit(scope, question, vector)
+                    if progress.cached is not None:
+                        return progress
                     progress.sources = await self._retriever.retrieve(
                         question.text, vector, options, identity
                     )

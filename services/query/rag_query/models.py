@@ -60,4 +60,6 @@ class Answer:
     timings: Timings
     request_id: str = ""
     degraded: list[str] = field(default_factory=list)
-    cache: str = ""  # "exact" when served from the answer cache
+    cache: str = ""  # "exact" or "semantic" when served from a cache
+    cache_similarity: float = 0.0
+    cached_question: str = ""

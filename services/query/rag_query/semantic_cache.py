@@ -1,0 +1,152 @@
+"""The semantic answer cache: a question close enough in meaning gets a cached answer.
+
+Close in embedding space is not enough: "capital of France" and "capital of Germany", or
+"enable X" and "disable X", embed within a few hundredths of each other. So a candidate
+must pass two tests: cosine similarity at or above the threshold (0.95 by default), and a
+lexical guard: both questions must use the same content words, after folding case,
+plurals, contractions and a few synonyms, with the same numbers and the same negations.
+The guard makes the cache conservative by design; a miss costs one pipeline run, a false
+hit gives a user the wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import numpy as np
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_CONTRACTIONS = {
+    "what's": "what is",
+    "how's": "how is",
+    "where's": "where is",
+    "can't": "can not",
+    "won't": "will not",
+    "don't": "do not",
+    "doesn't": "does not",
+    "isn't": "is not",
+    "i'm": "i am",
+    "it's": "it is",
+}
+# Words that frame a question without changing what it asks.
+_FRAMING = frozenset(
+    "a an the is are was were be do does did can could would should will shall may might "
+    "i me my we our us you your it its this that these those to of for on in at by with "
+    "from about please tell how what where which who whom when way steps possible there "
+    "any some".split()
+)
+_NEGATIONS = frozenset({"not", "no", "never", "without", "none", "nothing"})
+# Words that mean the same thing in a question, folded to one.
+_SYNONYMS = {
+    "modify": "change",
+    "alter": "change",
+    "purchase": "buy",
+    "begin": "start",
+    "commence": "start",
+    "rules": "policy",
+    "regulations": "policy",
+}
+
+
+def content_words(question: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(content words, numbers, negations) of a question, folded for comparison."""
+    text = question.lower()
+    for short, long in _CONTRACTIONS.items():
+        text = text.replace(short, long)
+    words, numbers, negations = set(), set(), set()
+    for word in _WORD.findall(text):
+        if word.endswith("n't"):
+            negations.add("not")
+            word = word[:-3]
+        if word.isdigit():
+            numbers.add(word)
+        elif word in _NEGATIONS:
+            negations.add(word)
+        elif word not in _FRAMING:
+            word = _SYNONYMS.get(word, word)
+            words.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)
+    return frozenset(words), frozenset(numbers), frozenset(negations)
+
+
+def same_question(a: str, b: str) -> bool:
+    """The lexical guard: same content words, same numbers, same negations."""
+    return content_words(a) == content_words(b)
+
+
+@dataclass(frozen=True)
+class SemanticHit:
+    """A cached question close enough to the asked one."""
+
+    answer_key: str
+    question: str
+    similarity: float
+
+
+@dataclass
+class _Entry:
+    vector: np.ndarray
+    question: str
+    answer_key: str
+    expires: float
+
+
+class SemanticCache:
+    """Recent questions per scope (tenant, corpus version, options), searched by cosine.
+
+    Bounded per scope (oldest dropped) and by TTL (expired entries purged on each lookup).
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: float = 0.95,
+        ttl_s: float = 3600.0,
+        max_per_scope: int = 2000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold = threshold
+        self._ttl_s = ttl_s
+        self._max_per_scope = max_per_scope
+        self._clock = clock
+        self._scopes: dict[Hashable, list[_Entry]] = {}
+
+    def lookup(self, scope: Hashable, question: str, vector: list[float]) -> SemanticHit | None:
+        """The closest cached question that passes both tests, if any."""
+        entries = self._live(scope)
+        if not entries:
+            return None
+        query = _unit(vector)
+        similarities = np.stack([e.vector for e in entries]) @ query
+        for index in np.argsort(-similarities):
+            similarity = float(similarities[index])
+            if similarity < self.threshold:
+                return None
+            entry = entries[index]
+            if same_question(question, entry.question):
+                return SemanticHit(entry.answer_key, entry.question, similarity)
+        return None
+
+    def add(self, scope: Hashable, question: str, vector: list[float], answer_key: str) -> None:
+        """Remember a question whose answer is stored under `answer_key`."""
+        entries = self._live(scope)
+        entries.append(_Entry(_unit(vector), question, answer_key, self._clock() + self._ttl_s))
+        del entries[: max(0, len(entries) - self._max_per_scope)]
+        self._scopes[scope] = entries
+
+    def _live(self, scope: Hashable) -> list[_Entry]:
+        now = self._clock()
+        entries = [e for e in self._scopes.get(scope, ()) if e.expires > now]
+        if entries:
+            self._scopes[scope] = entries
+        else:
+            self._scopes.pop(scope, None)
+        return entries
+
+
+def _unit(vector: list[float]) -> np.ndarray:
+    array = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(array))
+    return array / norm if norm else array
