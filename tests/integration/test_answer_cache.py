@@ -14,6 +14,7 @@ from rag_query.documents import Documents
 from rag_query.engine import QueryEngine
 from rag_query.maintenance import Maintenance
 from rag_query.models import GeneratedText, Question
+from rag_query.semantic_cache import SemanticCache, SharedEntries
 from tests.support.redis_servers import RedisServer
 
 ACME = Identity("p", "acme", frozenset({"writer"}))
@@ -47,7 +48,10 @@ def replica(corpus: Corpus, server: RedisServer):
         TieredCache(LocalTTLCache(100, 3600), RedisLayer(client, "answers", ttl_s=3600))
     )
     versions = CorpusVersions(client)
-    engine = QueryEngine(corpus, corpus, corpus, answers=answers, versions=versions)
+    semantic = SemanticCache(shared=SharedEntries(client))
+    engine = QueryEngine(
+        corpus, corpus, corpus, answers=answers, versions=versions, semantic=semantic
+    )
     return engine, Documents(corpus, Maintenance(), versions), client
 
 
@@ -90,3 +94,15 @@ async def test_with_redis_down_nothing_is_cached_rather_than_risking_a_stale_ans
     assert (await engine.answer(question, ACME)).cache == "exact"
     await client.aclose()
     server.stop()
+
+
+async def test_a_paraphrase_hits_the_semantic_cache_of_another_replica(redis_server):
+    corpus = Corpus()
+    (a, _, client_a), (b, _, client_b) = (replica(corpus, redis_server) for _ in range(2))
+    await a.answer(Question("When does the office open?"), ACME)
+    paraphrase = await b.answer(Question("When does the office open, please?"), ACME)
+    assert paraphrase.cache == "semantic"
+    assert paraphrase.cached_question == "When does the office open?"
+    assert corpus.generations == 1
+    await client_a.aclose()
+    await client_b.aclose()

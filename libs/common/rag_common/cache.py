@@ -20,6 +20,7 @@ class LocalTTLCache(Generic[V]):
         self._max_entries = max_entries
         self._ttl_s = ttl_s
         self._clock = clock
+        self.evictions = 0  # entries dropped to make room (not counting expiries)
 
     def get(self, key: Hashable) -> V | None:
         """The value, or None when absent or expired."""
@@ -39,6 +40,7 @@ class LocalTTLCache(Generic[V]):
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+            self.evictions += 1
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -22,7 +22,7 @@ from rag_query.config import QuerySettings
 from rag_query.documents import Documents
 from rag_query.engine import QueryEngine, QueryPolicy
 from rag_query.maintenance import Maintenance
-from rag_query.semantic_cache import SemanticCache
+from rag_query.semantic_cache import SemanticCache, SharedEntries
 from rag_query.servicer import servicers
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,9 @@ def build_host(
         answers=answers,
         versions=versions,
         semantic=SemanticCache(
-            threshold=settings.semantic_cache_threshold, ttl_s=settings.answer_cache_ttl_s
+            threshold=settings.semantic_cache_threshold,
+            ttl_s=settings.answer_cache_ttl_s,
+            shared=SharedEntries(redis) if redis else None,
         ),
     )
     clients = (embedding, retrieval, generation)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
@@ -99,6 +100,9 @@ class QueryEngine:
         self._answers = answers
         self._versions = versions
         self._semantic = semantic
+        # Metrics-ready: answers by how they were found, and time spent serving cache hits.
+        self.cache_counts: Counter[str] = Counter()
+        self.cache_hit_ms: Counter[str] = Counter()
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
@@ -192,7 +196,7 @@ class QueryEngine:
     ) -> Answer | None:
         if scope is None or self._semantic is None:
             return None
-        hit = self._semantic.lookup(scope.scope, question.text, vector)
+        hit = await self._semantic.find(scope.scope, question.text, vector)
         cached = await self._answers.get(hit.answer_key) if hit is not None else None
         if hit is None or cached is None:
             return None
@@ -203,16 +207,18 @@ class QueryEngine:
     async def _remember(
         self, scope: _CacheScope | None, question: Question, progress: _Progress, answer: Answer
     ) -> None:
+        self.cache_counts["miss"] += 1
         # Only whole answers: a degraded or partial one must not outlive its cause.
         if scope is None or answer.degraded or answer.generated.partial:
             return
         await self._answers.put(scope.key, answer)
         if self._semantic is not None and progress.vector is not None:
-            self._semantic.add(scope.scope, question.text, progress.vector, scope.key)
+            await self._semantic.remember(scope.scope, question.text, progress.vector, scope.key)
 
-    @staticmethod
-    def _from_cache(cached: Answer, started: float) -> Answer:
+    def _from_cache(self, cached: Answer, started: float) -> Answer:
         total_ms = (time.perf_counter() - started) * 1000
+        self.cache_counts[f"{cached.cache}_hit"] += 1
+        self.cache_hit_ms[cached.cache] += total_ms
         return replace(cached, timings=Timings(total_ms=total_ms), request_id=context.request_id())
 
     async def _find_sources(

@@ -11,12 +11,16 @@ hit gives a user the wrong answer.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _CONTRACTIONS = {
@@ -90,13 +94,61 @@ class _Entry:
     vector: np.ndarray
     question: str
     answer_key: str
-    expires: float
+    expires: float  # wall-clock time, so replicas agree on it
+
+
+class SharedEntries:
+    """Semantic entries in Redis, one list per scope: float32 vector bytes plus a JSON head.
+
+    Best effort, like every Redis use here: a failure reads as no shared entries.
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+
+    async def entries(self, scope: Hashable) -> list[_Entry]:
+        """Entries every replica added under `scope`."""
+        try:
+            raw = await self._client.lrange(self._key(scope), 0, -1)
+        except (RedisError, OSError):
+            return []
+        return [self._decode(item) for item in raw]
+
+    async def append(self, scope: Hashable, entry: _Entry, max_entries: int, ttl_s: float) -> None:
+        """Add an entry; keep the newest `max_entries`; the list expires with its entries."""
+        key = self._key(scope)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.rpush(key, self._encode(entry))
+                pipe.ltrim(key, -max_entries, -1)
+                pipe.expire(key, int(ttl_s) + 1)
+                await pipe.execute()
+        except (RedisError, OSError):
+            pass
+
+    @staticmethod
+    def _key(scope: Hashable) -> str:
+        digest = hashlib.sha256(repr(scope).encode()).hexdigest()[:32]
+        return f"rag:semantic:{digest}"
+
+    @staticmethod
+    def _encode(entry: _Entry) -> bytes:
+        head = json.dumps([entry.question, entry.answer_key, entry.expires]).encode()
+        return len(head).to_bytes(4, "big") + head + entry.vector.astype(np.float32).tobytes()
+
+    @staticmethod
+    def _decode(raw: bytes) -> _Entry:
+        size = int.from_bytes(raw[:4], "big")
+        question, answer_key, expires = json.loads(raw[4 : 4 + size])
+        vector = np.frombuffer(raw[4 + size :], dtype=np.float32)
+        return _Entry(vector, question, answer_key, expires)
 
 
 class SemanticCache:
     """Recent questions per scope (tenant, corpus version, options), searched by cosine.
 
     Bounded per scope (oldest dropped) and by TTL (expired entries purged on each lookup).
+    With `shared` (Redis), entries added by any replica are found by all of them.
     """
 
     def __init__(
@@ -105,13 +157,32 @@ class SemanticCache:
         threshold: float = 0.95,
         ttl_s: float = 3600.0,
         max_per_scope: int = 2000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+        shared: SharedEntries | None = None,
     ) -> None:
         self.threshold = threshold
         self._ttl_s = ttl_s
         self._max_per_scope = max_per_scope
         self._clock = clock
         self._scopes: dict[Hashable, list[_Entry]] = {}
+        self._shared = shared
+
+    async def find(self, scope: Hashable, question: str, vector: list[float]) -> SemanticHit | None:
+        """Like `lookup`, after taking in what other replicas added to the shared store."""
+        if self._shared is not None:
+            known = {e.answer_key for e in self._live(scope)}
+            for entry in await self._shared.entries(scope):
+                if entry.answer_key not in known and entry.expires > self._clock():
+                    self._scopes.setdefault(scope, []).append(entry)
+        return self.lookup(scope, question, vector)
+
+    async def remember(
+        self, scope: Hashable, question: str, vector: list[float], answer_key: str
+    ) -> None:
+        """Like `add`, and into the shared store too."""
+        entry = self.add(scope, question, vector, answer_key)
+        if self._shared is not None:
+            await self._shared.append(scope, entry, self._max_per_scope, self._ttl_s)
 
     def lookup(self, scope: Hashable, question: str, vector: list[float]) -> SemanticHit | None:
         """The closest cached question that passes both tests, if any."""
@@ -129,12 +200,14 @@ class SemanticCache:
                 return SemanticHit(entry.answer_key, entry.question, similarity)
         return None
 
-    def add(self, scope: Hashable, question: str, vector: list[float], answer_key: str) -> None:
+    def add(self, scope: Hashable, question: str, vector: list[float], answer_key: str) -> _Entry:
         """Remember a question whose answer is stored under `answer_key`."""
         entries = self._live(scope)
-        entries.append(_Entry(_unit(vector), question, answer_key, self._clock() + self._ttl_s))
+        entry = _Entry(_unit(vector), question, answer_key, self._clock() + self._ttl_s)
+        entries.append(entry)
         del entries[: max(0, len(entries) - self._max_per_scope)]
         self._scopes[scope] = entries
+        return entry
 
     def _live(self, scope: Hashable) -> list[_Entry]:
         now = self._clock()
