@@ -18,19 +18,28 @@ Encode = Callable[[Sequence[str], K], list[Vector]]
 class DynamicBatcher(Generic[K]):
     """Collects texts from concurrent callers into batches for one blocking encoder.
 
-    A batch is sent when it holds `max_batch` texts or when the oldest text has waited
-    `max_wait_s`; while one batch is encoding, the next fills up, so under load batches grow
-    by themselves and many single-text callers get close to batch throughput. A text already
+    A batch is sent when it holds `max_batch` texts, when no new text arrived for
+    `quiet_s`, or when its first text has waited `max_wait_s`: a burst of callers lands in one
+    batch, while a lone caller waits only `quiet_s`. While one batch encodes the next fills
+    up, so under load batches grow by themselves and many single-text callers get close to
+    batch throughput. A text already
     queued or encoding for the same kind is not encoded again: its callers share the result.
     """
 
     def __init__(
-        self, encode: Encode, executor: Executor, *, max_batch: int, max_wait_s: float
+        self,
+        encode: Encode,
+        executor: Executor,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        quiet_s: float = 0.001,
     ) -> None:
         self._encode = encode
         self._executor = executor
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
+        self._quiet_s = min(quiet_s, max_wait_s)
         self._queue: asyncio.Queue[tuple[K, str]] = asyncio.Queue()
         self._pending: dict[tuple[K, str], asyncio.Future[Vector]] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -71,13 +80,13 @@ class DynamicBatcher(Generic[K]):
                 if not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                     continue
-                left = deadline - loop.time()
+                left = min(deadline - loop.time(), self._quiet_s)
                 if left <= 0:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), left))
                 except TimeoutError:
-                    break
+                    break  # the burst is over
             await self._encode_batch(loop, batch)
 
     async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:

@@ -27,7 +27,10 @@ class EmbeddingSettings(ServiceSettings):
         64, ge=1, description="Most texts from concurrent calls encoded together."
     )
     max_wait_ms: float = Field(
-        2.0, ge=0, description="How long a text may wait for others to fill its batch."
+        10.0, ge=0, description="Longest a text waits for others to fill its batch."
+    )
+    batch_quiet_ms: float = Field(
+        1.0, ge=0, description="A batch goes once no new text arrived for this long."
     )
     cache_entries: int = Field(
         50_000, ge=1, description="Embeddings kept in process (about 1.5 KB each at 384 dims)."

@@ -63,7 +63,8 @@ class Embedder:
         max_texts: int,
         max_text_chars: int,
         max_batch: int = 64,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.010,
+        quiet_s: float = 0.001,
         cache: TieredCache | None = None,
     ) -> None:
         self._load_model = load_model
@@ -73,7 +74,11 @@ class Embedder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.cache = cache
         self.batcher: DynamicBatcher[Purpose] = DynamicBatcher(
-            self._encode, self._executor, max_batch=max_batch, max_wait_s=max_wait_s
+            self._encode,
+            self._executor,
+            max_batch=max_batch,
+            max_wait_s=max_wait_s,
+            quiet_s=quiet_s,
         )
 
     async def start(self) -> None:
