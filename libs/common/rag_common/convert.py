@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from rag.v1 import common_pb2
-from rag_common.domain import Condition, Operator, ScoredChunk
+from rag_common.domain import Condition, DocumentInput, Operator, ScoredChunk
 from rag_common.errors import InvalidArgument
 
 _OPERATORS = {
@@ -70,3 +70,23 @@ def source_from_pb(source: common_pb2.Source) -> ScoredChunk:
         source=source.source,
         metadata=dict(source.metadata),
     )
+
+
+def documents_from_pb(documents: Iterable[common_pb2.Document]) -> list[DocumentInput]:
+    """Wire documents as DocumentInputs."""
+    return [
+        DocumentInput(
+            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
+        )
+        for d in documents
+    ]
+
+
+def documents_to_pb(documents: Iterable[DocumentInput]) -> list[common_pb2.Document]:
+    """DocumentInputs back to the wire (QueryService forwarding them to retrieval)."""
+    return [
+        common_pb2.Document(
+            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
+        )
+        for d in documents
+    ]

@@ -32,7 +32,3 @@ class EmbeddingClient(ServiceClient):
         request = pb.EmbedRequest(texts=texts, purpose=_PURPOSES[purpose])
         response = await self._unary(self._stub.Embed, request)
         return [list(e.values) for e in response.embeddings]
-
-    async def model_info(self) -> pb.GetModelInfoResponse:
-        """The model the service has loaded."""
-        return await self._unary(self._stub.GetModelInfo, pb.GetModelInfoRequest())

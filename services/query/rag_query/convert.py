@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from rag.v1 import common_pb2, document_service_pb2
 from rag.v1 import query_service_pb2 as pb
 from rag_common.convert import conditions_from_pb, source_to_pb
-from rag_common.domain import DocumentInput, UpsertResult
+from rag_common.domain import UpsertResult
 from rag_query.models import Answer, QueryOptions, Question
 
 
@@ -58,16 +58,6 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
 def sources_to_pb(sources, *, snippet_chars: int) -> list[common_pb2.Source]:
     """Sources as returned to a public caller."""
     return [source_to_pb(s, max_text_chars=snippet_chars) for s in sources]
-
-
-def documents_from_pb(documents: Sequence[common_pb2.Document]) -> list[DocumentInput]:
-    """Wire documents as DocumentInputs."""
-    return [
-        DocumentInput(
-            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
-        )
-        for d in documents
-    ]
 
 
 def ingest_response_to_pb(

@@ -11,6 +11,7 @@ from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
+from rag_common.convert import documents_from_pb
 from rag_common.server import Servicer
 from rag_query import convert
 from rag_query.documents import Documents
@@ -56,7 +57,7 @@ class DocumentServicer(doc_grpc.DocumentServiceServicer):
         self, request: doc_pb.IngestDocumentsRequest, context
     ) -> doc_pb.IngestDocumentsResponse:
         """Store documents in the caller's tenant."""
-        documents = convert.documents_from_pb(request.documents)
+        documents = documents_from_pb(request.documents)
         results = await self._documents.upsert(documents, current_identity())
         return convert.ingest_response_to_pb(results)
 

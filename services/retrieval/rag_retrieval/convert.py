@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
-from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag_common.convert import conditions_from_pb, source_to_pb
-from rag_common.domain import DocumentInput, UpsertResult
+from rag_common.domain import UpsertResult
 from rag_retrieval.models import RetrieveQuery, RetrieveResult
 
 
@@ -20,26 +19,6 @@ def query_from_pb(request: pb.RetrieveRequest) -> RetrieveQuery:
         conditions=conditions_from_pb(request.filters),
         score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
     )
-
-
-def documents_from_pb(documents: Iterable[common_pb2.Document]) -> list[DocumentInput]:
-    """Wire documents as DocumentInputs."""
-    return [
-        DocumentInput(
-            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
-        )
-        for d in documents
-    ]
-
-
-def documents_to_pb(documents: Iterable[DocumentInput]) -> list[common_pb2.Document]:
-    """DocumentInputs back to the wire."""
-    return [
-        common_pb2.Document(
-            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
-        )
-        for d in documents
-    ]
 
 
 def retrieve_response_to_pb(result: RetrieveResult) -> pb.RetrieveResponse:

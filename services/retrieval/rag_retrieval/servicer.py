@@ -5,6 +5,7 @@ from __future__ import annotations
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
+from rag_common.convert import documents_from_pb
 from rag_common.server import Servicer
 from rag_retrieval import convert
 from rag_retrieval.retriever import Retriever
@@ -25,7 +26,7 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         self, request: pb.UpsertDocumentsRequest, context
     ) -> pb.UpsertDocumentsResponse:
         """Chunk, embed and store documents."""
-        documents = convert.documents_from_pb(request.documents)
+        documents = documents_from_pb(request.documents)
         results = await self._retriever.upsert(documents, current_identity())
         return convert.upsert_response_to_pb(results)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
-from rag_common.convert import conditions_to_pb, source_from_pb
+from rag_common.convert import conditions_to_pb, documents_to_pb, source_from_pb
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.identity import Identity
 from rag_query.models import QueryOptions
@@ -43,18 +42,7 @@ class RetrievalClient(ServiceClient):
         self, documents: Sequence[DocumentInput], identity: Identity
     ) -> list[UpsertResult]:
         """Store documents in the caller's tenant."""
-        request = pb.UpsertDocumentsRequest(
-            documents=[
-                common_pb2.Document(
-                    id=d.id,
-                    text=d.text,
-                    title=d.title,
-                    source=d.source,
-                    metadata=dict(d.metadata),
-                )
-                for d in documents
-            ]
-        )
+        request = pb.UpsertDocumentsRequest(documents=documents_to_pb(documents))
         response = await self._unary(self._stub.UpsertDocuments, request, identity)
         return [UpsertResult(r.document_id, r.chunks) for r in response.results]
 
