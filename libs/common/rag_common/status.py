@@ -43,33 +43,24 @@ def error_info(rpc_error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo |
 def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
     """Turn a failed call to `dependency` back into the error class it stands for.
 
-    Transport failures become `Unavailable` naming the dependency; anything that arrives
-    without a rich status keeps its code but not its (untrusted) message.
+    A rich status keeps its code, message, reason and metadata. A bare one (from gRPC itself:
+    connection refused, deadline passed, load shed) keeps its code, not its text, and names
+    the dependency; codes the taxonomy does not model count as the dependency unavailable.
     """
     code = rpc_error.code()
+    cls = ERRORS_BY_CODE.get(code.name, Unavailable)
     info = error_info(rpc_error)
-    cls = ERRORS_BY_CODE.get(code.name, RagError)
     if info is None:
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN):
-            return Unavailable(
-                f"{dependency} is unavailable",
-                reason="DEPENDENCY_UNAVAILABLE",
-                metadata={"dependency": dependency},
-            )
         if cls is InvalidArgument:
-            return InvalidArgument("request", rpc_error.details() or "invalid argument")
-        error = (
-            cls(f"{dependency} failed: {code.name.lower()}")
-            if cls is not RagError
-            else (Unavailable(f"{dependency} failed", reason="DEPENDENCY_FAILED"))
+            return InvalidArgument("request", f"{dependency} rejected the request")
+        reason = "DEPENDENCY_UNAVAILABLE" if cls is Unavailable else None
+        return cls(
+            f"{dependency} failed: {code.name.lower()}",
+            reason=reason,
+            metadata={"dependency": dependency},
         )
-        error.metadata["dependency"] = dependency
-        return error
     if cls is InvalidArgument:
         field = info.metadata.get("field", "request")
-        message = rpc_error.details() or ""
-        prefix = f"{field}: "
-        return InvalidArgument(field, message.removeprefix(prefix), reason=info.reason)
-    if cls is RagError:
-        cls = Unavailable
+        message = (rpc_error.details() or "").removeprefix(f"{field}: ")
+        return InvalidArgument(field, message, reason=info.reason)
     return cls(rpc_error.details() or info.reason, reason=info.reason, metadata=dict(info.metadata))
