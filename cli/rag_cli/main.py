@@ -123,6 +123,16 @@ def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
         )
     t, u = reply.timings, reply.usage
     cited = ", ".join(f"[{n}]" for n in reply.cited_sources) or "none"
+    if reply.cache == "semantic":
+        console.print(
+            f"\n(cached answer to: {reply.cached_question!r}, similarity "
+            f"{reply.cache_similarity:.3f})",
+            markup=False,
+        )
+    elif reply.cache:
+        console.print(f"\n(cached answer: {reply.cache})")
+    if reply.degraded:
+        console.print(f"[yellow]degraded: {', '.join(reply.degraded)}[/yellow]")
     console.print(
         f"\nprovider {reply.provider} | cites {cited} | tokens {u.input_tokens} in, "
         f"{u.output_tokens} out, ${u.cost_usd:.6f}\nembed {t.embed_ms:.1f} ms | retrieve "
