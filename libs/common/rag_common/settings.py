@@ -30,3 +30,14 @@ class ServiceSettings(BaseSettings):
 def default_data_dir() -> Path:
     """Where embedded stores keep their files unless configured otherwise."""
     return Path.cwd() / ".rag-data"
+
+
+class RedisSettings(ServiceSettings):
+    """Settings of a service that can share its caches through Redis."""
+
+    redis_url: str = Field(
+        "",
+        description="Redis to share caches through, e.g. redis://127.0.0.1:6379/0; "
+        "empty: in-process caches only.",
+    )
+    redis_cluster: bool = Field(False, description="Whether redis_url is a Redis Cluster node.")

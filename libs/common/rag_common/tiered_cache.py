@@ -19,8 +19,16 @@ from redis.exceptions import RedisError
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.cache import LocalTTLCache
 from rag_common.errors import Unavailable
+from rag_common.settings import RedisSettings
 
 log = logging.getLogger(__name__)
+
+
+def redis_from_settings(settings: RedisSettings) -> Redis | None:
+    """The configured Redis client, or None when no Redis is configured."""
+    if not settings.redis_url:
+        return None
+    return redis_client(settings.redis_url, cluster=settings.redis_cluster)
 
 
 def redis_client(url: str, *, cluster: bool = False, timeout_s: float = 0.25) -> Redis:

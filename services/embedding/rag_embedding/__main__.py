@@ -11,7 +11,7 @@ from rag_common.cache import LocalTTLCache
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer, redis_probe
 from rag_common.server import ServiceHost, run_service
-from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
+from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder
 from rag_embedding.servicer import servicers
@@ -30,8 +30,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         batch_size=settings.batch_size,
     )
     remote = None
-    if settings.redis_url:
-        client = redis_client(settings.redis_url, cluster=settings.redis_cluster)
+    if (client := redis_from_settings(settings)) is not None:
         remote = RedisLayer(client, "embeddings", ttl_s=settings.redis_ttl_s)
     cache = TieredCache(LocalTTLCache(settings.cache_entries, settings.cache_ttl_s), remote)
     return Embedder(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from rag_common.settings import ServiceSettings
+from rag_common.settings import RedisSettings
 
 
-class EmbeddingSettings(ServiceSettings):
+class EmbeddingSettings(RedisSettings):
     """How the embedding service loads its model and what it accepts."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_EMBEDDING_", extra="ignore", frozen=True)
@@ -36,10 +36,6 @@ class EmbeddingSettings(ServiceSettings):
         50_000, ge=1, description="Embeddings kept in process (about 1.5 KB each at 384 dims)."
     )
     cache_ttl_s: float = Field(3600.0, gt=0, description="How long a local entry lives.")
-    redis_url: str = Field(
-        "",
-        description="Redis for the shared embedding cache, e.g. redis://127.0.0.1:6379/0; "
-        "empty: in-process cache only.",
+    redis_ttl_s: float = Field(
+        7 * 86400.0, gt=0, description="How long an embedding lives in Redis."
     )
-    redis_cluster: bool = Field(False, description="Whether redis_url is a Redis Cluster node.")
-    redis_ttl_s: float = Field(7 * 86400.0, gt=0, description="How long a Redis entry lives.")

@@ -13,7 +13,7 @@ from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, health_details_servicer, redis_probe
 from rag_common.server import ServiceHost, run_service
-from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
+from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.answer_cache import AnswerCache
@@ -36,11 +36,7 @@ def build_host(
 ) -> ServiceHost:
     """The public server over the three internal clients, wired as `serve` runs it."""
     maintenance = Maintenance()
-    redis = (
-        redis_client(settings.redis_url, cluster=settings.redis_cluster)
-        if settings.redis_url
-        else None
-    )
+    redis = redis_from_settings(settings)
     remote = RedisLayer(redis, "answers", ttl_s=settings.answer_cache_ttl_s) if redis else None
     answers = AnswerCache(
         TieredCache(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from rag_common.settings import ServiceSettings
+from rag_common.settings import RedisSettings
 
 
 class ApiKey(BaseModel):
@@ -16,7 +16,7 @@ class ApiKey(BaseModel):
     principal: str = ""
 
 
-class QuerySettings(ServiceSettings):
+class QuerySettings(RedisSettings):
     """Who may call, where the internal services are, and what a question may ask for."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_QUERY_", extra="ignore", frozen=True)
@@ -59,12 +59,6 @@ class QuerySettings(ServiceSettings):
         description="Cosine similarity a question needs to reuse an answer "
         "(it must also pass the lexical guard); 1 turns the semantic cache off.",
     )
-    redis_url: str = Field(
-        "",
-        description="Redis shared by query replicas for answers and corpus versions, e.g. "
-        "redis://127.0.0.1:6379/0; empty: in-process only.",
-    )
-    redis_cluster: bool = Field(False, description="Whether redis_url is a Redis Cluster node.")
     breaker_consecutive_failures: int = Field(
         5, ge=1, description="Failures in a row that open the breaker of an internal service."
     )
