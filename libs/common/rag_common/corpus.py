@@ -15,14 +15,20 @@ import uuid
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from rag_common.breaker import CircuitBreaker
+from rag_common.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
 class CorpusVersions:
     """Reads and moves tenants' corpus versions."""
 
-    def __init__(self, redis: Redis | None = None) -> None:
+    def __init__(self, redis: Redis | None = None, breaker: CircuitBreaker | None = None) -> None:
         self._redis = redis
+        # Shared with the answer cache's Redis layer: while Redis is known to be down, asking
+        # it for every question would add its timeout to every answer.
+        self._breaker = breaker or CircuitBreaker("redis")
         self._boot = uuid.uuid4().hex[:8]
         self._local: dict[str, int] = {}
         # Tenants whose change could not be recorded in Redis yet: no cached answer for them
@@ -33,6 +39,8 @@ class CorpusVersions:
         """The tenant's version, or None when it cannot be known (then nothing is cached)."""
         if self._redis is None:
             return f"{self._boot}.{self._local.get(tenant, 0)}"
+        if not self._breaker.allow():
+            return None
         try:
             if tenant in self._unrecorded:
                 await self._incr(tenant)
@@ -41,8 +49,10 @@ class CorpusVersions:
             if value is None:
                 await self._seed(tenant)
                 value = await self._redis.get(self._key(tenant))
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self._breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
             return None
+        self._breaker.record_success()
         return f"r{int(value)}"
 
     async def bump(self, tenant: str) -> None:

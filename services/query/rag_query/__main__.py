@@ -43,7 +43,7 @@ def build_host(
             LocalTTLCache(settings.answer_cache_entries, settings.answer_cache_ttl_s), remote
         )
     )
-    versions = CorpusVersions(redis)
+    versions = CorpusVersions(redis, remote.breaker if remote else None)
     engine = QueryEngine(
         embedding,
         retrieval,
