@@ -22,6 +22,11 @@ DEV_API_KEY = "dev-key"
 DEV_API_KEYS = {DEV_API_KEY: {"tenant": "default", "roles": ["admin"], "principal": "dev"}}
 
 
+def base_service(name: str) -> str:
+    """The service a process name stands for: `retrieval#2` is a retrieval replica."""
+    return name.split("#")[0]
+
+
 def port_in_use(port: int) -> bool:
     """Whether something already listens on 127.0.0.1:`port`."""
     with socket.socket() as sock:
@@ -79,7 +84,7 @@ class LocalCluster:
 
     def add_replica(self, service: str) -> str:
         """Name (`service#n`) and a free port for one more replica of `service`."""
-        count = sum(1 for name in self.ports if name.split("#")[0] == service)
+        count = sum(1 for name in self.ports if base_service(name) == service)
         name = f"{service}#{count + 1}"
         self.ports[name] = free_port()
         return name
@@ -103,7 +108,7 @@ class LocalCluster:
         )
         env.update(self.env)
         if "#" in service:  # a replica: its own port and, for embedded stores, its own folder
-            base = service.split("#")[0].upper()
+            base = base_service(service).upper()
             env[f"RAG_{base}_PORT"] = str(self.ports[service])
             env[f"RAG_{base}_DATA_DIR"] = str(self.data_dir / service.replace("#", "-"))
         return env
@@ -118,7 +123,7 @@ class LocalCluster:
         for service in services:
             log_file = open(self.log_dir / f"{service}.log", "ab")
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"rag_{service.split('#')[0]}"],
+                [sys.executable, "-m", f"rag_{base_service(service)}"],
                 env=self.service_env(service),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -152,7 +157,7 @@ class LocalCluster:
         goes away. SIGTERM (graceful), then SIGKILL after `grace` seconds."""
         names = [s for s in (services or tuple(self.processes)) if s in self.processes]
         for layer in _STOP_ORDER:
-            self._stop_layer([n for n in names if n.split("#")[0] in layer], grace)
+            self._stop_layer([n for n in names if base_service(n) in layer], grace)
 
     def _stop_layer(self, names: list[str], grace: float) -> None:
         for name in names:

@@ -61,6 +61,11 @@ class ServiceHost:
         self.port = 0
 
     @property
+    def grace_period_s(self) -> float:
+        """How long calls in flight may take to finish once stopping."""
+        return self._settings.grace_period_s
+
+    @property
     def service_names(self) -> list[str]:
         """Full names of the rag.v1 services this host serves."""
         return [s.service_name for s in self._servicers]
@@ -93,7 +98,7 @@ class ServiceHost:
         """NOT_SERVING first so balancers move away, then let calls in flight finish."""
         await self._health.enter_graceful_shutdown()
         # stop(grace) refuses new calls at once and cancels those still running after `grace`.
-        await self._server.stop(self._settings.grace_period_s if grace is None else grace)
+        await self._server.stop(self.grace_period_s if grace is None else grace)
 
     async def _set_all(self, status: int) -> None:
         for name in ["", *self.service_names]:
@@ -114,7 +119,7 @@ async def run_service(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     port = await host.start()
-    log.info("listening", extra={"service": name, "port": port})
+    log.info(f"{name} listening", extra={"port": port})
     try:
         if warm_up is not None:
             await warm_up()
@@ -122,7 +127,7 @@ async def run_service(
         cold_start_ms = round((time.perf_counter() - started) * 1000)
         log.info("serving", extra={"port": port, "cold_start_ms": cold_start_ms})
         await stop.wait()
-        log.info("stopping", extra={"grace_s": host._settings.grace_period_s})
+        log.info("stopping", extra={"grace_s": host.grace_period_s})
     finally:
         await host.stop()
         if close is not None:

@@ -26,6 +26,11 @@ class Prompt:
     sources: tuple[ScoredChunk, ...]  # the sources that fitted, numbered from 1
     max_tokens: int
 
+    @property
+    def text(self) -> str:
+        """All message contents together, for counting or estimating input tokens."""
+        return "".join(m["content"] for m in self.messages)
+
 
 @dataclass(frozen=True)
 class Usage:

@@ -29,7 +29,7 @@ def answer_scope(tenant: str, version: str, question: Question) -> tuple:
 
 def answer_key(scope: tuple, question: Question) -> str:
     """The exact cache key: the scope and the normalised question, hashed."""
-    parts = [*map(str, scope), " ".join(question.text.lower().split())]
+    parts = [*map(str, scope), question.normalized]
     return "answer:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

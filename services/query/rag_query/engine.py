@@ -230,7 +230,7 @@ class QueryEngine:
             options = replace(options, top_k=self._policy.default_top_k)
         key = (
             identity.tenant,
-            " ".join(question.text.lower().split()),
+            question.normalized,
             options.top_k,
             options.conditions,
             options.score_threshold,

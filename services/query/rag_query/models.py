@@ -26,6 +26,11 @@ class Question:
     text: str
     options: QueryOptions = field(default_factory=QueryOptions)
 
+    @property
+    def normalized(self) -> str:
+        """The text as caches compare it: lower case, whitespace collapsed."""
+        return " ".join(self.text.lower().split())
+
 
 @dataclass(frozen=True)
 class GeneratedText:

@@ -132,10 +132,15 @@ class Retriever:
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant; returns how many chunks went."""
         validation.check_delete(document_ids)
+        unique_ids = list(dict.fromkeys(document_ids))
+        delete = functools.partial(self._delete_documents, identity.tenant, unique_ids)
+        return await guarded(self.store_breaker, delete)
+
+    async def _delete_documents(self, tenant: str, document_ids: list[str]) -> int:
         deleted = 0
-        for document_id in dict.fromkeys(document_ids):
-            deleted += await self._store.count(identity.tenant, document_id)
-            await self._store.delete(identity.tenant, document_id)
+        for document_id in document_ids:
+            deleted += await self._store.count(tenant, document_id)
+            await self._store.delete(tenant, document_id)
         return deleted
 
     async def count(self, identity: Identity) -> int:

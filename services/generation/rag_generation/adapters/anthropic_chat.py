@@ -3,59 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 
+from rag_generation.adapters.remote import RemoteChatModel, estimated_usage
 from rag_generation.adapters.vendor_errors import translate
 from rag_generation.config import ProviderConfig
 from rag_generation.models import Completion, Prompt, Usage
-from rag_generation.prompt import estimate_tokens
 
 
-def _split_system(prompt: Prompt) -> tuple[str, list[dict[str, str]]]:
-    # Anthropic takes the system prompt as its own parameter, not as a message.
-    system = "\n\n".join(m["content"] for m in prompt.messages if m["role"] == "system")
-    return system, [m for m in prompt.messages if m["role"] != "system"]
+class AnthropicChatModel(RemoteChatModel):
+    """`kind: anthropic`: Claude models.
 
-
-class AnthropicChatModel:
-    """`kind: anthropic`: Claude models."""
+    No temperature is sent: current Messages API versions no longer accept one for every
+    model, and the provider's default suits grounded answers.
+    """
 
     def __init__(self, config: ProviderConfig) -> None:
-        # No temperature: current Messages API versions no longer accept one for every
-        # model, and the provider's default suits grounded answers.
-        self.name = config.name
-        self.context_window = config.context_window
-        self._model = config.model
-        self._client = anthropic.AsyncAnthropic(
-            api_key=config.api_key.get_secret_value() or "unused",
-            base_url=config.base_url or None,
-            max_retries=0,  # retried once, by the router's policy, bounded by the deadline
-            timeout=config.timeout_s,
-        )
+        super().__init__(config)
+        self._client = anthropic.AsyncAnthropic(**self.client_options(config))
 
-    def count_tokens(self, text: str) -> int:
-        """A safe estimate (counting through the API would cost a call per prompt)."""
-        return estimate_tokens(text)
-
-    async def start(self) -> None:
-        """Nothing to load; a remote provider's health is judged by its breaker."""
-
-    async def close(self) -> None:
-        """Close the HTTP connection pool."""
-        await self._client.close()
+    def _request(self, prompt: Prompt, timeout_s: float) -> dict[str, Any]:
+        # Anthropic takes the system prompt as its own parameter, not as a message.
+        system = "\n\n".join(m["content"] for m in prompt.messages if m["role"] == "system")
+        return {
+            "model": self._model,
+            "system": system,
+            "messages": [m for m in prompt.messages if m["role"] != "system"],
+            "max_tokens": prompt.max_tokens,
+            "timeout": timeout_s,
+        }
 
     async def complete(self, prompt: Prompt, timeout_s: float) -> Completion:
         """The whole answer, with the provider's own token counts."""
-        system, messages = _split_system(prompt)
         try:
-            response = await self._client.messages.create(
-                model=self._model,
-                system=system,
-                messages=messages,
-                max_tokens=prompt.max_tokens,
-                timeout=timeout_s,
-            )
+            response = await self._client.messages.create(**self._request(prompt, timeout_s))
         except (anthropic.AnthropicError, ValueError) as exc:
             raise translate(anthropic, self.name, exc) from exc
         text = "".join(block.text for block in response.content if block.type == "text")
@@ -63,16 +46,10 @@ class AnthropicChatModel:
 
     async def stream(self, prompt: Prompt, timeout_s: float) -> AsyncIterator[str | Usage]:
         """Pieces of text, then the usage reported by message_start and message_delta."""
-        system, messages = _split_system(prompt)
         input_tokens = output_tokens = 0
         try:
             stream = await self._client.messages.create(
-                model=self._model,
-                system=system,
-                messages=messages,
-                max_tokens=prompt.max_tokens,
-                stream=True,
-                timeout=timeout_s,
+                **self._request(prompt, timeout_s), stream=True
             )
             async with stream:
                 async for event in stream:
@@ -85,5 +62,5 @@ class AnthropicChatModel:
         except (anthropic.AnthropicError, ValueError) as exc:
             raise translate(anthropic, self.name, exc) from exc
         if not input_tokens:
-            input_tokens = estimate_tokens("".join(m["content"] for m in prompt.messages))
+            input_tokens = estimated_usage(prompt, "").input_tokens
         yield Usage(input_tokens, output_tokens)

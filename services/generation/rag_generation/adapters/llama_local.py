@@ -135,5 +135,4 @@ class LlamaCppModel:
                 yield item
         finally:
             cancelled.set()
-        prompt_text = "".join(m["content"] for m in prompt.messages)
-        yield Usage(self.count_tokens(prompt_text), tokens)
+        yield Usage(self.count_tokens(prompt.text), tokens)
