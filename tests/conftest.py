@@ -46,6 +46,8 @@ def expect_error():
     async def check(
         call, code: grpc.StatusCode, reason: str | None = None, field: str | None = None
     ):
+        if hasattr(call, "__aiter__"):  # a server stream: the error comes while reading it
+            call = collect(call)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call
         error = caught.value

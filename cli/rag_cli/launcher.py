@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import signal
@@ -38,6 +39,38 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
         return False
+
+
+def port_holder(port: int) -> str:
+    """Who listens on `port` ("pid 123: python -m rag_query"), as far as /proc tells."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # fields: sl, local address (hex ip:port), remote, state (0A = LISTEN), ..., inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                return f"pid {proc.name}: {command}"
+        except OSError:
+            continue
+    return "unknown process"
+
+
+def _die_with_launcher() -> None:
+    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the launcher's own handlers still stop us
+        pass
 
 
 def free_port() -> int:
@@ -115,10 +148,14 @@ class LocalCluster:
 
     def start(self, services: tuple[str, ...] = SERVICES) -> None:
         """Start the given services (all four by default)."""
-        busy = [f"{s} ({self.ports[s]})" for s in services if port_in_use(self.ports[s])]
+        busy = [
+            f"{s} ({self.ports[s]}, held by {port_holder(self.ports[s])})"
+            for s in services
+            if port_in_use(self.ports[s])
+        ]
         if busy:
             # Otherwise an old process would answer the health checks in the new one's place.
-            raise RuntimeError(f"ports already in use: {', '.join(busy)}; is rag already up?")
+            raise RuntimeError(f"ports already in use: {'; '.join(busy)}. Is rag already up?")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for service in services:
             log_file = open(self.log_dir / f"{service}.log", "ab")
@@ -128,6 +165,7 @@ class LocalCluster:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children
+                preexec_fn=_die_with_launcher,
             )
             log_file.close()
 
@@ -158,6 +196,23 @@ class LocalCluster:
         names = [s for s in (services or tuple(self.processes)) if s in self.processes]
         for layer in _STOP_ORDER:
             self._stop_layer([n for n in names if base_service(n) in layer], grace)
+
+    def kill(self, services: tuple[str, ...]) -> None:
+        """SIGKILL: the processes end at once, calls in flight and all (a crash)."""
+        for name in services:
+            process = self.processes.pop(name)
+            process.kill()
+            process.wait()
+
+    def pause(self, services: tuple[str, ...]) -> None:
+        """SIGSTOP: the processes hang, their ports still accepting connections."""
+        for name in services:
+            self.processes[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, services: tuple[str, ...]) -> None:
+        """SIGCONT after `pause`."""
+        for name in services:
+            self.processes[name].send_signal(signal.SIGCONT)
 
     def _stop_layer(self, names: list[str], grace: float) -> None:
         for name in names:

@@ -194,7 +194,12 @@ def _state(value: int) -> str:
 
 
 async def up(args: argparse.Namespace) -> int:
-    """Start the four services; with --demo ingest the docs and ask a question; wait for Ctrl-C."""
+    """Start the four services; with --demo ingest the docs and ask a question; wait for Ctrl-C.
+
+    SIGTERM, SIGHUP and SIGINT all stop the services before the launcher exits, at any
+    point (also while they start); a launcher killed outright takes them down too (see
+    `LocalCluster.start`).
+    """
     cluster = LocalCluster(args.data_dir)
     console.print(f"starting {', '.join(SERVICES)} (logs in {cluster.log_dir}) ...")
     try:
@@ -202,38 +207,55 @@ async def up(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+    session = asyncio.ensure_future(_serve(cluster, args))
+    stopped = asyncio.ensure_future(stop.wait())
+    code = 0
     try:
-        ready = await cluster.wait_serving()
-        slowest = max(ready.values())
-        console.print(
-            f"all services SERVING after {slowest:.1f}s: "
-            + ", ".join(f"{s} {cluster.address(s)}" for s in SERVICES)
-        )
-        if args.demo:
-            demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
-            await ingest(argparse.Namespace(**vars(args), paths=demo_paths))
-            console.print(f"\n[bold]Q:[/bold] {DEMO_QUESTION}")
-            # Extractive: grounded and instant. The packaged 135M-parameter local model shows
-            # the LLM path works but drifts on long technical context; try it with --provider.
-            demo = argparse.Namespace(
-                **vars(args), question=DEMO_QUESTION, top_k=0, provider="extractive", stream=True
-            )
-            await query(demo)
-            console.print('[dim]also try: rag query "your question" --provider local[/dim]')
-        console.print("\nserving; press Ctrl-C to stop")
-        await _wait_for_exit(cluster)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        pass
+        await asyncio.wait({session, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if session.done() and (failure := session.exception()) is not None:
+            console.print(f"[red]{failure}[/red]")
+            code = 1
     finally:
-        # A second Ctrl-C must not abandon the services half-stopped; stop() is bounded.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for task in (session, stopped):
+            task.cancel()
+        await asyncio.gather(session, stopped, return_exceptions=True)
+        # A second signal must not abandon the services half-stopped; stop() is bounded.
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, lambda: None)
         console.print("stopping ...")
-        cluster.stop()
+        await asyncio.to_thread(cluster.stop)
         console.print("stopped")
-    return 0
+    return code
 
 
-async def _wait_for_exit(cluster: LocalCluster) -> None:
+# What systemd, Docker, CI runners, `timeout` and a closed terminal send, and Ctrl-C.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
+    """Wait for SERVING, run the demo if asked, then watch the processes until one exits."""
+    ready = await cluster.wait_serving()
+    slowest = max(ready.values())
+    console.print(
+        f"all services SERVING after {slowest:.1f}s: "
+        + ", ".join(f"{s} {cluster.address(s)}" for s in SERVICES)
+    )
+    if args.demo:
+        demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
+        await ingest(argparse.Namespace(**vars(args), paths=demo_paths))
+        console.print(f"\n[bold]Q:[/bold] {DEMO_QUESTION}")
+        # Extractive: grounded and instant. The packaged 135M-parameter local model shows
+        # the LLM path works but drifts on long technical context; try it with --provider.
+        demo = argparse.Namespace(
+            **vars(args), question=DEMO_QUESTION, top_k=0, provider="extractive", stream=True
+        )
+        await query(demo)
+        console.print('[dim]also try: rag query "your question" --provider local[/dim]')
+    console.print("\nserving; press Ctrl-C to stop")
     while True:
         for service, process in cluster.processes.items():
             if process.poll() is not None:

@@ -39,7 +39,7 @@ class Corpus:
 
     async def upsert(self, documents: list[DocumentInput], identity):
         self.text = documents[0].text
-        return [UpsertResult(documents[0].id, 1)]
+        yield UpsertResult(documents[0].id, 1)
 
 
 def replica(corpus: Corpus, server: RedisServer):

@@ -33,6 +33,7 @@ def record(tenant: str, document: str, index: int, vector: list[float], **metada
         chunk_index=index,
         text=f"{document} chunk {index}",
         vector=vector,
+        chunk_count=index + 1,
         title=document.title(),
         source=f"/docs/{document}.md",
         metadata=metadata,

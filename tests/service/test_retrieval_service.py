@@ -14,9 +14,20 @@ from rag_embedding.servicer import servicers as embedding_servicers
 from rag_retrieval.__main__ import build_retriever
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.servicer import servicers
-from tests.conftest import start_host
+from tests.conftest import collect, start_host
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def upsert(stub, request, metadata) -> list[pb.DocumentResult]:
+    """Every document result of one UpsertDocuments stream."""
+    return [
+        r
+        for m in await collect(stub.UpsertDocuments(request, metadata=metadata))
+        for r in m.results
+    ]
+
+
 ACME = Identity("alice", "acme", frozenset({"writer"})).to_metadata()
 GLOBEX = Identity("bob", "globex", frozenset({"writer"})).to_metadata()
 
@@ -71,7 +82,8 @@ async def ask(stack: Stack, question: str, metadata=ACME, **fields) -> list[comm
 
 
 async def test_upsert_then_retrieve_finds_the_relevant_document(stack):
-    await stack.stub.UpsertDocuments(
+    await upsert(
+        stack.stub,
         pb.UpsertDocumentsRequest(
             documents=[
                 doc("volcano", "Volcanoes erupt when magma rises through the crust.", lang="en"),
@@ -111,7 +123,8 @@ async def test_score_threshold_drops_weak_matches(stack):
 
 
 async def test_tenants_never_see_each_other(stack):
-    await stack.stub.UpsertDocuments(
+    await upsert(
+        stack.stub,
         pb.UpsertDocumentsRequest(documents=[doc("volcano", "Globex sells garden hoses.")]),
         metadata=GLOBEX,
     )
@@ -135,23 +148,25 @@ async def test_tenants_never_see_each_other(stack):
 
 async def test_reingesting_a_shorter_document_removes_its_stale_chunks(stack):
     long_text = " ".join(f"Sentence number {i} about the long manual." for i in range(60))
-    first = await stack.stub.UpsertDocuments(
-        pb.UpsertDocumentsRequest(documents=[doc("manual", long_text)]), metadata=ACME
+    first = await upsert(
+        stack.stub, pb.UpsertDocumentsRequest(documents=[doc("manual", long_text)]), metadata=ACME
     )
-    assert first.results[0].chunks > 3
+    assert first[0].chunks > 3
     before = await stack.chunks("acme")
-    second = await stack.stub.UpsertDocuments(
+    second = await upsert(
+        stack.stub,
         pb.UpsertDocumentsRequest(documents=[doc("manual", "The manual is now one line.")]),
         metadata=ACME,
     )
-    assert second.results[0].chunks == 1
-    assert await stack.chunks("acme") == before - first.results[0].chunks + 1
+    assert second[0].chunks == 1
+    assert await stack.chunks("acme") == before - first[0].chunks + 1
     hits = await ask(stack, "long manual sentence number", top_k=10)
     assert [h.text for h in hits if h.document_id == "manual"] == ["The manual is now one line."]
 
 
 async def test_delete_removes_every_chunk_of_the_document(stack):
-    await stack.stub.UpsertDocuments(
+    await upsert(
+        stack.stub,
         pb.UpsertDocumentsRequest(documents=[doc("temp", "A temporary note about tulips.")]),
         metadata=ACME,
     )

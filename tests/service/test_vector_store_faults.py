@@ -18,7 +18,7 @@ from rag_embedding.servicer import servicers as embedding_servicers
 from rag_retrieval.adapters.edge_store import EdgeStore
 from rag_retrieval.retriever import Retriever
 from rag_retrieval.servicer import servicers
-from tests.conftest import start_host
+from tests.conftest import collect, start_host
 
 ACME = Identity("alice", "acme", frozenset({"writer"})).to_metadata()
 
@@ -29,6 +29,7 @@ class FailingStore:
     def __init__(self, store: EdgeStore) -> None:
         self._store = store
         self.broken = False
+        self.broken_methods: set[str] = set()  # fail only these, as a crash between two would
         self.calls = 0
 
     def __getattr__(self, name):
@@ -36,7 +37,7 @@ class FailingStore:
 
         async def call(*args, **kwargs):
             self.calls += 1
-            if self.broken:
+            if self.broken or name in self.broken_methods:
                 raise Unavailable("the vector store failed", reason="VECTOR_STORE_FAILED")
             return await method(*args, **kwargs)
 
@@ -66,9 +67,11 @@ async def stack(embedder, tmp_path_factory):
     host = await start_host(servicers(retriever))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
     stub = pb_grpc.RetrievalServiceStub(channel)
-    await stub.UpsertDocuments(
-        pb.UpsertDocumentsRequest(documents=[common_pb2.Document(id="d", text="Owls hunt.")]),
-        metadata=ACME,
+    await collect(
+        stub.UpsertDocuments(
+            pb.UpsertDocumentsRequest(documents=[common_pb2.Document(id="d", text="Owls hunt.")]),
+            metadata=ACME,
+        )
     )
     yield stub, store, retriever
     await channel.close()
@@ -114,3 +117,34 @@ async def test_a_failing_store_loses_no_document_on_ingest(stack, expect_error):
     await asyncio.sleep(0.6)
     reply = await stub.Retrieve(pb.RetrieveRequest(query="owls"), metadata=ACME)
     assert [c.document_id for c in reply.chunks] == ["d"]  # the earlier document is intact
+
+
+async def test_a_replacement_cut_off_before_its_tail_is_removed_reads_as_the_new_version(
+    stack, expect_error
+):
+    stub, store, retriever = stack
+    sentences = " ".join(f"The old atlas covers region {n} in depth." for n in range(80))
+    atlas = common_pb2.Document(id="atlas", text=sentences, metadata={"doc": "atlas"})
+    [reply] = await collect(
+        stub.UpsertDocuments(pb.UpsertDocumentsRequest(documents=[atlas]), metadata=ACME)
+    )
+    old_chunks = reply.results[0].chunks
+    assert old_chunks > 2
+    # The new, one-chunk version is written, then the store fails before the old chunks
+    # past it are removed: what a crash between the two writes leaves on disk.
+    store.broken_methods = {"delete"}
+    atlas.text = "The new atlas is one page."
+    call = stub.UpsertDocuments(pb.UpsertDocumentsRequest(documents=[atlas]), metadata=ACME)
+    await expect_error(call, grpc.StatusCode.UNAVAILABLE)
+    store.broken_methods = set()
+    atlas_only = [
+        common_pb2.FilterCondition(
+            key="doc", operator=common_pb2.FILTER_OPERATOR_EQUALS, values=["atlas"]
+        )
+    ]
+    assert await store.count("acme", "atlas") == old_chunks  # the old tail is still there
+    request = pb.RetrieveRequest(query="atlas region", top_k=10, filters=atlas_only)
+    reply = await stub.Retrieve(request, metadata=ACME)
+    assert [c.text for c in reply.chunks] == ["The new atlas is one page."]
+    # ...and that search removed the leftovers: the document is whole again on disk.
+    assert await store.count("acme", "atlas") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -52,8 +53,16 @@ class RedisServer:
             time.sleep(0.05)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
+    def pause(self) -> None:
+        """SIGSTOP: it hangs, still accepting connections."""
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
-        """Stop it now."""
+        """Stop it now (SIGKILL)."""
         if self._process is not None:
             self._process.kill()
             self._process.wait()

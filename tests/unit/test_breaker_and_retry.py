@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from rag_common import context
+from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, guarded
 from rag_common.errors import InvalidArgument, Unavailable
 from rag_common.retry import RetryPolicy, retrying
 
@@ -87,6 +88,32 @@ def test_a_probe_that_ends_without_verdict_frees_its_slot():
     assert b.allow()
     b.release_probe()
     assert b.allow()
+
+
+async def hang() -> None:
+    await asyncio.sleep(3600)
+
+
+async def test_calls_cut_off_by_their_deadline_open_the_breaker():
+    # A hung dependency answers nothing: its calls end only by the caller's timeout.
+    b = breaker(Clock())
+    for _ in range(3):
+        with context.tighter_deadline(0.01) as granted, pytest.raises(TimeoutError):
+            async with asyncio.timeout(granted):
+                await guarded(b, hang)
+    assert b.state is BreakerState.OPEN
+
+
+async def test_a_caller_that_gives_up_early_says_nothing_about_the_dependency():
+    b = breaker(Clock())
+    for _ in range(5):
+        with context.tighter_deadline(60):
+            task = asyncio.ensure_future(guarded(b, hang))
+            await asyncio.sleep(0.01)
+            task.cancel()  # the client went away long before the deadline
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    assert b.state is BreakerState.CLOSED
 
 
 class Flaky(Exception):

@@ -16,7 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from rag_common.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
+from rag_common import context
+from rag_common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -147,6 +154,18 @@ class CircuitBreaker:
             self._consecutive = 0
 
 
+def record_cancelled(breaker: CircuitBreaker) -> None:
+    """A call was cancelled: a failure if its deadline cut it off, else no verdict.
+
+    A hung dependency never answers, so its calls end by cancellation from the caller's
+    timeout; counting those is what lets a breaker open on a hang, not only on errors.
+    """
+    if context.deadline_passed():
+        breaker.record_failure(DeadlineExceeded(f"{breaker.name} did not answer in time"))
+    else:  # the caller went away: says nothing about the dependency
+        breaker.release_probe()
+
+
 async def guarded(breaker: CircuitBreaker, call: Callable[[], Awaitable[T]]) -> T:
     """Run `call` through `breaker`: refused at once while open, outcome recorded after."""
     breaker.admit()
@@ -155,8 +174,8 @@ async def guarded(breaker: CircuitBreaker, call: Callable[[], Awaitable[T]]) -> 
     except Exception as exc:
         breaker.record_failure(exc)
         raise
-    except BaseException:  # cancelled: no verdict on the dependency
-        breaker.release_probe()
+    except BaseException:
+        record_cancelled(breaker)
         raise
     breaker.record_success()
     return result

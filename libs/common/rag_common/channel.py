@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rag_common import context, status
-from rag_common.breaker import CircuitBreaker, guarded
+from rag_common.breaker import BreakerState, CircuitBreaker, guarded, record_cancelled
 from rag_common.identity import REQUEST_ID_KEY, Identity
 
 # Round-robin over every address the target resolves to, and let gRPC itself retry a call
@@ -58,10 +58,10 @@ def open_channel(target: str) -> grpc.aio.Channel:
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
             # gRPC's default reconnect backoff grows to 120 s, so a replica that restarted
-            # could stay unused for minutes; cap it so recovery takes seconds.
+            # could stay unused for minutes; cap it so recovery takes about a second.
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 2000),
+            ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ],
@@ -113,7 +113,7 @@ class ServiceClient:
             self.breaker.record_failure(error)
             raise error from None
         except BaseException:
-            self.breaker.release_probe()
+            record_cancelled(self.breaker)
             raise
         finally:
             call.cancel()
@@ -137,7 +137,14 @@ class ServiceClient:
         metadata = [(REQUEST_ID_KEY, context.request_id() or context.new_request_id())]
         if identity is not None:
             metadata += identity.to_metadata()
-        return {"timeout": context.remaining_seconds(self._timeout_s), "metadata": metadata}
+        return {
+            "timeout": context.remaining_seconds(self._timeout_s),
+            "metadata": metadata,
+            # A half-open probe waits for the connection instead of failing at once while
+            # the channel sits in reconnect backoff: otherwise a dependency that is back can
+            # fail its probe and stay shunned for another recovery period.
+            "wait_for_ready": self.breaker.state is BreakerState.HALF_OPEN,
+        }
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled."""

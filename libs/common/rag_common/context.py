@@ -75,6 +75,20 @@ def remaining_seconds(default: float) -> float:
     return min(left, default)
 
 
+def deadline_passed() -> bool:
+    """Whether the current request's deadline has passed (False when it has none).
+
+    Tells a call cut off by its deadline (the dependency's fault: it hung or was slow) from
+    one cancelled because the caller went away (no verdict on the dependency).
+    """
+    deadline = _deadline.get()
+    # asyncio may wake a timeout a clock tick before the deadline it was set from.
+    return deadline is not None and time.monotonic() >= deadline - _CLOCK_SLACK_S
+
+
+_CLOCK_SLACK_S = 0.005
+
+
 @contextmanager
 def tighter_deadline(seconds: float) -> Iterator[float]:
     """Within the block, the deadline is at most `seconds` from now; yields the seconds granted.

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from rag_common.corpus import CorpusVersions
 from rag_common.domain import DocumentInput, UpsertResult
+from rag_common.errors import InvalidArgument, RagError
 from rag_common.identity import Identity
 from rag_query.maintenance import Maintenance
 from rag_query.ports import DocumentWriter
@@ -33,11 +34,19 @@ class Documents:
     ) -> list[UpsertResult]:
         """Store documents in the caller's tenant."""
         self._maintenance.check()
+        stored: list[UpsertResult] = []
         try:
-            return await self._writer.upsert(documents, identity)
+            async for result in self._writer.upsert(documents, identity):
+                stored.append(result)
+        except RagError as exc:
+            if isinstance(exc, InvalidArgument):
+                raise  # rejected before anything was stored
+            if len(stored) < len(documents):  # else only the end of the stream was lost
+                raise _incomplete(exc, documents, len(stored)) from None
         finally:
             # Even a failed call may have changed something: move the version either way.
             await self._corpus_changed(identity)
+        return stored
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant."""
@@ -50,3 +59,22 @@ class Documents:
     async def _corpus_changed(self, identity: Identity) -> None:
         if self._versions is not None:
             await self._versions.bump(identity.tenant)
+
+
+def _incomplete(cause: RagError, documents: Sequence[DocumentInput], stored: int) -> RagError:
+    """`cause`, saying how many documents were stored, so the caller can send just the rest.
+
+    Documents are stored in request order, so the stored ones are the first `stored`. Each
+    later one is wholly its old or wholly its new version; ingesting it again is safe.
+    """
+    if stored == 0:
+        message = f"{cause.message}; no document was stored"
+        metadata = {**cause.metadata, "stored_documents": "0"}
+    else:
+        retry_from = documents[stored].id
+        message = (
+            f"{cause.message}; the first {stored} of {len(documents)} documents were stored, "
+            f"ingest again from '{retry_from}'"
+        )
+        metadata = {**cause.metadata, "stored_documents": str(stored), "retry_from": retry_from}
+    return type(cause)(message, reason=cause.reason, metadata=metadata)

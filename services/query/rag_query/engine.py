@@ -98,7 +98,9 @@ class QueryEngine:
         self._maintenance = maintenance or Maintenance()
         self._retrievals = retrieval_cache or LocalTTLCache(10_000, ttl_s=300.0)
         self._answers = answers
-        self._versions = versions
+        # Without a shared store the versions live in this process, which still keys the
+        # retrieval fallback: a delete through this process makes older retrievals unusable.
+        self._versions = versions or CorpusVersions()
         self._semantic = semantic
         # Metrics-ready: answers by how they were found, and time spent serving cache hits.
         self.cache_counts: Counter[str] = Counter()
@@ -109,11 +111,12 @@ class QueryEngine:
         self._maintenance.check()
         self._validate(question)
         started = time.perf_counter()
-        scope = await self._cache_scope(question, identity)
+        version = await self._versions.current(identity.tenant)
+        scope = self._cache_scope(question, identity, version)
         if scope is not None and (cached := await self._answers.get(scope.key)) is not None:
             return self._from_cache(cached, started)
         with context.tighter_deadline(self._budget_s(question)):
-            progress = await self._find_sources(question, identity, scope)
+            progress = await self._find_sources(question, identity, version, scope)
             if progress.cached is not None:
                 return self._from_cache(progress.cached, started)
             generate_started = time.perf_counter()
@@ -145,11 +148,12 @@ class QueryEngine:
         self._maintenance.check()
         self._validate(question)
         started = time.perf_counter()
-        scope = await self._cache_scope(question, identity)
+        version = await self._versions.current(identity.tenant)
+        scope = self._cache_scope(question, identity, version)
         cached = await self._answers.get(scope.key) if scope is not None else None
         with context.tighter_deadline(self._budget_s(question)):
             if cached is None:
-                progress = await self._find_sources(question, identity, scope)
+                progress = await self._find_sources(question, identity, version, scope)
                 cached = progress.cached
             if cached is not None:
                 yield SourcesFound(cached.sources)
@@ -181,12 +185,11 @@ class QueryEngine:
                 yield generated.text
                 yield self._finish(generated, progress, generate_started)
 
-    async def _cache_scope(self, question: Question, identity: Identity) -> _CacheScope | None:
+    def _cache_scope(
+        self, question: Question, identity: Identity, version: str | None
+    ) -> _CacheScope | None:
         """Where this question's answer is cached; None without caches or a known version."""
-        if self._answers is None or self._versions is None:
-            return None
-        version = await self._versions.current(identity.tenant)
-        if version is None:
+        if self._answers is None or version is None:
             return None
         scope = answer_scope(identity.tenant, version, question)
         return _CacheScope(scope, answer_key(scope, question))
@@ -222,14 +225,21 @@ class QueryEngine:
         return replace(cached, timings=Timings(total_ms=total_ms), request_id=context.request_id())
 
     async def _find_sources(
-        self, question: Question, identity: Identity, scope: _CacheScope | None = None
+        self,
+        question: Question,
+        identity: Identity,
+        version: str | None,
+        scope: _CacheScope | None,
     ) -> _Progress:
         progress = _Progress(started=time.perf_counter())
         options = question.options
         if not options.top_k:
             options = replace(options, top_k=self._policy.default_top_k)
-        key = (
+        # Keyed by corpus version like every cache that serves content: a retrieval from
+        # before a delete must never stand in for one after it. Unknown version: no fallback.
+        key = version and (
             identity.tenant,
+            version,
             question.normalized,
             options.top_k,
             options.conditions,
@@ -248,10 +258,11 @@ class QueryEngine:
                     progress.sources = await self._retriever.retrieve(
                         question.text, vector, options, identity
                     )
-            self._retrievals.put(key, progress.sources)
+            if key:
+                self._retrievals.put(key, progress.sources)
         except (TimeoutError, DeadlineExceeded, Unavailable) as exc:
             late = not isinstance(exc, Unavailable)  # a timeout, not a dead dependency
-            cached = self._retrievals.get(key)
+            cached = self._retrievals.get(key) if key else None
             if cached is not None:
                 progress.sources = cached
                 progress.degraded.append(RETRIEVAL_CACHED)

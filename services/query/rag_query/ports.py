@@ -39,10 +39,11 @@ class AnswerGenerator(Protocol):
 class DocumentWriter(Protocol):
     """Stores and deletes the caller's documents."""
 
-    async def upsert(
+    def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity
-    ) -> list[UpsertResult]:
-        """Store documents, replacing earlier versions."""
+    ) -> AsyncIterator[UpsertResult]:
+        """Store documents, replacing earlier versions; yields each one once it is stored,
+        in request order."""
         ...
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:

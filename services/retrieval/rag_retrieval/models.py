@@ -18,6 +18,7 @@ class ChunkRecord:
     chunk_index: int
     text: str
     vector: list[float]
+    chunk_count: int  # chunks of the document version this chunk belongs to
     title: str = ""
     source: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)

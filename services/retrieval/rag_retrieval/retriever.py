@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from rag_common.breaker import CircuitBreaker, guarded
-from rag_common.domain import DocumentInput, TextEmbedder, UpsertResult
+from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
 from rag_retrieval import validation
 from rag_retrieval.chunking import chunk_text
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
 from rag_retrieval.store import VectorStore
+
+log = logging.getLogger(__name__)
 
 # Fixed namespace so that (tenant, document, chunk) always maps to the same point id.
 _CHUNK_NAMESPACE = uuid.UUID("6f1d8f3e-2b7a-4c52-9a0e-3c1b5d7e9f21")
@@ -75,12 +78,16 @@ class Retriever:
 
     async def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity
-    ) -> list[UpsertResult]:
-        """Store documents in the caller's tenant, replacing earlier versions.
+    ) -> AsyncIterator[UpsertResult]:
+        """Store documents in the caller's tenant, replacing earlier versions; yields each
+        document's result once it is stored, in request order.
 
         Everything is validated and embedded before the first write, so bad input stores
-        nothing. New chunks are written before stale ones are removed, so a document being
-        re-ingested never disappears from search in between.
+        nothing. Each document is replaced atomically: its chunks are written in one store
+        operation over the old ones (chunk ids depend only on the position), and only then
+        are chunks the new version no longer has removed. A crash between the two leaves
+        those extra chunks behind; searches ignore and remove them (see `_drop_stale`), so
+        a document is always read as wholly its old or wholly its new version.
         """
         validation.check_documents(
             documents, max_documents=self._max_documents, max_chars=self._max_document_chars
@@ -94,7 +101,6 @@ class Retriever:
             for chunk in chunks
         ]
         vectors = iter(await self._embed_documents(texts))
-        results = []
         for doc, chunks in zip(documents, per_document, strict=True):
             records = [
                 ChunkRecord(
@@ -104,22 +110,20 @@ class Retriever:
                     chunk_index=index,
                     text=chunk,
                     vector=next(vectors),
+                    chunk_count=len(chunks),
                     title=doc.title,
                     source=doc.source,
                     metadata=dict(doc.metadata),
                 )
                 for index, chunk in enumerate(chunks)
             ]
-            replace = functools.partial(self._replace_chunks, identity.tenant, doc.id, records)
-            await guarded(self.store_breaker, replace)
-            results.append(UpsertResult(document_id=doc.id, chunks=len(records)))
-        return results
+            await guarded(self.store_breaker, functools.partial(self._store.upsert, records))
+            await self._remove_chunks_from(identity.tenant, doc.id, len(records))
+            yield UpsertResult(document_id=doc.id, chunks=len(records))
 
-    async def _replace_chunks(
-        self, tenant: str, document_id: str, records: list[ChunkRecord]
-    ) -> None:
-        await self._store.upsert(records)
-        await self._store.delete(tenant, document_id, from_chunk=len(records))
+    async def _remove_chunks_from(self, tenant: str, document_id: str, first: int) -> None:
+        remove = functools.partial(self._store.delete, tenant, document_id, from_chunk=first)
+        await guarded(self.store_breaker, remove)
 
     async def _embed_documents(self, texts: list[str]) -> list[list[float]]:
         # In slices the embedding service accepts; a long document has thousands of chunks.
@@ -167,5 +171,37 @@ class Retriever:
                 score_threshold=query.score_threshold,
             ),
         )
+        chunks = await self._drop_stale(identity.tenant, chunks)
         search_ms = (time.perf_counter() - started) * 1000
         return RetrieveResult(chunks=chunks, embed_ms=embed_ms, search_ms=search_ms)
+
+    async def _drop_stale(self, tenant: str, chunks: list[ScoredChunk]) -> list[ScoredChunk]:
+        """Leave out, and remove, chunks past the end of their document's current version.
+
+        Chunk 0 is rewritten with every version and records how many chunks it has, so a
+        chunk at or past that count is left from a longer version whose replacement was cut
+        off before its tail was removed. Only documents with a hit past chunk 0 are looked up.
+        """
+        suspects = sorted({c.document_id for c in chunks if c.chunk_index > 0})
+        if not suspects:
+            return chunks
+        counts = await guarded(
+            self.store_breaker, functools.partial(self._store.chunk_counts, tenant, suspects)
+        )
+
+        def current(chunk: ScoredChunk) -> bool:
+            if chunk.chunk_index == 0:
+                return True
+            if chunk.document_id not in counts:  # no chunk 0: the document is being deleted
+                return False
+            count = counts[chunk.document_id]
+            return count is None or chunk.chunk_index < count
+
+        for document_id in sorted({c.document_id for c in chunks if not current(c)}):
+            log.warning(
+                "removing chunks left by an interrupted re-ingest",
+                extra={"tenant": tenant, "document_id": document_id},
+            )
+            if counts.get(document_id):
+                await self._remove_chunks_from(tenant, document_id, counts[document_id])
+        return [c for c in chunks if current(c)]

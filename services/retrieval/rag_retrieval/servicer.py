@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
@@ -24,11 +26,11 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
 
     async def UpsertDocuments(
         self, request: pb.UpsertDocumentsRequest, context
-    ) -> pb.UpsertDocumentsResponse:
-        """Chunk, embed and store documents."""
+    ) -> AsyncIterator[pb.UpsertDocumentsResponse]:
+        """Chunk, embed and store documents; acknowledge each once it is stored."""
         documents = documents_from_pb(request.documents)
-        results = await self._retriever.upsert(documents, current_identity())
-        return convert.upsert_response_to_pb(results)
+        async for result in self._retriever.upsert(documents, current_identity()):
+            yield convert.upsert_response_to_pb([result])
 
     async def DeleteDocuments(
         self, request: pb.RetrievalServiceDeleteDocumentsRequest, context

@@ -11,6 +11,7 @@ from rag_retrieval.models import ChunkRecord
 TENANT = "tenant"
 DOCUMENT_ID = "document_id"
 CHUNK_INDEX = "chunk_index"
+CHUNK_COUNT = "chunk_count"
 
 
 class VectorStore(Protocol):
@@ -36,6 +37,13 @@ class VectorStore(Protocol):
         """Chunks stored for a tenant, or for one of its documents."""
         ...
 
+    async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
+        """Each stored document's chunk count, as its chunk 0 records it (None: not recorded).
+
+        Documents without a chunk 0 (not stored, or being deleted) are left out.
+        """
+        ...
+
     async def search(
         self,
         tenant: str,
@@ -55,6 +63,7 @@ def chunk_payload(chunk: ChunkRecord) -> dict[str, Any]:
         TENANT: chunk.tenant,
         DOCUMENT_ID: chunk.document_id,
         CHUNK_INDEX: chunk.chunk_index,
+        CHUNK_COUNT: chunk.chunk_count,
         "text": chunk.text,
         "title": chunk.title,
         "source": chunk.source,
@@ -75,6 +84,11 @@ def scored_chunk(payload: dict[str, Any], score: float) -> ScoredChunk:
     )
 
 
+def chunk_counts_from(payloads: Sequence[dict[str, Any]]) -> dict[str, int | None]:
+    """`VectorStore.chunk_counts` from the payloads of documents' chunk 0."""
+    return {p[DOCUMENT_ID]: p.get(CHUNK_COUNT) for p in payloads}
+
+
 def build_filter(
     models: Any,
     tenant: str,
@@ -82,22 +96,27 @@ def build_filter(
     *,
     document_id: str | None = None,
     from_chunk: int = 0,
+    heads_of: Sequence[str] = (),
 ) -> Any:
     """A Qdrant filter: the tenant always, then the caller's conditions, ANDed.
 
     `models` is `qdrant_client.models` or the `qdrant_edge` module: both spell filters the
     same way. The tenant condition comes first and request conditions can only narrow it:
-    they address `metadata.<key>`, never the top-level tenant field.
+    they address `metadata.<key>`, never the top-level tenant field. `heads_of` selects
+    chunk 0 of each of those documents.
     """
+    # qdrant-client calls its range type Range, qdrant-edge RangeFloat.
+    range_type = getattr(models, "Range", None) or models.RangeFloat
     must = [models.FieldCondition(key=TENANT, match=models.MatchValue(value=tenant))]
     must_not = []
     if document_id is not None:
         match = models.MatchValue(value=document_id)
         must.append(models.FieldCondition(key=DOCUMENT_ID, match=match))
     if from_chunk > 0:
-        # qdrant-client calls its range type Range, qdrant-edge RangeFloat.
-        range_type = getattr(models, "Range", None) or models.RangeFloat
         must.append(models.FieldCondition(key=CHUNK_INDEX, range=range_type(gte=from_chunk)))
+    if heads_of:
+        must.append(models.FieldCondition(key=DOCUMENT_ID, match=models.MatchAny(any=heads_of)))
+        must.append(models.FieldCondition(key=CHUNK_INDEX, range=range_type(lt=1)))
     for condition in conditions:
         key = f"metadata.{condition.key}"
         if condition.operator in (Operator.EQUALS, Operator.NOT_EQUALS):

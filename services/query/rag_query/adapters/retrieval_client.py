@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
@@ -40,11 +40,12 @@ class RetrievalClient(ServiceClient):
 
     async def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity
-    ) -> list[UpsertResult]:
-        """Store documents in the caller's tenant."""
+    ) -> AsyncIterator[UpsertResult]:
+        """Store documents in the caller's tenant; yields each one once it is stored."""
         request = pb.UpsertDocumentsRequest(documents=documents_to_pb(documents))
-        response = await self._unary(self._stub.UpsertDocuments, request, identity)
-        return [UpsertResult(r.document_id, r.chunks) for r in response.results]
+        async for response in self._stream(self._stub.UpsertDocuments, request, identity):
+            for result in response.results:
+                yield UpsertResult(result.document_id, result.chunks)
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant."""

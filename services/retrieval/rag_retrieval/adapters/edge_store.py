@@ -79,6 +79,16 @@ class EdgeStore:
         selector = store.build_filter(qe, tenant, document_id=document_id)
         return await self._run(lambda: self._shard.count(qe.CountRequest(filter=selector)))
 
+    async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
+        """Each document's chunk count, from its chunk 0."""
+        request = qe.ScrollRequest(
+            limit=len(document_ids),
+            filter=store.build_filter(qe, tenant, heads_of=list(document_ids)),
+            with_payload=True,
+        )
+        records, _ = await self._run(lambda: self._shard.scroll(request))
+        return store.chunk_counts_from([r.payload for r in records])
+
     async def search(
         self,
         tenant: str,

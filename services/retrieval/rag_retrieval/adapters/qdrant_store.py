@@ -103,6 +103,20 @@ class QdrantStore:
             raise _unavailable(exc) from exc
         return result.count
 
+    async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
+        """Each document's chunk count, from its chunk 0."""
+        selector = store.build_filter(models, tenant, heads_of=list(document_ids))
+        try:
+            records, _ = await self._client.scroll(
+                self._collection,
+                scroll_filter=selector,
+                limit=len(document_ids),
+                with_payload=[store.DOCUMENT_ID, store.CHUNK_COUNT],
+            )
+        except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return store.chunk_counts_from([r.payload or {} for r in records])
+
     async def search(
         self,
         tenant: str,
