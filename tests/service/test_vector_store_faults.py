@@ -122,7 +122,7 @@ async def test_a_failing_store_loses_no_document_on_ingest(stack, expect_error):
 async def test_a_replacement_cut_off_before_its_tail_is_removed_reads_as_the_new_version(
     stack, expect_error
 ):
-    stub, store, retriever = stack
+    stub, store, _retriever = stack
     sentences = " ".join(f"The old atlas covers region {n} in depth." for n in range(80))
     atlas = common_pb2.Document(id="atlas", text=sentences, metadata={"doc": "atlas"})
     [reply] = await collect(
