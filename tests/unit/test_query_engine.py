@@ -8,6 +8,7 @@ import time
 import pytest
 
 from rag_common.domain import ScoredChunk
+from rag_common.drain import REPLY_MARGIN_S, Drain
 from rag_common.errors import Unavailable
 from rag_common.identity import Identity
 from rag_query.engine import QueryEngine, QueryPolicy
@@ -141,3 +142,20 @@ async def test_maintenance_refuses_questions_with_its_message(parts):
     assert caught.value.reason == "MAINTENANCE" and "14:00" in caught.value.message
     await maintenance.set(False)
     assert (await e.answer(question(), ACME)).degraded == []
+
+
+async def test_a_shutdown_turns_a_slow_answer_into_a_degraded_one_within_the_grace(parts):
+    _, _, generator = parts
+    generator.delay_s = 60.0
+    drain = Drain()
+    engine = QueryEngine(*parts, QueryPolicy(default_budget_s=30.0), drain=drain)
+    pending = asyncio.ensure_future(engine.answer(question(), ACME))
+    await asyncio.sleep(0.05)  # generating now
+    started = time.monotonic()
+    drain.begin(REPLY_MARGIN_S + 0.2)  # SIGTERM with this much grace
+    answer = await asyncio.wait_for(pending, 5)
+    assert time.monotonic() - started < 0.2 + 0.1
+    assert answer.degraded == ["llm_unavailable"] and answer.sources == [CHUNK]
+    # One that arrives while draining gets no time at all: a clear status, at once.
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(engine.answer(question("Another one?"), ACME), 1)

@@ -45,7 +45,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
 
 
 async def serve(settings: EmbeddingSettings) -> None:
-    """Serve until SIGTERM; the port answers health (NOT_SERVING) while the model loads."""
+    """Load the model, then serve until SIGTERM; the port opens once the model is loaded."""
     embedder = build_embedder(settings)
 
     async def model_probe() -> tuple[Health, str]:
@@ -61,7 +61,6 @@ async def serve(settings: EmbeddingSettings) -> None:
     host = ServiceHost(settings, [*servicers(embedder), health_details_servicer(checker)])
 
     async def warm_up() -> None:
-        await embedder.start()
         if remote is not None and not await remote.ping():
             log.warning("redis not reachable at start; caching in-process until it is")
 
@@ -70,7 +69,7 @@ async def serve(settings: EmbeddingSettings) -> None:
         if remote is not None:
             await remote.close()
 
-    await run_service("embedding", host, warm_up=warm_up, close=close)
+    await run_service("embedding", host, load=embedder.start, warm_up=warm_up, close=close)
 
 
 def main() -> None:

@@ -71,6 +71,7 @@ class Embedder:
         self._model: EncoderModel | None = None
         self._max_texts = max_texts
         self._max_text_chars = max_text_chars
+        self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
         self.cache = cache
         self.batcher: DynamicBatcher[Purpose] = DynamicBatcher(
@@ -82,10 +83,15 @@ class Embedder:
         )
 
     async def start(self) -> None:
-        """Load the model off the event loop and encode once, so the first caller is not slow."""
+        """Load the model off the event loop and encode a full batch and a single text, so
+        neither the first caller nor the first burst pays for the model's first runs."""
         loop = asyncio.get_running_loop()
-        self._model = await loop.run_in_executor(self._executor, self._load_model)
-        await self.embed(["warm-up"], Purpose.QUERY)
+        model = await loop.run_in_executor(self._executor, self._load_model)
+        # Straight to the model: through the cache, a text warmed before would skip it.
+        batch = [f"warm-up text number {n}" for n in range(self._max_batch)]
+        for texts in (batch, batch[:1]):
+            await loop.run_in_executor(self._executor, model.encode, texts, Purpose.QUERY)
+        self._model = model
 
     @property
     def ready(self) -> bool:

@@ -9,6 +9,7 @@ from rag_common import logs
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
+from rag_common.drain import Drain
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, health_details_servicer, redis_probe
@@ -33,6 +34,7 @@ def build_host(
     embedding: EmbeddingClient,
     retrieval: RetrievalClient,
     generation: GenerationClient,
+    drain: Drain | None = None,
 ) -> ServiceHost:
     """The public server over the three internal clients, wired as `serve` runs it."""
     maintenance = Maintenance()
@@ -67,6 +69,7 @@ def build_host(
             ttl_s=settings.answer_cache_ttl_s,
             shared=SharedEntries(redis) if redis else None,
         ),
+        drain=drain,
     )
     clients = (embedding, retrieval, generation)
     checker = HealthChecker(
@@ -114,13 +117,14 @@ async def serve(settings: QuerySettings) -> None:
     generation = GenerationClient(
         settings.generation_target, timeout_s=timeout, breaker=CircuitBreaker("generation", policy)
     )
-    host = build_host(settings, embedding, retrieval, generation)
+    drain = Drain()
+    host = build_host(settings, embedding, retrieval, generation, drain)
 
     async def close() -> None:
         for client in (embedding, retrieval, generation):
             await client.close()
 
-    await run_service("query", host, close=close)
+    await run_service("query", host, draining=drain.begin, close=close)
 
 
 def main() -> None:

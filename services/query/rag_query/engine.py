@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from rag_common import context
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
+from rag_common.drain import Drain
 from rag_common.domain import ScoredChunk, TextEmbedder
 from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from rag_common.filters import check_conditions
@@ -90,6 +91,7 @@ class QueryEngine:
         answers: AnswerCache | None = None,
         versions: CorpusVersions | None = None,
         semantic: SemanticCache | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
@@ -102,6 +104,8 @@ class QueryEngine:
         # retrieval fallback: a delete through this process makes older retrievals unusable.
         self._versions = versions or CorpusVersions()
         self._semantic = semantic
+        # Every wait of a question goes through it, so a shutdown turns them into fallbacks.
+        self._drain = drain or Drain()
         # Metrics-ready: answers by how they were found, and time spent serving cache hits.
         self.cache_counts: Counter[str] = Counter()
         self.cache_hit_ms: Counter[str] = Counter()
@@ -125,7 +129,7 @@ class QueryEngine:
             else:
                 try:
                     # Enforced here too: the budget holds whatever the generator does.
-                    async with asyncio.timeout(self._time_left()):
+                    async with self._drain.timeout(self._time_left()):
                         generated = await self._generator.generate(
                             question.text, progress.sources, question.options
                         )
@@ -167,7 +171,7 @@ class QueryEngine:
                 if self._time_left() < self._policy.min_generation_s:
                     raise DeadlineExceeded("no time left for generation")
                 stream = self._generator.stream(question.text, progress.sources, question.options)
-                async with asyncio.timeout(self._time_left()):
+                async with self._drain.timeout(self._time_left()):
                     async for item in stream:
                         if isinstance(item, GeneratedText):
                             answer = self._finish(item, progress, generate_started)
@@ -248,7 +252,7 @@ class QueryEngine:
         share = self._budget_s(question) * self._policy.retrieval_share
         try:
             with context.tighter_deadline(share) as granted:
-                async with asyncio.timeout(granted):
+                async with self._drain.timeout(granted):
                     [vector] = await self._embedder.embed([question.text], "query")
                     progress.embed_ms = (time.perf_counter() - progress.started) * 1000
                     progress.vector = vector
