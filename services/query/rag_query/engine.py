@@ -8,7 +8,6 @@ back to the retrieved sources themselves. Each fallback is named in `Answer.degr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -18,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from rag_common import context
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
-from rag_common.drain import Drain
 from rag_common.domain import ScoredChunk, TextEmbedder
+from rag_common.drain import Drain
 from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
