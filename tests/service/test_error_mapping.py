@@ -21,8 +21,8 @@ class ExplodingModel:
     max_sequence_length = 8
 
     def encode(self, texts, purpose):
-        if list(texts) == ["warm-up"]:
-            return [[1.0, 0.0, 0.0]]
+        if all(text.startswith("warm-up") for text in texts):  # the start-up encodes
+            return [[1.0, 0.0, 0.0] for _ in texts]
         raise RuntimeError("secret /var/lib/model path and a stack frame")
 
 

@@ -7,10 +7,13 @@ import time
 
 import pytest
 
+from rag_common.cache import LocalTTLCache
 from rag_common.domain import ScoredChunk
 from rag_common.drain import REPLY_MARGIN_S, Drain
-from rag_common.errors import Unavailable
+from rag_common.errors import ResourceExhausted, Unavailable
 from rag_common.identity import Identity
+from rag_common.tiered_cache import TieredCache
+from rag_query.answer_cache import AnswerCache
 from rag_query.engine import QueryEngine, QueryPolicy
 from rag_query.maintenance import Maintenance
 from rag_query.models import GeneratedText, QueryOptions, Question
@@ -159,3 +162,42 @@ async def test_a_shutdown_turns_a_slow_answer_into_a_degraded_one_within_the_gra
     # One that arrives while draining gets no time at all: a clear status, at once.
     with pytest.raises(Unavailable):
         await asyncio.wait_for(engine.answer(question("Another one?"), ACME), 1)
+
+
+async def test_with_retrieval_and_generation_down_cached_answers_are_flagged(parts):
+    _, retriever, generator = parts
+    down = False
+    engine = QueryEngine(
+        *parts,
+        QueryPolicy(default_budget_s=1.0),
+        answers=AnswerCache(TieredCache(LocalTTLCache(100, 60.0))),
+        dependencies_down=lambda: down,
+    )
+    whole = await engine.answer(question("How much vacation?"), ACME)
+    down = retriever.down = generator.down = True
+    cached = await engine.answer(question("How much vacation?"), ACME)
+    assert cached.text == whole.text and cached.degraded == ["cached_only"]
+    streamed = [e async for e in engine.stream(question("How much vacation?"), ACME)]
+    assert streamed[-1].degraded == ["cached_only"]
+    with pytest.raises(Unavailable):  # nothing cached for this one: a clear status
+        await engine.answer(question("Something never asked?"), ACME)
+
+
+async def test_an_overloaded_pipeline_serves_cache_hits_and_refuses_the_rest_at_once(parts):
+    _, retriever, _ = parts
+    engine = QueryEngine(
+        *parts,
+        QueryPolicy(default_budget_s=5.0, max_pipeline_queries=2),
+        answers=AnswerCache(TieredCache(LocalTTLCache(100, 60.0))),
+    )
+    await engine.answer(question("How much vacation?"), ACME)
+    retriever.delay_s = 1.0
+    slow = [asyncio.ensure_future(engine.answer(question(f"Slow {n}?"), ACME)) for n in range(2)]
+    await asyncio.sleep(0.05)  # both in the pipeline: it is full
+    cached = await engine.answer(question("How much vacation?"), ACME)
+    assert cached.degraded == ["cached_only"]
+    with pytest.raises(ResourceExhausted) as refused:
+        await engine.answer(question("Yet another?"), ACME)
+    assert refused.value.reason == "CACHED_ONLY"
+    assert all(not a.degraded for a in await asyncio.gather(*slow))
+    assert not (await engine.answer(question("Now there is room?"), ACME)).degraded

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from rag_common import logs
-from rag_common.breaker import BreakerPolicy, CircuitBreaker
+from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
 from rag_common.drain import Drain
@@ -57,6 +57,7 @@ def build_host(
             default_budget_s=settings.default_budget_ms / 1000,
             retrieval_share=settings.retrieval_budget_share,
             min_generation_s=settings.min_generation_ms / 1000,
+            max_pipeline_queries=settings.max_pipeline_queries,
         ),
         maintenance=maintenance,
         retrieval_cache=LocalTTLCache(
@@ -70,6 +71,9 @@ def build_host(
             shared=SharedEntries(redis) if redis else None,
         ),
         drain=drain,
+        dependencies_down=lambda: all(
+            client.breaker.state is BreakerState.OPEN for client in (retrieval, generation)
+        ),
     )
     clients = (embedding, retrieval, generation)
     checker = HealthChecker(

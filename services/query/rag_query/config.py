@@ -44,6 +44,13 @@ class QuerySettings(RedisSettings):
     min_generation_ms: int = Field(
         300, ge=0, description="Below this much time left, answer with sources, no LLM call."
     )
+    max_pipeline_queries: int = Field(
+        64,
+        ge=1,
+        description="Questions answered through retrieval and generation at once; beyond "
+        "it only cached answers are served (degraded: cached_only) and the rest are refused "
+        "at once with RESOURCE_EXHAUSTED, instead of queueing.",
+    )
     retrieval_cache_entries: int = Field(
         10_000, ge=1, description="Recent retrievals kept as a fallback for late retrieval."
     )

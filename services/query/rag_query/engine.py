@@ -8,10 +8,11 @@ back to the retrieved sources themselves. Each fallback is named in `Answer.degr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from rag_common import context
@@ -19,7 +20,12 @@ from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
 from rag_common.domain import ScoredChunk, TextEmbedder
 from rag_common.drain import Drain
-from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from rag_common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
 from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_TOKENS_LIMIT = 4096
 MIN_BUDGET_MS, MAX_BUDGET_MS = 100, 60_000
 RETRIEVAL_CACHED, NO_CONTEXT, LLM_UNAVAILABLE = "retrieval_cached", "no_context", "llm_unavailable"
+CACHED_ONLY, OVERLOADED = "cached_only", "overloaded"
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class QueryPolicy:
     default_budget_s: float = 5.0
     retrieval_share: float = 0.5
     min_generation_s: float = 0.3
+    max_pipeline_queries: int = 64  # beyond it, cached answers only (cached_only)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ class QueryEngine:
         versions: CorpusVersions | None = None,
         semantic: SemanticCache | None = None,
         drain: Drain | None = None,
+        dependencies_down: Callable[[], bool] = lambda: False,
     ) -> None:
         self._embedder = embedder
         self._retriever = retriever
@@ -105,42 +114,22 @@ class QueryEngine:
         self._semantic = semantic
         # Every wait of a question goes through it, so a shutdown turns them into fallbacks.
         self._drain = drain or Drain()
+        # Whether retrieval and generation are both failing (their breakers open): then
+        # nothing but a cached answer can be whole, and the rest is refused at once.
+        self._dependencies_down = dependencies_down
+        self._in_flight = 0  # questions in the pipeline (not served from a cache)
         # Metrics-ready: answers by how they were found, and time spent serving cache hits.
         self.cache_counts: Counter[str] = Counter()
         self.cache_hit_ms: Counter[str] = Counter()
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
-        self._maintenance.check()
-        self._validate(question)
-        started = time.perf_counter()
-        version = await self._versions.current(identity.tenant)
-        scope = self._cache_scope(question, identity, version)
-        if scope is not None and (cached := await self._answers.get(scope.key)) is not None:
-            return self._from_cache(cached, started)
-        with context.tighter_deadline(self._budget_s(question)):
-            progress = await self._find_sources(question, identity, version, scope)
-            if progress.cached is not None:
-                return self._from_cache(progress.cached, started)
-            generate_started = time.perf_counter()
-            if self._time_left() < self._policy.min_generation_s:
-                generated = self._without_llm(progress, "no time left for generation")
-            else:
-                try:
-                    # Enforced here too: the budget holds whatever the generator does.
-                    async with self._drain.timeout(self._time_left()):
-                        generated = await self._generator.generate(
-                            question.text, progress.sources, question.options
-                        )
-                except TimeoutError:
-                    generated = self._without_llm(progress, "generation ran out of time")
-                except (Unavailable, DeadlineExceeded) as exc:
-                    generated = self._without_llm(progress, exc.reason)
-            answer = self._finish(generated, progress, generate_started)
-        await self._remember(scope, question, progress, answer)
-        return answer
+        async for event in self._events(question, identity, streaming=False):
+            if isinstance(event, Answer):
+                return event
+        raise AssertionError("unreachable: every path ends with an Answer or an error")
 
-    async def stream(
+    def stream(
         self, question: Question, identity: Identity
     ) -> AsyncIterator[SourcesFound | str | Answer]:
         """SourcesFound, then pieces of the answer, then the whole Answer.
@@ -148,20 +137,37 @@ class QueryEngine:
         Falls back like `answer` until the first piece of text; a failure after it ends the
         stream with the partial Answer and then the error.
         """
+        return self._events(question, identity, streaming=True)
+
+    async def _events(
+        self, question: Question, identity: Identity, *, streaming: bool
+    ) -> AsyncIterator[SourcesFound | str | Answer]:
+        """The one path of both calls: caches, retrieval, generation and every fallback.
+
+        `streaming` only chooses how the generator is asked (pieces as they come, or one
+        whole answer, which lets a provider that fails midway be replaced by the next).
+        """
         self._maintenance.check()
         self._validate(question)
         started = time.perf_counter()
         version = await self._versions.current(identity.tenant)
         scope = self._cache_scope(question, identity, version)
         cached = await self._answers.get(scope.key) if scope is not None else None
-        with context.tighter_deadline(self._budget_s(question)):
-            if cached is None:
-                progress = await self._find_sources(question, identity, version, scope)
-                cached = progress.cached
-            if cached is not None:
-                yield SourcesFound(cached.sources)
-                yield cached.text
-                yield self._from_cache(cached, started)
+        mode = self._cached_only_mode()
+        if cached is not None:
+            async for event in self._replay(self._from_cache(cached, started, mode)):
+                yield event
+            return
+        overloaded = mode == OVERLOADED
+        with (
+            self._in_pipeline(counted=not overloaded),
+            context.tighter_deadline(self._budget_s(question)),
+        ):
+            progress = await self._find_sources(question, identity, version, scope, overloaded)
+            if progress.cached is not None:
+                hit = self._from_cache(progress.cached, started, mode)
+                async for event in self._replay(hit):
+                    yield event
                 return
             yield SourcesFound(progress.sources)
             generate_started = time.perf_counter()
@@ -169,14 +175,12 @@ class QueryEngine:
             try:
                 if self._time_left() < self._policy.min_generation_s:
                     raise DeadlineExceeded("no time left for generation")
-                stream = self._generator.stream(question.text, progress.sources, question.options)
+                # Enforced here too: the budget holds whatever the generator does.
                 async with self._drain.timeout(self._time_left()):
-                    async for item in stream:
+                    async for item in self._generate(question, progress.sources, streaming):
                         if isinstance(item, GeneratedText):
                             answer = self._finish(item, progress, generate_started)
-                            await self._remember(scope, question, progress, answer)
-                            yield answer
-                            return
+                            break
                         sent_text = True
                         yield item
             except (TimeoutError, Unavailable, DeadlineExceeded) as exc:
@@ -186,7 +190,53 @@ class QueryEngine:
                     raise
                 generated = self._without_llm(progress, type(exc).__name__)
                 yield generated.text
-                yield self._finish(generated, progress, generate_started)
+                answer = self._finish(generated, progress, generate_started)
+            else:
+                if not sent_text:  # a whole answer at once: the caller still gets its text
+                    yield answer.text
+        await self._remember(scope, question, progress, answer)
+        yield answer
+
+    def _generate(
+        self, question: Question, sources: list[ScoredChunk], streaming: bool
+    ) -> AsyncIterator[str | GeneratedText]:
+        if streaming:
+            return self._generator.stream(question.text, sources, question.options)
+        return self._whole_answer(question, sources)
+
+    async def _whole_answer(
+        self, question: Question, sources: list[ScoredChunk]
+    ) -> AsyncIterator[GeneratedText]:
+        yield await self._generator.generate(question.text, sources, question.options)
+
+    @staticmethod
+    async def _replay(answer: Answer) -> AsyncIterator[SourcesFound | str | Answer]:
+        """A finished answer as the events of a stream."""
+        yield SourcesFound(answer.sources)
+        yield answer.text
+        yield answer
+
+    def _cached_only_mode(self) -> str:
+        """Why only cached answers are whole right now ('' when everything works).
+
+        Overloaded: questions without a cached answer are refused at once rather than
+        queued behind the pipeline. Retrieval and generation both down: their breakers
+        already make every other path fail fast; cached answers are flagged as such.
+        """
+        if self._in_flight >= self._policy.max_pipeline_queries:
+            return OVERLOADED
+        if self._dependencies_down():
+            return "dependencies_down"
+        return ""
+
+    @contextlib.contextmanager
+    def _in_pipeline(self, *, counted: bool) -> Iterator[None]:
+        """Count a question going through retrieval and generation."""
+        self._in_flight += counted
+        try:
+            yield
+        finally:
+            self._in_flight -= counted
 
     def _cache_scope(
         self, question: Question, identity: Identity, version: str | None
@@ -221,11 +271,17 @@ class QueryEngine:
         if self._semantic is not None and progress.vector is not None:
             await self._semantic.remember(scope.scope, question.text, progress.vector, scope.key)
 
-    def _from_cache(self, cached: Answer, started: float) -> Answer:
+    def _from_cache(self, cached: Answer, started: float, mode: str) -> Answer:
         total_ms = (time.perf_counter() - started) * 1000
         self.cache_counts[f"{cached.cache}_hit"] += 1
         self.cache_hit_ms[cached.cache] += total_ms
-        return replace(cached, timings=Timings(total_ms=total_ms), request_id=context.request_id())
+        return replace(
+            cached,
+            timings=Timings(total_ms=total_ms),
+            request_id=context.request_id(),
+            # The answer is whole, but the caller should know the system is degraded.
+            degraded=[CACHED_ONLY] if mode else [],
+        )
 
     async def _find_sources(
         self,
@@ -233,6 +289,7 @@ class QueryEngine:
         identity: Identity,
         version: str | None,
         scope: _CacheScope | None,
+        refuse_misses: bool,
     ) -> _Progress:
         progress = _Progress(started=time.perf_counter())
         options = question.options
@@ -258,12 +315,16 @@ class QueryEngine:
                     progress.cached = await self._semantic_hit(scope, question, vector)
                     if progress.cached is not None:
                         return progress
+                    if refuse_misses:
+                        raise _overloaded()
                     progress.sources = await self._retriever.retrieve(
                         question.text, vector, options, identity
                     )
             if key:
                 self._retrievals.put(key, progress.sources)
         except (TimeoutError, DeadlineExceeded, Unavailable) as exc:
+            if refuse_misses:  # no semantic hit could be looked for: refuse at once
+                raise _overloaded() from None
             late = not isinstance(exc, Unavailable)  # a timeout, not a dead dependency
             cached = self._retrievals.get(key) if key else None
             if cached is not None:
@@ -353,3 +414,11 @@ class QueryEngine:
             raise InvalidArgument(
                 "options.budget_ms", f"must be between {MIN_BUDGET_MS} and {MAX_BUDGET_MS}"
             )
+
+
+def _overloaded() -> ResourceExhausted:
+    """The refusal of a question with no cached answer while the pipeline is full."""
+    return ResourceExhausted(
+        "too many questions at once: only cached answers are served right now; retry shortly",
+        reason="CACHED_ONLY",
+    )
