@@ -116,13 +116,12 @@ async def run_service(
 ) -> None:
     """Load, start `host`, warm up, serve until SIGTERM or SIGINT, then shut down gracefully.
 
-    `draining` is told the grace period as the shutdown begins, so calls in flight can
-    finish within it (see `rag_common.drain`).
-
     `load` runs before the port opens: what takes seconds of CPU, like a model. Callers are
     refused by the kernel meanwhile, at no cost to the load, where an open port would have
     the process accept and reject their calls while it loads, which under traffic more than
     doubles the time to SERVING. `warm_up` runs with the port open and health NOT_SERVING.
+    `draining` is told the grace period as the shutdown begins, so calls in flight can
+    finish within it (see `rag_common.drain`).
     """
     started = time.perf_counter()
     if load is not None:

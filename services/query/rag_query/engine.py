@@ -171,18 +171,22 @@ class QueryEngine:
                 return
             yield SourcesFound(progress.sources)
             generate_started = time.perf_counter()
-            sent_text = False
+            sent_text, answer = False, None
             try:
                 if self._time_left() < self._policy.min_generation_s:
                     raise DeadlineExceeded("no time left for generation")
                 # Enforced here too: the budget holds whatever the generator does.
                 async with self._drain.timeout(self._time_left()):
+                    # To its end, not only to the summary: a stream read to its end is what
+                    # tells the client's breaker that the call succeeded.
                     async for item in self._generate(question, progress.sources, streaming):
                         if isinstance(item, GeneratedText):
                             answer = self._finish(item, progress, generate_started)
-                            break
-                        sent_text = True
-                        yield item
+                        else:
+                            sent_text = True
+                            yield item
+                if answer is None:
+                    raise Unavailable("generation ended without an answer")
             except (TimeoutError, Unavailable, DeadlineExceeded) as exc:
                 if sent_text:
                     if isinstance(exc, TimeoutError):
