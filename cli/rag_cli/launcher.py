@@ -160,7 +160,7 @@ class LocalCluster:
         for service in services:
             log_file = open(self.log_dir / f"{service}.log", "ab")
             self.processes[service] = subprocess.Popen(
-                [sys.executable, "-m", f"rag_{base_service(service)}"],
+                [sys.executable, "-m", "rag_cli", "serve", base_service(service)],
                 env=self.service_env(service),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,

@@ -1,9 +1,10 @@
-"""The `rag` command: up, ingest, query, health."""
+"""The `rag` command: up, serve, ingest, query, health."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import signal
 import sys
 import time
@@ -264,6 +265,15 @@ async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
         await asyncio.sleep(0.5)
 
 
+def serve(service: str) -> None:
+    """Run one service with its settings from the environment, until SIGTERM.
+
+    Only that service's module is imported, so the query and retrieval images never load
+    model libraries. Bad settings exit with status 2, naming each bad variable.
+    """
+    importlib.import_module(f"rag_{service}.__main__").main()
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of `rag`."""
     settings = CliSettings()
@@ -277,6 +287,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("up", help="start the four services locally")
     s.add_argument("--demo", action="store_true", help="ingest the docs and ask a question")
     s.set_defaults(func=up)
+
+    s = sub.add_parser("serve", help="run one service in the foreground (what a container runs)")
+    s.add_argument("service", choices=SERVICES)
+    s.set_defaults(func=None)
 
     s = sub.add_parser("ingest", help="ingest .md, .txt and .rst files and folders")
     s.add_argument("paths", nargs="+")
@@ -304,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of `rag`."""
     args = parser().parse_args(argv)
+    if args.command == "serve":
+        serve(args.service)
+        return
     started = time.perf_counter()
     try:
         code = asyncio.run(args.func(args))

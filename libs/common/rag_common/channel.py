@@ -62,6 +62,9 @@ def open_channel(target: str) -> grpc.aio.Channel:
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.min_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 1000),
+            # A dns:/// target is resolved again when a server closes a connection for its
+            # age (see ServiceSettings.max_connection_age_s); at most this often.
+            ("grpc.dns_min_time_between_resolutions_ms", 5000),
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ],

@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic import ValidationError
 
+from rag_common import logs
 from rag_common.interceptor import IdentityResolver, ServerInterceptor, forwarded_identity
 from rag_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=ServiceSettings)
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -56,6 +60,7 @@ class ServiceHost:
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+                *_connection_age_options(settings),
             ],
         )
         self.port = 0
@@ -105,6 +110,18 @@ class ServiceHost:
             await self._health.set(name, status)
 
 
+def _connection_age_options(settings: ServiceSettings) -> list[tuple[str, int]]:
+    # HTTP/2 connections live for hours, and a client balances only over the connections
+    # it has: without an age limit, replicas added by scale-out would get no traffic from
+    # callers that were already connected.
+    if settings.max_connection_age_s <= 0:
+        return []
+    return [
+        ("grpc.max_connection_age_ms", int(settings.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(settings.max_connection_age_grace_s * 1000)),
+    ]
+
+
 async def run_service(
     name: str,
     host: ServiceHost,
@@ -147,3 +164,33 @@ async def run_service(
         if close is not None:
             await close()
         log.info("stopped")
+
+
+def service_main(name: str, settings_type: type[S], serve: Callable[[S], Awaitable[None]]) -> None:
+    """Read settings, configure logs and serve until SIGTERM: every service's `main()`.
+
+    Bad settings end the process with status 2 and one line per bad variable, naming the
+    variable and the problem but never the value given (it may be a secret).
+    """
+    try:
+        settings = settings_type()
+    except ValidationError as exc:
+        sys.stderr.write(settings_errors(settings_type, exc))
+        raise SystemExit(2) from None
+    logs.configure(name, settings.log_level)
+    asyncio.run(serve(settings))
+
+
+def settings_errors(settings_type: type[ServiceSettings], exc: ValidationError) -> str:
+    """What is wrong with the environment, by variable name, without the values."""
+    prefix = settings_type.model_config.get("env_prefix", "")
+    lines = [f"invalid settings for {settings_type.__name__}:"]
+    for error in exc.errors(include_input=False, include_url=False):
+        field, *path = error["loc"] or ("",)
+        info = settings_type.model_fields.get(str(field))
+        # The path inside a map names its keys, and the keys of a secret map (API keys)
+        # are the secrets themselves: show it only for fields that may be shown at all.
+        detail = ".".join(map(str, path)) if info is not None and info.repr else ""
+        variable = f"{prefix}{field}".upper()
+        lines.append(f"  {variable}{f' ({detail})' if detail else ''}: {error['msg']}")
+    return "\n".join(lines) + "\n"

@@ -25,6 +25,15 @@ class ServiceSettings(BaseSettings):
     call_timeout_s: float = Field(
         30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."
     )
+    max_connection_age_s: float = Field(
+        30.0,
+        ge=0,
+        description="Connections older than this are closed (calls on them may finish), so "
+        "callers resolve the service again and spread over replicas added since; 0: never.",
+    )
+    max_connection_age_grace_s: float = Field(
+        30.0, ge=0, description="How long calls on a connection closed for its age may run on."
+    )
 
 
 def default_data_dir() -> Path:

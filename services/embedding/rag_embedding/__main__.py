@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 
-from rag_common import logs
 from rag_common.cache import LocalTTLCache
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer, redis_probe
-from rag_common.server import ServiceHost, run_service
+from rag_common.server import ServiceHost, run_service, service_main
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder
@@ -74,9 +72,7 @@ async def serve(settings: EmbeddingSettings) -> None:
 
 def main() -> None:
     """Read settings, configure logs and serve until SIGTERM."""
-    settings = EmbeddingSettings()
-    logs.configure("embedding", settings.log_level)
-    asyncio.run(serve(settings))
+    service_main("embedding", EmbeddingSettings, serve)
 
 
 if __name__ == "__main__":

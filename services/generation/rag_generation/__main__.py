@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from rag_common import logs
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer
-from rag_common.server import ServiceHost, run_service
+from rag_common.server import ServiceHost, run_service, service_main
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.config import GenerationSettings, ProviderConfig
 from rag_generation.providers import ChatModel, counts_against_provider
@@ -86,9 +83,7 @@ async def serve(settings: GenerationSettings) -> None:
 
 def main() -> None:
     """Read settings, configure logs and serve until SIGTERM."""
-    settings = GenerationSettings()
-    logs.configure("generation", settings.log_level)
-    asyncio.run(serve(settings))
+    service_main("generation", GenerationSettings, serve)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from rag_common import logs
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
@@ -13,7 +11,7 @@ from rag_common.drain import Drain
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, health_details_servicer, redis_probe
-from rag_common.server import ServiceHost, run_service
+from rag_common.server import ServiceHost, run_service, service_main
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
@@ -133,9 +131,7 @@ async def serve(settings: QuerySettings) -> None:
 
 def main() -> None:
     """Read settings, configure logs and serve until SIGTERM."""
-    settings = QuerySettings()
-    logs.configure("query", settings.log_level)
-    asyncio.run(serve(settings))
+    service_main("query", QuerySettings, serve)
 
 
 if __name__ == "__main__":

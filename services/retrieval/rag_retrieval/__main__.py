@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from rag_common import logs
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import client_probe, health_details_servicer
-from rag_common.server import ServiceHost, run_service
+from rag_common.server import ServiceHost, run_service, service_main
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.retriever import Retriever
 from rag_retrieval.servicer import servicers
@@ -75,9 +72,7 @@ async def serve(settings: RetrievalSettings) -> None:
 
 def main() -> None:
     """Read settings, configure logs and serve until SIGTERM."""
-    settings = RetrievalSettings()
-    logs.configure("retrieval", settings.log_level)
-    asyncio.run(serve(settings))
+    service_main("retrieval", RetrievalSettings, serve)
 
 
 if __name__ == "__main__":
