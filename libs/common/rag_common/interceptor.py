@@ -12,6 +12,7 @@ import grpc
 from rag_common import context, status
 from rag_common.errors import RagError
 from rag_common.identity import REQUEST_ID_KEY, Identity, identity_from_metadata, metadata_dict
+from rag_common.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     traceback and reaches the caller only as INTERNAL "internal error".
     """
 
-    def __init__(self, resolve_identity: IdentityResolver = forwarded_identity) -> None:
+    def __init__(
+        self,
+        resolve_identity: IdentityResolver = forwarded_identity,
+        metrics: RpcMetrics | None = None,
+    ) -> None:
         self._resolve_identity = resolve_identity
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -76,50 +82,69 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
+            call = _Call(method, self._metrics)
             try:
                 self._enter_scope(method, ctx)
                 response = await behavior(request, ctx)
-            except Exception as exc:
-                await _abort(method, ctx, exc, started)
-            _log_done(method, "OK", started)
+            except BaseException as exc:
+                await call.abort(ctx, exc)
+            call.done("OK")
             return response
 
         return unary
 
     def _wrap_stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]):
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
+            call = _Call(method, self._metrics)
             try:
                 self._enter_scope(method, ctx)
                 async for message in behavior(request, ctx):
                     yield message
-            except Exception as exc:
-                await _abort(method, ctx, exc, started)
-            _log_done(method, "OK", started)
+            except BaseException as exc:
+                await call.abort(ctx, exc)
+            call.done("OK")
 
         return stream
 
 
-async def _abort(
-    method: str, ctx: grpc.aio.ServicerContext, exc: Exception, started: float
-) -> None:
-    if isinstance(exc, grpc.aio.AbortError):
-        raise exc
-    if not isinstance(exc, RagError):
-        log.error("unhandled error in %s", method, exc_info=exc)
-        exc = RagError("internal error")
-    code, message, trailers = status.encode(exc)
-    _log_done(method, code.name, started, reason=exc.reason)
-    await ctx.abort(code, message, trailing_metadata=trailers)
+class _Call:
+    """One call's bookkeeping: its log line and its metrics, written exactly once."""
+
+    def __init__(self, method: str, metrics: RpcMetrics | None) -> None:
+        self._method = method
+        self._metrics = metrics
+        self._started = time.perf_counter()
+        if metrics is not None:
+            metrics.started(method)
+
+    def done(self, code: str, **extra: Any) -> None:
+        """Log and count the call as ended with `code`."""
+        seconds = time.perf_counter() - self._started
+        if self._metrics is not None:
+            self._metrics.finished(self._method, code, seconds)
+        _log_done(self._method, code, seconds * 1000, **extra)
+
+    async def abort(self, ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:
+        """End the call with the status `exc` stands for (always raises)."""
+        if not isinstance(exc, Exception):  # cancelled, or a stream closed: caller gone
+            self.done("CANCELLED")
+            raise exc
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        if not isinstance(exc, RagError):
+            log.error("unhandled error in %s", self._method, exc_info=exc)
+            exc = RagError("internal error")
+        code, message, trailers = status.encode(exc)
+        self.done(code.name, reason=exc.reason)
+        await ctx.abort(code, message, trailing_metadata=trailers)
 
 
 # A call this slow is logged even when it succeeds.
 SLOW_CALL_MS = 1000.0
 
 
-def _log_done(method: str, code: str, started: float, **extra: Any) -> None:
-    elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+def _log_done(method: str, code: str, elapsed_ms: float, **extra: Any) -> None:
+    elapsed_ms = round(elapsed_ms, 2)
     # Every call at INFO would cost an internal service about a tenth of its throughput
     # (measured on EmbeddingService); failures and slow calls stay visible at INFO.
     level = logging.DEBUG if code == "OK" and elapsed_ms < SLOW_CALL_MS else logging.INFO

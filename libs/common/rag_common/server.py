@@ -18,12 +18,14 @@ from pydantic import ValidationError
 
 from rag_common import logs
 from rag_common.interceptor import IdentityResolver, ServerInterceptor, forwarded_identity
+from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+LIVENESS_SERVICE = "liveness"  # the health service name a liveness probe asks for
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,14 @@ class ServiceHost:
         servicers: Sequence[Servicer],
         *,
         resolve_identity: IdentityResolver = forwarded_identity,
+        name: str = "rag",
     ) -> None:
         self._settings = settings
         self._servicers = list(servicers)
         self._health = health.aio.HealthServicer()
+        self.metrics = RpcMetrics(name)
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(resolve_identity)],
+            interceptors=[ServerInterceptor(resolve_identity, self.metrics)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
@@ -88,7 +92,13 @@ class ServiceHost:
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         await self._server.start()
+        if self._settings.metrics_port:
+            self.metrics.serve(self._settings.host, self._settings.metrics_port)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Liveness: SERVING for as long as the process answers at all, whatever its
+        # readiness (warm-up, maintenance, a dependency down), so a probe on it never
+        # restarts a pod that is merely not ready.
+        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         return self.port
 
     async def mark_serving(self) -> None:

@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     call_timeout_s: float = Field(
         30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."
     )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0: none."
+    )
     max_connection_age_s: float = Field(
         30.0,
         ge=0,

@@ -56,7 +56,9 @@ async def serve(settings: EmbeddingSettings) -> None:
     if remote is not None:
         dependencies.append(Dependency("redis", redis_probe(remote), remote.breaker))
     checker = HealthChecker("embedding", dependencies)
-    host = ServiceHost(settings, [*servicers(embedder), health_details_servicer(checker)])
+    host = ServiceHost(
+        settings, [*servicers(embedder), health_details_servicer(checker)], name="embedding"
+    )
 
     async def warm_up() -> None:
         if remote is not None and not await remote.ping():

@@ -77,7 +77,9 @@ async def serve(settings: GenerationSettings) -> None:
             for r in generator.routes
         ],
     )
-    host = ServiceHost(settings, [*servicers(generator), health_details_servicer(checker)])
+    host = ServiceHost(
+        settings, [*servicers(generator), health_details_servicer(checker)], name="generation"
+    )
     await run_service("generation", host, warm_up=generator.start, close=generator.close)
 
 

@@ -92,6 +92,7 @@ def build_host(
             health_details_servicer(checker),
         ],
         resolve_identity=Authenticator(settings.api_keys),
+        name="query",
     )
 
     async def follow_maintenance(enabled: bool) -> None:

@@ -61,7 +61,9 @@ async def serve(settings: RetrievalSettings) -> None:
             Dependency("embedding", client_probe(embedding), embedding.breaker),
         ],
     )
-    host = ServiceHost(settings, [*servicers(retriever), health_details_servicer(checker)])
+    host = ServiceHost(
+        settings, [*servicers(retriever), health_details_servicer(checker)], name="retrieval"
+    )
 
     async def close() -> None:
         await retriever.close()
