@@ -49,5 +49,10 @@ lint: install proto
 bench: install proto
 	$(BIN)/python -m rag_bench
 
+# Lint and render the chart with each values file, validate every object against the
+# Kubernetes schemas, hadolint the Dockerfile, build the light image's environment.
+helm-lint: install proto
+	$(BIN)/python -m pytest -q tests/deploy
+
 clean:
 	rm -rf gen .rag-data

@@ -1,0 +1,291 @@
+"""The Helm chart, rendered offline with several values files and checked as a reviewer would.
+
+Everything the chart must agree with is read from the code, so the two cannot drift: the
+settings each service reads (names in ConfigMaps and Secrets), its default port, the
+services it calls (its `*_target` settings, which the NetworkPolicies must allow exactly),
+and the metric names the autoscalers read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from rag_common.metrics import RpcMetrics
+from rag_embedding.config import EmbeddingSettings
+from rag_generation.config import GenerationSettings
+from rag_query.config import QuerySettings
+from rag_retrieval.config import RetrievalSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "deploy" / "helm" / "rag"
+KUBE_VERSION = "1.30.0"
+SETTINGS = {
+    "query": QuerySettings,
+    "retrieval": RetrievalSettings,
+    "generation": GenerationSettings,
+    "embedding": EmbeddingSettings,
+}
+VALUES_FILES = {
+    "default": None,
+    "production": CHART / "values-production.yaml",
+    "minimal": Path(__file__).with_name("values-minimal.yaml"),
+}
+CUSTOM_RESOURCES = {"ScaledObject"}  # not in the Kubernetes schemas; checked by the tests
+
+
+def values_of(name: str) -> dict:
+    path = VALUES_FILES[name]
+    return yaml.safe_load(path.read_text()) if path else {}
+
+
+def render(values: dict | None = None) -> list[dict]:
+    """Every object the chart renders with these values, as a release `rag` in `prod`."""
+    chart = helm.Chart.load(str(CHART))
+    manifests = chart.render(values or {}, name="rag", namespace="prod")
+    return [
+        doc
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def of_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def component(obj: dict) -> str:
+    return obj["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
+def pod_specs(objects: list[dict]) -> dict[str, dict]:
+    """Pod spec of each workload (and of the test and backup pods), by component."""
+    specs = {}
+    for obj in objects:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            specs[component(obj)] = obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Pod":
+            specs[component(obj)] = obj["spec"]
+        elif obj["kind"] == "CronJob":
+            specs[component(obj)] = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return specs
+
+
+def setting_names(service: str) -> set[str]:
+    cls = SETTINGS[service]
+    prefix = cls.model_config["env_prefix"]
+    return {f"{prefix}{name}".upper() for name in cls.model_fields}
+
+
+def callees(service: str) -> set[str]:
+    """The services `service` calls: the ones it has a `<name>_target` setting for."""
+    return {
+        name.removesuffix("_target")
+        for name in SETTINGS[service].model_fields
+        if name.endswith("_target")
+    }
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_lints_clean_and_every_object_is_valid_kubernetes(values):
+    report = helm.lint(str(CHART), values_of(values), strict=True)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, report
+    for obj in render(values_of(values)):
+        if obj["kind"] not in CUSTOM_RESOURCES:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_setting_the_chart_sets_is_one_the_service_reads(values):
+    objects = render(values_of(values))
+    for config_map in of_kind(objects, "ConfigMap"):
+        service = component(config_map)
+        unknown = set(config_map["data"]) - setting_names(service)
+        assert not unknown, (service, unknown)
+    for service, spec in pod_specs(objects).items():
+        if service in SETTINGS:
+            [container] = spec["containers"]
+            unknown = {e["name"] for e in container.get("env", [])} - setting_names(service)
+            assert not unknown, (service, unknown)
+
+
+def test_ports_are_the_services_own_defaults():
+    objects = render()
+    for service, spec in pod_specs(objects).items():
+        if service in SETTINGS:
+            [container] = spec["containers"]
+            port = SETTINGS[service].model_fields["port"].default
+            assert container["ports"][0]["containerPort"] == port
+            assert container["args"] == [service]
+
+
+@pytest.mark.parametrize("values", VALUES_FILES)
+def test_every_container_has_resources_probes_and_a_hardened_security_context(values):
+    for service, spec in pod_specs(render(values_of(values))).items():
+        assert spec["automountServiceAccountToken"] is False
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] and pod["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in spec["containers"]:
+            assert container["resources"]["requests"]["memory"], service
+            assert container["resources"]["limits"]["memory"], service
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert "/tmp" in mounts  # the only writable place besides /data
+            if service in SETTINGS:
+                assert (
+                    container["readinessProbe"]["grpc"]["port"]
+                    == container["ports"][0]["containerPort"]
+                )
+                assert container["livenessProbe"]["grpc"]["service"] == "liveness"
+    specs = pod_specs(render())
+    for service in ("embedding", "generation"):  # they load models
+        assert "startupProbe" in specs[service]["containers"][0]
+
+
+def test_internal_services_are_headless_and_dialled_on_every_pod():
+    objects = render()
+    services = {component(s): s for s in of_kind(objects, "Service")}
+    for service in ("retrieval", "generation", "embedding"):
+        assert services[service]["spec"]["clusterIP"] == "None"
+    assert services["query"]["spec"]["type"] == "ClusterIP"
+    configs = {component(c): c["data"] for c in of_kind(objects, "ConfigMap")}
+    for caller in SETTINGS:
+        for callee in callees(caller):
+            target = configs[caller][f"RAG_{caller.upper()}_{callee.upper()}_TARGET"]
+            name = services[callee]["metadata"]["name"]
+            port = services[callee]["spec"]["ports"][0]["port"]
+            assert target == f"dns:///{name}.prod.svc.cluster.local:{port}"
+        assert float(configs[caller][f"RAG_{caller.upper()}_MAX_CONNECTION_AGE_S"]) > 0
+
+
+def selected_components(peers: list[dict]) -> set[str]:
+    return {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        for p in peers
+        if "podSelector" in p and "app.kubernetes.io/component" in p["podSelector"]["matchLabels"]
+    }
+
+
+@pytest.mark.parametrize("values", ["default", "production"])
+def test_network_policies_allow_exactly_the_calls_the_services_make(values):
+    objects = render(values_of(values))
+    policies = {component(p): p["spec"] for p in of_kind(objects, "NetworkPolicy")}
+    assert set(policies) == set(SETTINGS)
+    helpers = {"test", "backup"}  # the helm test pod, and the backup job (retrieval only)
+    for service, policy in policies.items():
+        callers = {c for c in SETTINGS if service in callees(c)}
+        [grpc_rule, *_] = policy["ingress"]
+        if service == "query":  # the public entry: anyone, or the configured peers
+            assert grpc_rule.get("from", []) == values_of(values).get("networkPolicy", {}).get(
+                "queryFrom", []
+            )
+        else:
+            allowed = selected_components(grpc_rule["from"]) - helpers
+            assert allowed == callers, (service, allowed)
+        in_release = set()
+        for rule in policy["egress"]:
+            in_release |= selected_components(rule.get("to", [])) & set(SETTINGS)
+        assert in_release == callees(service), (service, in_release)
+
+
+def test_no_secret_ever_lands_in_a_config_map():
+    values = values_of("production")
+    objects = render(values)
+    for config_map in of_kind(objects, "ConfigMap"):
+        for key, value in config_map["data"].items():
+            assert "API_KEY" not in key and "api_key" not in value, (key, value)
+    [generation] = [s["containers"][0] for n, s in pod_specs(objects).items() if n == "generation"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in generation["env"]}
+    assert refs["RAG_GENERATION_PROVIDERS"]["name"] == "rag-secrets"
+    [query] = [s["containers"][0] for n, s in pod_specs(objects).items() if n == "query"]
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in query["env"]}
+    assert refs["RAG_QUERY_API_KEYS"] == {
+        "name": "rag-secrets",
+        "key": "RAG_QUERY_API_KEYS",
+        "optional": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (
+            {"generation": {"providers": [{"name": "o", "kind": "openai", "api_key": "sk-1"}]}},
+            "/generation/providers/0",
+        ),
+        ({"query": {"settings": {"API_KEYS": "{}"}}}, "/query/settings"),
+        ({"redis": {"url": "redis://:password@redis:6379/0"}}, "/redis/url"),
+        ({"qdrant": {"url": "qdrant:6333"}}, "/qdrant/url"),
+        ({"query": {"replicas": 0}}, "/query/replicas"),
+        ({"retrival": {"replicas": 2}}, "retrival"),
+        ({"customMetrics": {"mode": "hpa"}}, "/customMetrics/mode"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key_named(values, complaint):
+    with pytest.raises(helm.HelmError) as refused:
+        helm.Chart.load(str(CHART)).validate_schema(values)
+    assert complaint in str(refused.value)
+
+
+def test_the_embedded_store_is_one_stateful_replica_and_more_are_refused():
+    objects = render()
+    [statefulset] = of_kind(objects, "StatefulSet")
+    assert component(statefulset) == "retrieval" and statefulset["spec"]["replicas"] == 1
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    mounts = statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in mounts
+    assert "retrieval" not in {component(h) for h in of_kind(objects, "HorizontalPodAutoscaler")}
+    with pytest.raises(helm.HelmError, match=r"needs qdrant\.url"):
+        render({"retrieval": {"replicas": 2}})
+    scaled = render({"qdrant": {"url": "http://qdrant:6333"}, "retrieval": {"replicas": 3}})
+    assert not of_kind(scaled, "StatefulSet")
+    assert "retrieval" in {component(d) for d in of_kind(scaled, "Deployment")}
+
+
+def test_rollouts_never_drop_below_the_serving_replicas_and_disruptions_are_bounded():
+    objects = render(values_of("production"))
+    for deployment in of_kind(objects, "Deployment"):
+        assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    budgets = {component(p) for p in of_kind(objects, "PodDisruptionBudget")}
+    assert budgets == set(SETTINGS)
+
+
+def test_a_settings_change_rolls_only_the_pods_it_concerns():
+    def checksums(values):
+        return {
+            component(w): w["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for w in render(values)
+            if w["kind"] in ("Deployment", "StatefulSet")
+        }
+
+    before = checksums({})
+    after = checksums({"query": {"settings": {"DEFAULT_TOP_K": "8"}}})
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {"query"}
+
+
+def test_autoscalers_read_metrics_the_services_export():
+    exported = {m.name for m in RpcMetrics("query").registry.collect()}
+    adapter = render(values_of("production"))
+    for hpa in of_kind(adapter, "HorizontalPodAutoscaler"):
+        resources = {m["resource"]["name"] for m in hpa["spec"]["metrics"] if "resource" in m}
+        assert resources == {"cpu", "memory"}
+        pods = [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if "pods" in m]
+        assert pods and set(pods) <= exported
+    keda = render({"customMetrics": {"enabled": True, "mode": "keda"}})
+    assert not of_kind(keda, "HorizontalPodAutoscaler")
+    for scaled in of_kind(keda, "ScaledObject"):
+        queries = [
+            t["metadata"]["query"] for t in scaled["spec"]["triggers"] if "query" in t["metadata"]
+        ]
+        assert queries and all(any(name in q for name in exported) for q in queries)
