@@ -1,4 +1,4 @@
-"""The `rag` command: up, serve, ingest, query, health."""
+"""The `rag` command: up, serve, ingest, query, health, backup, restore."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from rag.v1 import (
     query_service_pb2_grpc,
 )
 from rag_cli import files
+from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import DEV_API_KEY, SERVICES, LocalCluster, health_status
 
 console = Console()
@@ -40,6 +41,11 @@ class CliSettings(BaseSettings):
     target: str = Field("127.0.0.1:50051", description="QueryService address.")
     api_key: str = Field(DEV_API_KEY, description="API key sent as a Bearer token.")
     data_dir: Path = Field(Path(".rag-data"), description="Where `rag up` keeps data and logs.")
+    redis_url: str = Field(
+        "",
+        validation_alias="RAG_QUERY_REDIS_URL",
+        description="The query service's Redis, where corpus versions live.",
+    )
 
 
 def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -265,6 +271,31 @@ async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
         await asyncio.sleep(0.5)
 
 
+async def backup(args: argparse.Namespace) -> int:
+    """Archive the whole vector store into a file."""
+    try:
+        path = await create_backup(args.retrieval, args.destination, args.keep, args.timeout)
+    except grpc.aio.AioRpcError as exc:
+        return _fail(exc)
+    console.print(f"backed up to {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
+async def restore(args: argparse.Namespace) -> int:
+    """Replace the whole vector store with an archive, and invalidate cached answers."""
+    try:
+        chunks = await restore_backup(args.retrieval, args.archive, args.redis_url, args.timeout)
+    except grpc.aio.AioRpcError as exc:
+        return _fail(exc)
+    console.print(f"restored {args.archive}: {chunks} chunks")
+    if not args.redis_url:
+        console.print(
+            "[yellow]no Redis given: restart the query service so that no answer cached "
+            "before the restore is served[/yellow]"
+        )
+    return 0
+
+
 def serve(service: str) -> None:
     """Run one service with its settings from the environment, until SIGTERM.
 
@@ -302,6 +333,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", default="", help="provider to try first")
     s.add_argument("--stream", action="store_true", help="print the answer as it is written")
     s.set_defaults(func=query)
+
+    s = sub.add_parser("backup", help="archive the whole vector store (operator)")
+    s.add_argument("destination", type=Path, help="a .tar.gz file, or a folder for a new one")
+    s.add_argument("--retrieval", default="127.0.0.1:50052", help="RetrievalService address")
+    s.add_argument("--keep", type=int, default=0, help="keep only the newest N in the folder")
+    s.set_defaults(func=backup)
+
+    s = sub.add_parser("restore", help="replace the whole vector store with an archive")
+    s.add_argument("archive", type=Path)
+    s.add_argument("--retrieval", default="127.0.0.1:50052", help="RetrievalService address")
+    s.add_argument(
+        "--redis-url",
+        default=settings.redis_url,
+        help="the query service's Redis (env RAG_QUERY_REDIS_URL), to invalidate its caches",
+    )
+    s.set_defaults(func=restore)
 
     s = sub.add_parser("health", help="health of each service")
     s.add_argument(

@@ -4,7 +4,8 @@ The four services run as processes with the real model, store and Redis. A delet
 replaced document's text must never reach a caller again, by any path (exact, semantic and
 retrieval-fallback caches; Query and StreamQuery), with retrieval up, hung or down; and a
 retrieval process killed in the middle of an ingest leaves every document wholly its old or
-wholly its new version, with the error saying which documents were stored.
+wholly its new version, with the error saying which documents were stored; and a backup
+restored into an emptied store answers as before, with no answer cached in between served.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 
 import grpc
 import pytest
@@ -23,6 +25,7 @@ from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
+from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import LocalCluster
 from rag_common.identity import Identity
 from rag_common.status import error_info
@@ -228,3 +231,38 @@ async def test_retrieval_killed_mid_ingest_leaves_whole_documents(cluster, stubs
         await ingest(documents_stub, *new[stored:])
     for index in range(count):
         assert all("NEW" in t for t in await chunks_of(cluster, index))
+
+
+async def test_a_backup_restored_into_an_empty_store_answers_as_before(cluster, stubs, tmp_path):
+    query_stub, documents_stub = stubs
+    await until_answered(query_stub)
+    await ingest(documents_stub, common_pb2.Document(id="atlas", text="The atlas has 12 maps."))
+    question = pb.QueryRequest(
+        question="How many maps does the atlas have?",
+        options=pb.QueryOptions(budget_ms=BUDGET_MS, max_tokens=next(_UNIQUE)),
+    )
+    before = await query_stub.Query(question, metadata=AUTH, timeout=10)
+    assert "12 maps" in before.text
+    archive = await create_backup(
+        cluster.address("retrieval"), tmp_path / "backups", keep=1, timeout_s=60
+    )
+
+    await ingest(documents_stub, common_pb2.Document(id="atlas", text="The atlas has 99 maps."))
+    changed = await query_stub.Query(question, metadata=AUTH, timeout=10)
+    assert "99 maps" in changed.text  # and now cached at this version
+
+    cluster.kill(("retrieval",))  # lose the store entirely
+    shutil.rmtree(cluster.data_dir / "qdrant-edge")
+    cluster.start(("retrieval",))
+    await cluster.wait_serving(within_s=120)
+    chunks = await restore_backup(
+        cluster.address("retrieval"), archive, cluster.env["RAG_QUERY_REDIS_URL"], timeout_s=60
+    )
+    assert chunks > 0
+    await until_answered(query_stub)
+    after = await query_stub.Query(question, metadata=AUTH, timeout=10)
+    assert after.cache == ""  # the answer cached before the restore is not served
+    assert after.text == before.text
+    assert [(s.document_id, s.chunk_index) for s in after.sources] == [
+        (s.document_id, s.chunk_index) for s in before.sources
+    ]

@@ -43,7 +43,7 @@ async def test_calls_show_up_by_method_and_code(embedder):
                 pass
         await asyncio.sleep(0)
         samples = await asyncio.to_thread(scrape, port)
-        count = "rag_request_duration_seconds_count{{code=\"{}\",{}}}"
+        count = 'rag_request_duration_seconds_count{{code="{}",{}}}'
         assert samples[count.format("OK", labels)] == 1
         assert samples[count.format("INVALID_ARGUMENT", labels)] == 1
         assert samples[f"rag_requests_in_flight{{{labels}}}"] == 0

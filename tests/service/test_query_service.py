@@ -24,7 +24,8 @@ from rag_query.__main__ import build_host
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.config import ApiKey, QuerySettings
-from rag_retrieval.__main__ import build_retriever
+from rag_retrieval.__main__ import build_retriever, build_store
+from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.servicer import servicers as retrieval_servicers
 from tests.conftest import collect, start_host
@@ -66,11 +67,12 @@ async def public(embedder, tmp_path_factory):
     embedding_host = await start_host(embedding_servicers(embedder))
     hosts.append(embedding_host)
     embedding = EmbeddingClient(f"127.0.0.1:{embedding_host.port}", timeout_s=30)
-    retriever = build_retriever(
-        RetrievalSettings(data_dir=tmp_path_factory.mktemp("query")), embedding
-    )
+    settings = RetrievalSettings(data_dir=tmp_path_factory.mktemp("query"))
+    store = build_store(settings)
+    retriever = build_retriever(settings, embedding, store)
     await retriever.start()
-    hosts.append(await start_host(retrieval_servicers(retriever)))
+    backups = Backups(store, settings.data_dir / "tmp", settings.max_restore_bytes)
+    hosts.append(await start_host(retrieval_servicers(retriever, backups)))
     generator = build_generator(GenerationSettings(providers=["extractive"]))
     await generator.start()
     hosts.append(await start_host(generation_servicers(generator)))

@@ -11,7 +11,8 @@ from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
-from rag_retrieval.__main__ import build_retriever
+from rag_retrieval.__main__ import build_retriever, build_store
+from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.servicer import servicers
 from tests.conftest import collect, start_host
@@ -49,9 +50,11 @@ class Stack:
         await self.start_retrieval()
 
     async def start_retrieval(self) -> None:
-        self.retriever = build_retriever(self.settings, self.embedding)
+        store = build_store(self.settings)
+        self.retriever = build_retriever(self.settings, self.embedding, store)
         await self.retriever.start()
-        self.host = await start_host(servicers(self.retriever))
+        backups = Backups(store, self.settings.data_dir / "tmp", self.settings.max_restore_bytes)
+        self.host = await start_host(servicers(self.retriever, backups))
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.host.port}")
         self.stub = pb_grpc.RetrievalServiceStub(self.channel)
 
@@ -256,3 +259,44 @@ async def test_bad_queries_are_rejected_naming_the_field(
 async def test_a_call_without_identity_is_unauthenticated(stack, expect_error):
     call = stack.stub.Retrieve(pb.RetrieveRequest(query="volcano"))
     await expect_error(call, grpc.StatusCode.UNAUTHENTICATED, "MISSING_IDENTITY")
+
+
+async def test_a_backup_restores_the_store_as_it_was(stack, expect_error):
+    await upsert(
+        stack.stub,
+        pb.UpsertDocumentsRequest(documents=[doc("saved", "Lighthouses guide ships at night.")]),
+        metadata=ACME,
+    )
+    archive = b"".join(
+        m.data for m in await collect(stack.stub.CreateBackup(pb.CreateBackupRequest()))
+    )
+    before = await stack.chunks("acme")
+    # After the backup: one document replaced, one added, one deleted.
+    await upsert(
+        stack.stub,
+        pb.UpsertDocumentsRequest(
+            documents=[doc("saved", "Lighthouses are museums now."), doc("later", "Added.")]
+        ),
+        metadata=ACME,
+    )
+
+    async def pieces():
+        for start in range(0, len(archive), 100_000):
+            yield pb.RestoreBackupRequest(data=archive[start : start + 100_000])
+
+    reply = await stack.stub.RestoreBackup(pieces())
+    assert await stack.chunks("acme") == before
+    assert reply.chunks >= before
+    hits = await ask(stack, "What do lighthouses do?", top_k=10)
+    texts = [h.text for h in hits]
+    assert "Lighthouses guide ships at night." in texts
+    assert "Lighthouses are museums now." not in texts and "Added." not in texts
+
+    # Not an archive: refused, and the store is untouched.
+    async def garbage():
+        yield pb.RestoreBackupRequest(data=b"not a tar.gz at all")
+
+    await expect_error(
+        stack.stub.RestoreBackup(garbage()), grpc.StatusCode.INVALID_ARGUMENT, field="data"
+    )
+    assert await stack.chunks("acme") == before

@@ -16,6 +16,7 @@ from rag_common.errors import Unavailable
 from rag_common.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_retrieval.adapters.edge_store import EdgeStore
+from rag_retrieval.backups import Backups
 from rag_retrieval.retriever import Retriever
 from rag_retrieval.servicer import servicers
 from tests.conftest import collect, start_host
@@ -64,7 +65,8 @@ async def stack(embedder, tmp_path_factory):
         ),
     )
     await retriever.start()
-    host = await start_host(servicers(retriever))
+    backups = Backups(store, tmp_path_factory.mktemp("scratch"), 10**9)
+    host = await start_host(servicers(retriever, backups))
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
     stub = pb_grpc.RetrievalServiceStub(channel)
     await collect(

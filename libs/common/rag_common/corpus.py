@@ -4,6 +4,7 @@ Every cached answer is keyed by the version it was computed at, so a change in t
 makes older entries unreachable at once (they then expire by TTL). With Redis the version is
 a shared counter, so every replica sees a change made through any of them; without it, a
 counter in this process prefixed by a per-start id, so a restart never revives old entries.
+A version also carries an epoch shared by all tenants, which a store restore moves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from rag_common.breaker import CircuitBreaker
 from rag_common.errors import Unavailable
 
 log = logging.getLogger(__name__)
+# Moves every tenant's version at once. Not a valid tenant name, so it cannot collide.
+_EPOCH = "*epoch*"
 
 
 class CorpusVersions:
@@ -31,6 +34,7 @@ class CorpusVersions:
         self._breaker = breaker or CircuitBreaker("redis")
         self._boot = uuid.uuid4().hex[:8]
         self._local: dict[str, int] = {}
+        self._local_epoch = 0
         # Tenants whose change could not be recorded in Redis yet: no cached answer for them
         # until it is, or an answer from before the change could be served.
         self._unrecorded: set[str] = set()
@@ -38,22 +42,37 @@ class CorpusVersions:
     async def current(self, tenant: str) -> str | None:
         """The tenant's version, or None when it cannot be known (then nothing is cached)."""
         if self._redis is None:
-            return f"{self._boot}.{self._local.get(tenant, 0)}"
+            return f"{self._boot}.{self._local_epoch}.{self._local.get(tenant, 0)}"
         if not self._breaker.allow():
             return None
         try:
             if tenant in self._unrecorded:
                 await self._incr(tenant)
                 self._unrecorded.discard(tenant)
-            value = await self._redis.get(self._key(tenant))
-            if value is None:
+            epoch, value = await self._read(tenant)
+            if epoch is None or value is None:
                 await self._seed(tenant)
-                value = await self._redis.get(self._key(tenant))
+                epoch, value = await self._read(tenant)
         except (RedisError, OSError) as exc:
             self._breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
             return None
         self._breaker.record_success()
-        return f"r{int(value)}"
+        return f"r{int(epoch)}.{int(value)}"
+
+    async def bump_all(self) -> None:
+        """Record that every tenant's documents changed at once (a store restored)."""
+        self._local_epoch += 1
+        if self._redis is not None:
+            await self._seed(_EPOCH)
+            await self._redis.incr(self._key(_EPOCH))
+
+    async def _read(self, tenant: str) -> tuple[bytes | None, bytes | None]:
+        # One round trip; a pipeline also splits the two keys by slot on a cluster.
+        pipeline = self._redis.pipeline(transaction=False)
+        pipeline.get(self._key(_EPOCH))
+        pipeline.get(self._key(tenant))
+        epoch, value = await pipeline.execute()
+        return epoch, value
 
     async def bump(self, tenant: str) -> None:
         """Record that the tenant's documents changed."""
@@ -71,9 +90,10 @@ class CorpusVersions:
         await self._redis.incr(self._key(tenant))
 
     async def _seed(self, tenant: str) -> None:
-        # A counter that starts at a random value: if Redis loses its data and the counter
-        # starts over, it cannot walk back into versions that replicas still hold locally.
-        await self._redis.set(self._key(tenant), secrets.randbelow(2**48), nx=True)
+        # Counters that start at a random value: if Redis loses its data and they start
+        # over, they cannot walk back into versions that replicas still hold locally.
+        for name in {tenant, _EPOCH}:
+            await self._redis.set(self._key(name), secrets.randbelow(2**48), nx=True)
 
     @staticmethod
     def _key(tenant: str) -> str:

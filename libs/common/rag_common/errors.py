@@ -73,6 +73,13 @@ class Unavailable(RagError):
     default_reason = "UNAVAILABLE"
 
 
+class FailedPrecondition(RagError):
+    """The call is valid but cannot work in this deployment (e.g. a backup of a server store)."""
+
+    code = "FAILED_PRECONDITION"
+    default_reason = "FAILED_PRECONDITION"
+
+
 class DeadlineExceeded(RagError):
     """The request's time budget ran out."""
 
@@ -96,6 +103,7 @@ ERRORS_BY_CODE: dict[str, type[RagError]] = {
         NotFound,
         ResourceExhausted,
         Unavailable,
+        FailedPrecondition,
         DeadlineExceeded,
         Internal,
     )

@@ -66,7 +66,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler  # no client- or bidi-streaming RPCs in rag.v1
+        if handler.stream_unary:  # the handler reads the request stream itself
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # no bidi-streaming RPCs in rag.v1
 
     def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
         metadata = metadata_dict(ctx.invocation_metadata())

@@ -6,6 +6,7 @@ from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import client_probe, health_details_servicer
 from rag_common.server import ServiceHost, run_service, service_main
+from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.retriever import Retriever
 from rag_retrieval.servicer import servicers
@@ -29,10 +30,10 @@ def build_store(settings: RetrievalSettings) -> VectorStore:
     )
 
 
-def build_retriever(settings: RetrievalSettings, embedder) -> Retriever:
-    """A Retriever over the configured store, embedding through `embedder`."""
+def build_retriever(settings: RetrievalSettings, embedder, store=None) -> Retriever:
+    """A Retriever over `store` (default: the configured one), embedding through `embedder`."""
     return Retriever(
-        build_store(settings),
+        store or build_store(settings),
         embedder,
         vector_size=settings.vector_size,
         chunk_size=settings.chunk_size,
@@ -48,7 +49,9 @@ def build_retriever(settings: RetrievalSettings, embedder) -> Retriever:
 async def serve(settings: RetrievalSettings) -> None:
     """Serve until SIGTERM."""
     embedding = EmbeddingClient(settings.embedding_target, timeout_s=settings.call_timeout_s)
-    retriever = build_retriever(settings, embedding)
+    store = build_store(settings)
+    retriever = build_retriever(settings, embedding, store)
+    backups = Backups(store, settings.data_dir / "backups-tmp", settings.max_restore_bytes)
 
     async def store_probe() -> tuple[Health, str]:
         await retriever.ping()
@@ -62,7 +65,9 @@ async def serve(settings: RetrievalSettings) -> None:
         ],
     )
     host = ServiceHost(
-        settings, [*servicers(retriever), health_details_servicer(checker)], name="retrieval"
+        settings,
+        [*servicers(retriever, backups), health_details_servicer(checker)],
+        name="retrieval",
     )
 
     async def close() -> None:

@@ -37,6 +37,9 @@ class RetrievalSettings(ServiceSettings):
     chunk_overlap: int = Field(120, ge=0, description="Characters repeated between chunks.")
     max_document_chars: int = Field(1_000_000, ge=1, description="Most characters per document.")
     max_documents_per_call: int = Field(100, ge=1, description="Most documents per upsert.")
+    max_restore_bytes: int = Field(
+        10 * 1024**3, ge=1, description="Largest backup archive RestoreBackup accepts."
+    )
     default_top_k: int = Field(8, ge=1, description="Chunks returned when top_k is unset.")
     max_top_k: int = Field(100, ge=1, description="Most chunks one request may ask for.")
     embed_batch_size: int = Field(64, ge=1, description="Chunks sent per embedding call.")

@@ -10,14 +10,16 @@ from rag_common.context import current_identity
 from rag_common.convert import documents_from_pb
 from rag_common.server import Servicer
 from rag_retrieval import convert
+from rag_retrieval.backups import Backups
 from rag_retrieval.retriever import Retriever
 
 
 class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
     """rag.v1.RetrievalService; the tenant always comes from the forwarded identity."""
 
-    def __init__(self, retriever: Retriever) -> None:
+    def __init__(self, retriever: Retriever, backups: Backups) -> None:
         self._retriever = retriever
+        self._backups = backups
 
     async def Retrieve(self, request: pb.RetrieveRequest, context) -> pb.RetrieveResponse:
         """Search the caller's tenant."""
@@ -32,6 +34,20 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         async for result in self._retriever.upsert(documents, current_identity()):
             yield convert.upsert_response_to_pb([result])
 
+    async def CreateBackup(
+        self, request: pb.CreateBackupRequest, context
+    ) -> AsyncIterator[pb.CreateBackupResponse]:
+        """Stream an archive of the whole store."""
+        async for piece in self._backups.create():
+            yield pb.CreateBackupResponse(data=piece)
+
+    async def RestoreBackup(
+        self, request_iterator: AsyncIterator[pb.RestoreBackupRequest], context
+    ) -> pb.RestoreBackupResponse:
+        """Replace the whole store with the archive streamed in."""
+        chunks = await self._backups.restore(r.data async for r in request_iterator)
+        return pb.RestoreBackupResponse(chunks=chunks)
+
     async def DeleteDocuments(
         self, request: pb.RetrievalServiceDeleteDocumentsRequest, context
     ) -> pb.RetrievalServiceDeleteDocumentsResponse:
@@ -40,11 +56,11 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         return pb.RetrievalServiceDeleteDocumentsResponse(deleted_chunks=deleted)
 
 
-def servicers(retriever: Retriever) -> list[Servicer]:
+def servicers(retriever: Retriever, backups: Backups) -> list[Servicer]:
     """The servicers a retrieval process hosts."""
     return [
         Servicer(
-            RetrievalServicer(retriever),
+            RetrievalServicer(retriever, backups),
             pb_grpc.add_RetrievalServiceServicer_to_server,
             pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from rag_common.domain import Condition, Operator, ScoredChunk
@@ -41,6 +42,20 @@ class VectorStore(Protocol):
         """Each stored document's chunk count, as its chunk 0 records it (None: not recorded).
 
         Documents without a chunk 0 (not stored, or being deleted) are left out.
+        """
+        ...
+
+    async def archive(self, destination: Path) -> None:
+        """Write a consistent .tar.gz of the whole store (every tenant) to `destination`.
+
+        Raises FailedPrecondition where the store is backed up by other means.
+        """
+        ...
+
+    async def restore_archive(self, archive: Path) -> int:
+        """Replace the whole store with an `archive()`; returns the chunks it now holds.
+
+        The store is unchanged when `archive` is not a valid archive.
         """
         ...
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tarfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,12 +14,22 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from rag_common.domain import Condition, ScoredChunk
-from rag_common.errors import Unavailable
+from rag_common.errors import InvalidArgument, Unavailable
 from rag_retrieval import store
 from rag_retrieval.models import ChunkRecord
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_ARCHIVE_ROOT = "qdrant-edge"  # the one folder inside a backup archive
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    """Unpack a backup, refusing anything outside its one folder (paths, links, devices)."""
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.name != _ARCHIVE_ROOT and not member.name.startswith(_ARCHIVE_ROOT + "/"):
+                raise ValueError(f"unexpected entry {member.name[:80]!r}")
+        tar.extractall(folder, filter="data")
 
 
 class EdgeStore:
@@ -88,6 +100,47 @@ class EdgeStore:
         )
         records, _ = await self._run(lambda: self._shard.scroll(request))
         return store.chunk_counts_from([r.payload for r in records])
+
+    async def archive(self, destination: Path) -> None:
+        """Flush and archive the shard folder, on the store's thread: no write can interleave."""
+        await self._run(lambda: self._archive(destination))
+
+    def _archive(self, destination: Path) -> None:
+        self._shard.flush()
+        with tarfile.open(destination, "w:gz") as archive:
+            archive.add(self._path, arcname=_ARCHIVE_ROOT)
+
+    async def restore_archive(self, archive: Path) -> int:
+        """Swap the shard folder for the archive's, keeping the old one until the new loads."""
+        return await self._run(lambda: self._restore(archive))
+
+    def _restore(self, archive: Path) -> int:
+        staging = self._path.with_name(self._path.name + ".restoring")
+        previous = self._path.with_name(self._path.name + ".previous")
+        for folder in (staging, previous):
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            _extract(archive, staging)
+            restored = qe.EdgeShard.load(str(staging / _ARCHIVE_ROOT))
+            restored.close()
+        except (OSError, RuntimeError, tarfile.TarError, ValueError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise InvalidArgument("data", f"not a backup of this store: {exc}") from None
+        self._shard.close()
+        try:
+            self._path.rename(previous)
+            (staging / _ARCHIVE_ROOT).rename(self._path)
+            self._shard = qe.EdgeShard.load(str(self._path))
+        except (OSError, RuntimeError):
+            if previous.exists():  # put the old store back as it was
+                shutil.rmtree(self._path, ignore_errors=True)
+                previous.rename(self._path)
+            self._shard = qe.EdgeShard.load(str(self._path))
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(previous, ignore_errors=True)
+        log.warning("vector store restored from a backup", extra={"path": str(self._path)})
+        return self._shard.count(qe.CountRequest())
 
     async def search(
         self,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from rag_common.domain import Condition, ScoredChunk
-from rag_common.errors import Unavailable
+from rag_common.errors import FailedPrecondition, Unavailable
 from rag_retrieval import store
 from rag_retrieval.models import ChunkRecord
 
@@ -117,6 +118,14 @@ class QdrantStore:
             raise _unavailable(exc) from exc
         return store.chunk_counts_from([r.payload or {} for r in records])
 
+    async def archive(self, destination: Path) -> None:
+        """Refused: a Qdrant server is backed up with its own snapshot API."""
+        raise _use_server_snapshots()
+
+    async def restore_archive(self, archive: Path) -> int:
+        """Refused: a Qdrant server is restored with its own snapshot API."""
+        raise _use_server_snapshots()
+
     async def search(
         self,
         tenant: str,
@@ -139,6 +148,14 @@ class QdrantStore:
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
         return [store.scored_chunk(p.payload or {}, p.score) for p in response.points]
+
+
+def _use_server_snapshots() -> FailedPrecondition:
+    return FailedPrecondition(
+        "this store is a Qdrant server or qdrant-client's local mode: back it up with "
+        "Qdrant's snapshot API (see docs/operations.md)",
+        reason="BACKUP_NOT_SUPPORTED",
+    )
 
 
 def _unavailable(exc: Exception) -> Unavailable:

@@ -1,0 +1,69 @@
+"""`rag backup` and `rag restore`: whole-store archives through RetrievalService's port.
+
+An archive holds every tenant's chunks, so these are operator commands on the internal
+port, not calls a tenant's API key can make.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from rag.v1 import retrieval_service_pb2 as pb
+from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common.corpus import CorpusVersions
+from rag_common.tiered_cache import redis_client
+
+PIECE_BYTES = 1024 * 1024
+ARCHIVE_GLOB = "rag-backup-*.tar.gz"
+
+
+def archive_path(destination: Path) -> Path:
+    """`destination` itself if it names a .tar.gz, else a new timestamped archive in it."""
+    if destination.name.endswith(".tar.gz"):
+        return destination
+    destination.mkdir(parents=True, exist_ok=True)
+    return destination / time.strftime("rag-backup-%Y%m%dT%H%M%SZ.tar.gz", time.gmtime())
+
+
+async def create_backup(target: str, destination: Path, keep: int, timeout_s: float) -> Path:
+    """Stream an archive of the store at `target` into a file; keep the newest `keep`."""
+    path = archive_path(destination)
+    partial = path.with_name(path.name + ".partial")
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.RetrievalServiceStub(channel)
+        with partial.open("wb") as sink:
+            async for message in stub.CreateBackup(pb.CreateBackupRequest(), timeout=timeout_s):
+                sink.write(message.data)
+    partial.rename(path)  # only a complete archive ever carries the final name
+    if keep > 0:
+        for old in sorted(path.parent.glob(ARCHIVE_GLOB))[:-keep]:
+            old.unlink()
+    return path
+
+
+async def restore_backup(target: str, archive: Path, redis_url: str, timeout_s: float) -> int:
+    """Replace the store at `target` with `archive`, then move every corpus version.
+
+    The versions live in Redis when the query service shares its caches there: moving
+    them there makes every cached answer from before the restore unreachable at once.
+    """
+
+    async def pieces() -> AsyncIterator[pb.RestoreBackupRequest]:
+        with archive.open("rb") as source:
+            while piece := source.read(PIECE_BYTES):
+                yield pb.RestoreBackupRequest(data=piece)
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.RetrievalServiceStub(channel)
+        reply = await stub.RestoreBackup(pieces(), timeout=timeout_s)
+    if redis_url:
+        redis = redis_client(redis_url, timeout_s=5.0)
+        try:
+            await CorpusVersions(redis).bump_all()
+        finally:
+            await redis.aclose()
+    return reply.chunks
