@@ -289,3 +289,25 @@ def test_autoscalers_read_metrics_the_services_export():
             t["metadata"]["query"] for t in scaled["spec"]["triggers"] if "query" in t["metadata"]
         ]
         assert queries and all(any(name in q for name in exported) for q in queries)
+
+
+def test_scheduled_backups_archive_the_embedded_store_onto_their_own_volume():
+    assert not of_kind(render(), "CronJob")  # off by default
+    objects = render({"backup": {"enabled": True, "schedule": "30 2 * * *", "keep": 5}})
+    [cronjob] = of_kind(objects, "CronJob")
+    assert cronjob["spec"]["schedule"] == "30 2 * * *"
+    spec = pod_specs(objects)["backup"]
+    [container] = spec["containers"]
+    args = container["command"] + container["args"]
+    assert args[args.index("--retrieval") + 1] == "rag-retrieval:50052"
+    assert args[args.index("--keep") + 1] == "5"
+    [claim] = of_kind(objects, "PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["backups"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    # The retrieval port lets the backup job in (and nothing else beyond its callers).
+    [policy] = [p for p in of_kind(objects, "NetworkPolicy") if component(p) == "retrieval"]
+    assert "backup" in selected_components(policy["spec"]["ingress"][0]["from"])
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    with pytest.raises(helm.HelmError, match="snapshots"):
+        render({"backup": {"enabled": True}, "qdrant": {"url": "http://qdrant:6333"}})
