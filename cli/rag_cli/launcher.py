@@ -100,6 +100,8 @@ class LocalCluster:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Settings of one process only (a replica's metrics port, say), over `env`.
+    process_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, env: dict[str, str] | None = None) -> LocalCluster:
@@ -144,6 +146,7 @@ class LocalCluster:
             base = base_service(service).upper()
             env[f"RAG_{base}_PORT"] = str(self.ports[service])
             env[f"RAG_{base}_DATA_DIR"] = str(self.data_dir / service.replace("#", "-"))
+        env.update(self.process_env.get(service, {}))
         return env
 
     def start(self, services: tuple[str, ...] = SERVICES) -> None:
