@@ -6,11 +6,12 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 from qdrant_client import AsyncQdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from rag_common.domain import Condition, ScoredChunk
-from rag_common.errors import FailedPrecondition, Unavailable
+from rag_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from rag_retrieval import store
 from rag_retrieval.models import ChunkRecord
 
@@ -37,6 +38,7 @@ class QdrantStore:
         self._vector_size = vector_size
         # Local mode scans linearly and warns that payload indexes do nothing there.
         self._index_payload = bool(url)
+        self._snapshots = _Snapshots(url, api_key, collection) if url else None
         if url:
             self._client = AsyncQdrantClient(url=url, api_key=api_key or None)
         elif path == ":memory:":
@@ -119,12 +121,28 @@ class QdrantStore:
         return store.chunk_counts_from([r.payload or {} for r in records])
 
     async def archive(self, destination: Path) -> None:
-        """Refused: a Qdrant server is backed up with its own snapshot API."""
-        raise _use_server_snapshots()
+        """A snapshot of the collection, taken by the server and downloaded to `destination`."""
+        if self._snapshots is None:
+            raise _no_snapshots()
+        try:
+            await self._snapshots.download(destination)
+        except httpx.HTTPError as exc:
+            raise _unavailable(exc) from exc
 
     async def restore_archive(self, archive: Path) -> int:
-        """Refused: a Qdrant server is restored with its own snapshot API."""
-        raise _use_server_snapshots()
+        """Upload a snapshot; the server recovers the collection from it (or refuses it)."""
+        if self._snapshots is None:
+            raise _no_snapshots()
+        try:
+            await self._snapshots.upload(archive)
+            result = await self._client.count(self._collection, exact=True)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code in (400, 422):
+                raise InvalidArgument("data", "the server refused this snapshot") from None
+            raise _unavailable(exc) from exc
+        except (httpx.HTTPError, UnexpectedResponse, ResponseHandlingException, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return result.count
 
     async def search(
         self,
@@ -150,10 +168,45 @@ class QdrantStore:
         return [store.scored_chunk(p.payload or {}, p.score) for p in response.points]
 
 
-def _use_server_snapshots() -> FailedPrecondition:
+class _Snapshots:
+    """Qdrant's snapshot REST API for one collection (qdrant-client only names snapshots;
+    moving their bytes is plain HTTP, streamed so an archive never sits in memory)."""
+
+    def __init__(self, url: str, api_key: str, collection: str) -> None:
+        self._base = f"{url.rstrip('/')}/collections/{collection}/snapshots"
+        self._headers = {"api-key": api_key} if api_key else {}
+
+    async def download(self, destination: Path) -> None:
+        async with httpx.AsyncClient(headers=self._headers, timeout=_SNAPSHOT_TIMEOUT) as http:
+            created = await http.post(self._base, params={"wait": "true"})
+            created.raise_for_status()
+            name = created.json()["result"]["name"]
+            try:
+                async with http.stream("GET", f"{self._base}/{name}") as reply:
+                    reply.raise_for_status()
+                    with destination.open("wb") as sink:
+                        async for piece in reply.aiter_bytes():
+                            sink.write(piece)
+            finally:  # the server keeps every snapshot until told otherwise
+                await http.delete(f"{self._base}/{name}", params={"wait": "true"})
+
+    async def upload(self, archive: Path) -> None:
+        async with httpx.AsyncClient(headers=self._headers, timeout=_SNAPSHOT_TIMEOUT) as http:
+            with archive.open("rb") as source:
+                reply = await http.post(
+                    f"{self._base}/upload",
+                    params={"wait": "true", "priority": "snapshot"},
+                    files={"snapshot": (archive.name, source, "application/octet-stream")},
+                )
+            reply.raise_for_status()
+
+
+_SNAPSHOT_TIMEOUT = httpx.Timeout(3600.0, connect=10.0)
+
+
+def _no_snapshots() -> FailedPrecondition:
     return FailedPrecondition(
-        "this store is a Qdrant server or qdrant-client's local mode: back it up with "
-        "Qdrant's snapshot API (see docs/operations.md)",
+        "qdrant-client's local mode keeps no snapshots: back up its folder instead",
         reason="BACKUP_NOT_SUPPORTED",
     )
 
