@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -377,3 +380,91 @@ async def test_a_paraphrase_is_answered_from_the_semantic_cache_but_a_near_miss_
         metadata=auth("globex-writer"),
     )
     assert other_tenant.cache == "" and other_tenant.sources == []
+
+
+async def breakers(public) -> dict[str, str]:
+    details = await health_grpc.HealthDetailsServiceStub(public.channel).GetHealthDetails(
+        health_details_pb.GetHealthDetailsRequest()
+    )
+    return {d.name: d.breaker for d in details.dependencies}
+
+
+@pytest.mark.parametrize("key", [".", "a..b", "lang\n", "meta.lang"])
+async def test_a_filter_key_the_store_cannot_use_is_the_callers_mistake(public, expect_error, key):
+    condition = common_pb2.FilterCondition(
+        key=key, operator=common_pb2.FILTER_OPERATOR_EQUALS, values=["en"]
+    )
+    request = pb.QueryRequest(
+        question="What causes tides?", options=pb.QueryOptions(filters=[condition])
+    )
+    for _ in range(8):  # more than it takes to open a breaker, were they counted
+        await expect_error(
+            public.query.Query(request, metadata=READER), INVALID, field="options.filters[0].key"
+        )
+    assert set((await breakers(public)).values()) == {"closed"}
+    reply = await public.query.Query(
+        pb.QueryRequest(question="What causes tides?"), metadata=READER
+    )
+    assert not reply.degraded and reply.sources
+
+
+async def test_an_oversized_metadata_key_gets_its_error_reply(public, expect_error):
+    document = common_pb2.Document(id="big-key", text="Some text.", metadata={"k" * 5000: "v"})
+    error = await expect_error(
+        public.documents.IngestDocuments(
+            doc_pb.IngestDocumentsRequest(documents=[document]), metadata=WRITER
+        ),
+        INVALID,
+        field="documents[0].metadata",
+    )
+    assert len(error.details()) < 1100
+    assert set((await breakers(public)).values()) == {"closed"}
+
+
+async def test_a_document_id_with_a_trailing_newline_is_refused(public, expect_error):
+    document = common_pb2.Document(id="notes\n", text="Some text.")
+    await expect_error(
+        public.documents.IngestDocuments(
+            doc_pb.IngestDocumentsRequest(documents=[document]), metadata=WRITER
+        ),
+        INVALID,
+        field="documents[0].id",
+    )
+
+
+async def test_bytes_that_are_no_request_are_invalid_not_unknown(public, expect_error):
+    raw = public.channel.unary_unary(
+        "/rag.v1.QueryService/Query",
+        request_serializer=lambda data: data,
+        response_deserializer=lambda data: data,
+    )
+    garbage = b"\xff\xff\xff\xff\x0f\x08"
+    await expect_error(raw(garbage, metadata=READER), INVALID, field="request")
+    await expect_error(raw(garbage), grpc.StatusCode.UNAUTHENTICATED)  # no key: that first
+
+
+async def test_a_message_past_the_public_limit_is_refused_before_it_is_read(public):
+    huge = pb.QueryRequest(question="x" * (9 * 1024 * 1024))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await public.query.Query(huge, metadata=READER)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    reply = await public.query.Query(
+        pb.QueryRequest(question="What causes tides?"), metadata=READER
+    )
+    assert reply.sources
+
+
+async def test_a_flood_of_bad_requests_writes_a_log_line_a_second_not_one_each(public, caplog):
+    raw = public.channel.unary_unary(
+        "/rag.v1.QueryService/Query",
+        request_serializer=lambda data: data,
+        response_deserializer=lambda data: data,
+    )
+    caplog.set_level(logging.INFO, logger="rag_common.interceptor")
+    await asyncio.sleep(1.1)  # past any line an earlier test's bad request may have written
+    for _ in range(40):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await raw(b"\xff\xff\xff", metadata=READER)
+    lines = [r for r in caplog.records if getattr(r, "code", "") == "INVALID_ARGUMENT"]
+    assert 1 <= len(lines) <= 2, len(lines)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -8,7 +8,11 @@ from collections.abc import Sequence
 from rag_common.domain import Condition, Operator
 from rag_common.errors import InvalidArgument
 
-METADATA_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# What a document's metadata key may be. A filter's key is stricter: the store reads a dot
+# in a path as nesting, so "a.b" would never match a stored key "a.b", and "." or "a..b"
+# are not paths at all (the store rejects them, which must not read as the store failing).
+METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+FILTER_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_CONDITIONS = 16
 MAX_CONDITION_VALUES = 64
 
@@ -19,8 +23,8 @@ def check_conditions(conditions: Sequence[Condition], field: str) -> None:
         raise InvalidArgument(field, f"at most {MAX_CONDITIONS} conditions")
     for i, condition in enumerate(conditions):
         where = f"{field}[{i}]"
-        if not METADATA_KEY.match(condition.key):
-            raise InvalidArgument(f"{where}.key", "must be 1 to 64 characters from [A-Za-z0-9_.-]")
+        if not FILTER_KEY.fullmatch(condition.key):
+            raise InvalidArgument(f"{where}.key", "must be 1 to 64 characters from [A-Za-z0-9_-]")
         single = condition.operator in (Operator.EQUALS, Operator.NOT_EQUALS)
         count = len(condition.values)
         if single and count != 1:

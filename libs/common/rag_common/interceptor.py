@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from rag_common import context, status
-from rag_common.errors import RagError
+from rag_common.errors import InvalidArgument, RagError
 from rag_common.identity import REQUEST_ID_KEY, Identity, identity_from_metadata, metadata_dict
 from rag_common.metrics import RpcMetrics
 
@@ -43,6 +44,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         self._resolve_identity = resolve_identity
         self._metrics = metrics
+        self._sampler = _LogSampler()
 
     async def intercept_service(
         self,
@@ -57,19 +59,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:  # the handler reads the request stream itself
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary),
-                request_deserializer=handler.request_deserializer,
+                self._wrap_unary(method, handler.stream_unary, client_stream=True),
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # no bidi-streaming RPCs in rag.v1
@@ -86,11 +88,18 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         # Resolved after the scope exists so that a rejection is logged with its request id.
         context.set_identity(self._resolve_identity(method, metadata))
 
-    def _wrap_unary(self, method: str, behavior: Callable[..., Awaitable[Any]]):
+    def _wrap_unary(
+        self,
+        method: str,
+        behavior: Callable[..., Awaitable[Any]],
+        *,
+        client_stream: bool = False,
+    ):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            call = _Call(method, self._metrics)
+            call = _Call(method, self._metrics, self._sampler)
             try:
                 self._enter_scope(method, ctx)
+                request = _decoded_stream(request) if client_stream else _decoded(request)
                 response = await behavior(request, ctx)
             except BaseException as exc:
                 await call.abort(ctx, exc)
@@ -101,10 +110,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]):
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = _Call(method, self._metrics)
+            call = _Call(method, self._metrics, self._sampler)
             try:
                 self._enter_scope(method, ctx)
-                async for message in behavior(request, ctx):
+                async for message in behavior(_decoded(request), ctx):
                     yield message
             except BaseException as exc:
                 await call.abort(ctx, exc)
@@ -113,12 +122,79 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return stream
 
 
+class _Undecodable:
+    """Stands for a request message that did not parse (see `_tolerant`)."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    # grpc turns a deserializer's exception into UNKNOWN "Unexpected <DecodeError>" and an
+    # ERROR log with a traceback, for any caller, key or not. A marker instead lets the
+    # call end as INVALID_ARGUMENT like any other bad input.
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except DecodeError:
+            return _UNDECODABLE
+
+    return decode
+
+
+def _decoded(request: Any) -> Any:
+    if request is _UNDECODABLE:
+        raise InvalidArgument("request", "not a valid protobuf message for this method")
+    return request
+
+
+async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        yield _decoded(request)
+
+
+class _LogSampler:
+    """At most one log line a second per (method, code) for callers' errors.
+
+    Every call is still counted in the metrics; the log only needs to show that it
+    happens, and one client sending garbage in a loop must not fill the disk.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def admit(self, method: str, code: str) -> int | None:
+        """None: do not log this one; else how many were left out since the last line."""
+        if code not in _CALLER_ERRORS:
+            return 0
+        key, now = (method, code), time.monotonic()
+        if now - self._last.get(key, -1.0) < 1.0:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._last[key] = now
+        return self._suppressed.pop(key, 0)
+
+
+_CALLER_ERRORS = {
+    "INVALID_ARGUMENT",
+    "UNAUTHENTICATED",
+    "PERMISSION_DENIED",
+    "NOT_FOUND",
+    "RESOURCE_EXHAUSTED",
+}
+
+
 class _Call:
     """One call's bookkeeping: its log line and its metrics, written exactly once."""
 
-    def __init__(self, method: str, metrics: RpcMetrics | None) -> None:
+    def __init__(self, method: str, metrics: RpcMetrics | None, sampler: _LogSampler) -> None:
         self._method = method
         self._metrics = metrics
+        self._sampler = sampler
         self._started = time.perf_counter()
         if metrics is not None:
             metrics.started(method)
@@ -128,6 +204,11 @@ class _Call:
         seconds = time.perf_counter() - self._started
         if self._metrics is not None:
             self._metrics.finished(self._method, code, seconds)
+        suppressed = self._sampler.admit(self._method, code)
+        if suppressed is None:
+            return
+        if suppressed:
+            extra["suppressed"] = suppressed  # like lines left out in the last second
         _log_done(self._method, code, seconds * 1000, **extra)
 
     async def abort(self, ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:

@@ -60,7 +60,7 @@ class ServiceHost:
             interceptors=[ServerInterceptor(resolve_identity, self.metrics)],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
-                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
                 ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5000),

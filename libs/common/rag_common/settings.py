@@ -25,6 +25,12 @@ class ServiceSettings(BaseSettings):
     call_timeout_s: float = Field(
         30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."
     )
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest request message accepted; gRPC refuses a larger one from its "
+        "length prefix, before reading or parsing it (RESOURCE_EXHAUSTED).",
+    )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0: none."
     )

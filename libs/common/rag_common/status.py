@@ -16,16 +16,29 @@ def status_code(error: RagError) -> grpc.StatusCode:
     return grpc.StatusCode[error.code]
 
 
+# An error travels in trailers, which peers refuse past 8 KiB: a message or a value that
+# echoes a caller's input is cut to these lengths, so every error reply can be sent.
+MAX_MESSAGE_CHARS = 1024
+MAX_METADATA_CHARS = 256
+
+
 def encode(error: RagError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
     """Return (code, message, trailing metadata) that carry `error` as a rich status."""
     code = status_code(error)
-    info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
-    )
+    message = _cut(error.message, MAX_MESSAGE_CHARS)
+    metadata = {
+        _cut(key, MAX_METADATA_CHARS): _cut(value, MAX_METADATA_CHARS)
+        for key, value in error.metadata.items()
+    }
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
-    return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    return code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def error_info(rpc_error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:

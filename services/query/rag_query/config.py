@@ -22,6 +22,12 @@ class QuerySettings(RedisSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_QUERY_", extra="ignore", frozen=True)
 
     port: int = Field(50051, ge=0, le=65535, description="Port to listen on.")
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest request message accepted on the public port, refused before "
+        "it is read, so keyless callers cannot make the process parse huge messages.",
+    )
     api_keys: dict[str, ApiKey] = Field(
         default_factory=dict,
         description='API keys as JSON: {"<key>": {"tenant": "acme", "roles": ["writer"]}}. '

@@ -11,7 +11,7 @@ from rag_common.errors import InvalidArgument
 from rag_common.filters import METADATA_KEY, check_conditions
 from rag_retrieval.models import RetrieveQuery
 
-DOCUMENT_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")  # used with fullmatch: no "\n" slips by
 MAX_TITLE_CHARS = 512
 MAX_SOURCE_CHARS = 2048
 MAX_METADATA_ENTRIES = 32
@@ -50,7 +50,7 @@ def check_documents(
 
 def check_document_id(document_id: str, field: str) -> None:
     """A document id: 1 to 128 characters from [A-Za-z0-9._:/-]."""
-    if not DOCUMENT_ID.match(document_id):
+    if not DOCUMENT_ID.fullmatch(document_id):
         raise InvalidArgument(
             field, "must be 1 to 128 characters from letters, digits and . _ : / -"
         )
@@ -90,8 +90,11 @@ def _check_metadata(metadata: dict[str, str] | object, field: str) -> None:
     if len(entries) > MAX_METADATA_ENTRIES:
         raise InvalidArgument(field, f"at most {MAX_METADATA_ENTRIES} entries")
     for key, value in entries.items():
-        if not METADATA_KEY.match(key):
-            raise InvalidArgument(f"{field}.{key}", "key must be 1 to 64 characters [A-Za-z0-9_.-]")
+        if not METADATA_KEY.fullmatch(key):
+            # Named only when short: a 5,000-character key echoed back in the field and the
+            # message would make the error reply too large to send.
+            named = f"{field}.{key}" if len(key) <= 64 else field
+            raise InvalidArgument(named, "key must be 1 to 64 characters [A-Za-z0-9_.-]")
         _check_length(value, MAX_METADATA_VALUE_CHARS, f"{field}.{key}")
 
 

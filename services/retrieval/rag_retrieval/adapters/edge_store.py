@@ -166,6 +166,11 @@ class EdgeStore:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, call)
+        except ValueError as exc:
+            # The engine refusing what it was given (a filter path, say) is input that
+            # validation let through: the caller's mistake, never the store failing.
+            log.warning("edge store refused its input", extra={"error": str(exc)[:200]})
+            raise InvalidArgument("request", "the vector store cannot use this request") from exc
         except (OSError, RuntimeError) as exc:
             # qdrant-edge reports engine failures as RuntimeError/OSError.
             log.error("edge store failed", exc_info=exc)
