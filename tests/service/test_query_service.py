@@ -468,3 +468,13 @@ async def test_a_flood_of_bad_requests_writes_a_log_line_a_second_not_one_each(p
     lines = [r for r in caplog.records if getattr(r, "code", "") == "INVALID_ARGUMENT"]
     assert 1 <= len(lines) <= 2, len(lines)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_request_id_that_is_no_id_is_replaced_not_echoed(public):
+    for given, kept in (("trace-42", True), ("x" * 8192, False), ("id with spaces", False)):
+        reply = await public.query.Query(
+            pb.QueryRequest(question="What causes tides?"),
+            metadata=[*READER, ("x-request-id", given)],
+        )
+        assert (reply.request_id == given) is kept
+        assert 0 < len(reply.request_id) <= 64

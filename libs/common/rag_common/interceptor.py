@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -81,7 +82,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         remaining = ctx.time_remaining()
         context.enter(
             context.RequestScope(
-                request_id=metadata.get(REQUEST_ID_KEY) or context.new_request_id(),
+                request_id=_request_id(metadata.get(REQUEST_ID_KEY, "")),
                 deadline=None if remaining is None else time.monotonic() + remaining,
             )
         )
@@ -120,6 +121,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             call.done("OK")
 
         return stream
+
+
+# A caller's request id is kept (it joins their logs to ours) only if it looks like one:
+# it is written on every log line and forwarded on every call.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(given: str) -> str:
+    return given if _REQUEST_ID.fullmatch(given) else context.new_request_id()
 
 
 class _Undecodable:
