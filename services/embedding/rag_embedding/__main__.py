@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 
-from rag_common.cache import LocalTTLCache
+from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
@@ -30,7 +30,13 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
     remote = None
     if (client := redis_from_settings(settings)) is not None:
         remote = RedisLayer(client, "embeddings", ttl_s=settings.redis_ttl_s)
-    cache = TieredCache(LocalTTLCache(settings.cache_entries, settings.cache_ttl_s), remote)
+    local = LocalTTLCache(
+        settings.cache_entries,
+        settings.cache_ttl_s,
+        max_bytes=settings.cache_bytes,
+        size_of=byte_length,
+    )
+    cache = TieredCache(local, remote)
     return Embedder(
         load,
         max_texts=settings.max_texts,

@@ -35,6 +35,9 @@ class EmbeddingSettings(RedisSettings):
     cache_entries: int = Field(
         50_000, ge=1, description="Embeddings kept in process (about 1.5 KB each at 384 dims)."
     )
+    cache_bytes: int = Field(
+        128 * 1024**2, ge=1024, description="Most bytes of embeddings kept in process."
+    )
     cache_ttl_s: float = Field(3600.0, gt=0, description="How long a local entry lives.")
     redis_ttl_s: float = Field(
         7 * 86400.0, gt=0, description="How long an embedding lives in Redis."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
-from rag_common.cache import LocalTTLCache
+from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.corpus import CorpusVersions
 from rag_common.drain import Drain
 from rag_common.embedding_client import EmbeddingClient
@@ -19,7 +19,7 @@ from rag_query.answer_cache import AnswerCache
 from rag_query.auth import Authenticator
 from rag_query.config import QuerySettings
 from rag_query.documents import Documents
-from rag_query.engine import QueryEngine, QueryPolicy
+from rag_query.engine import QueryEngine, QueryPolicy, sources_size
 from rag_query.maintenance import Maintenance
 from rag_query.semantic_cache import SemanticCache, SharedEntries
 from rag_query.servicer import servicers
@@ -40,7 +40,13 @@ def build_host(
     remote = RedisLayer(redis, "answers", ttl_s=settings.answer_cache_ttl_s) if redis else None
     answers = AnswerCache(
         TieredCache(
-            LocalTTLCache(settings.answer_cache_entries, settings.answer_cache_ttl_s), remote
+            LocalTTLCache(
+                settings.answer_cache_entries,
+                settings.answer_cache_ttl_s,
+                max_bytes=settings.answer_cache_bytes,
+                size_of=byte_length,
+            ),
+            remote,
         )
     )
     versions = CorpusVersions(redis, remote.breaker if remote else None)
@@ -59,13 +65,17 @@ def build_host(
         ),
         maintenance=maintenance,
         retrieval_cache=LocalTTLCache(
-            settings.retrieval_cache_entries, settings.retrieval_cache_ttl_s
+            settings.retrieval_cache_entries,
+            settings.retrieval_cache_ttl_s,
+            max_bytes=settings.retrieval_cache_bytes,
+            size_of=sources_size,
         ),
         answers=answers,
         versions=versions,
         semantic=SemanticCache(
             threshold=settings.semantic_cache_threshold,
             ttl_s=settings.answer_cache_ttl_s,
+            max_entries=settings.semantic_cache_entries,
             shared=SharedEntries(redis) if redis else None,
         ),
         drain=drain,

@@ -64,6 +64,18 @@ class QuerySettings(RedisSettings):
         300.0, gt=0, description="How long a kept retrieval may stand in."
     )
     answer_cache_entries: int = Field(10_000, ge=1, description="Answers kept in process.")
+    answer_cache_bytes: int = Field(
+        256 * 1024**2, ge=1024, description="Most bytes of answers kept in process."
+    )
+    retrieval_cache_bytes: int = Field(
+        64 * 1024**2, ge=1024, description="Most bytes of retrievals kept as a fallback."
+    )
+    semantic_cache_entries: int = Field(
+        50_000,
+        ge=1,
+        description="Questions the semantic cache keeps over all tenants, versions and options "
+        "(about 1.6 KB each); the least recently used scope goes first.",
+    )
     answer_cache_ttl_s: float = Field(3600.0, gt=0, description="How long an answer is kept.")
     semantic_cache_threshold: float = Field(
         0.95,

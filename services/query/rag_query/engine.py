@@ -420,6 +420,18 @@ class QueryEngine:
             )
 
 
+def sources_size(sources: list[ScoredChunk]) -> int:
+    """About what a list of retrieved chunks weighs in memory, for byte-bounded caches."""
+    return sum(
+        200  # the objects themselves, the score and the ids
+        + len(c.text)
+        + len(c.title)
+        + len(c.source)
+        + sum(len(k) + len(v) for k, v in c.metadata.items())
+        for c in sources
+    )
+
+
 def _overloaded() -> ResourceExhausted:
     """The refusal of a question with no cached answer while the pipeline is full."""
     return ResourceExhausted(

@@ -15,6 +15,7 @@ import hashlib
 import json
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
@@ -147,8 +148,10 @@ class SharedEntries:
 class SemanticCache:
     """Recent questions per scope (tenant, corpus version, options), searched by cosine.
 
-    Bounded per scope (oldest dropped) and by TTL (expired entries purged on each lookup).
-    With `shared` (Redis), entries added by any replica are found by all of them.
+    Bounded per scope (oldest dropped), in all (the least recently used scope goes first:
+    one per tenant, corpus version and options, so old versions' scopes go before anything
+    in use) and by TTL (expired entries purged on each lookup). With `shared` (Redis),
+    entries added by any replica are found by all of them.
     """
 
     def __init__(
@@ -157,23 +160,30 @@ class SemanticCache:
         threshold: float = 0.95,
         ttl_s: float = 3600.0,
         max_per_scope: int = 2000,
+        max_entries: int = 50_000,
         clock: Callable[[], float] = time.time,
         shared: SharedEntries | None = None,
     ) -> None:
         self.threshold = threshold
         self._ttl_s = ttl_s
         self._max_per_scope = max_per_scope
+        self._max_entries = max_entries
         self._clock = clock
-        self._scopes: dict[Hashable, list[_Entry]] = {}
+        self._scopes: OrderedDict[Hashable, list[_Entry]] = OrderedDict()
+        self._total = 0  # entries over all scopes
         self._shared = shared
 
     async def find(self, scope: Hashable, question: str, vector: list[float]) -> SemanticHit | None:
         """Like `lookup`, after taking in what other replicas added to the shared store."""
         if self._shared is not None:
             known = {e.answer_key for e in self._live(scope)}
-            for entry in await self._shared.entries(scope):
-                if entry.answer_key not in known and entry.expires > self._clock():
-                    self._scopes.setdefault(scope, []).append(entry)
+            fresh = [
+                entry
+                for entry in await self._shared.entries(scope)
+                if entry.answer_key not in known and entry.expires > self._clock()
+            ]
+            if fresh:
+                self._store(scope, self._live(scope) + fresh)
         return self.lookup(scope, question, vector)
 
     async def remember(
@@ -202,21 +212,28 @@ class SemanticCache:
 
     def add(self, scope: Hashable, question: str, vector: list[float], answer_key: str) -> _Entry:
         """Remember a question whose answer is stored under `answer_key`."""
-        entries = self._live(scope)
         entry = _Entry(_unit(vector), question, answer_key, self._clock() + self._ttl_s)
-        entries.append(entry)
-        del entries[: max(0, len(entries) - self._max_per_scope)]
-        self._scopes[scope] = entries
+        self._store(scope, [*self._live(scope), entry])
         return entry
+
+    def __len__(self) -> int:
+        return self._total
 
     def _live(self, scope: Hashable) -> list[_Entry]:
         now = self._clock()
         entries = [e for e in self._scopes.get(scope, ()) if e.expires > now]
+        self._store(scope, entries)
+        return entries
+
+    def _store(self, scope: Hashable, entries: list[_Entry]) -> None:
+        """Make `entries` the scope's (newest kept), most recently used, within every bound."""
+        entries = entries[-self._max_per_scope :]
+        self._total += len(entries) - len(self._scopes.pop(scope, ()))
         if entries:
             self._scopes[scope] = entries
-        else:
-            self._scopes.pop(scope, None)
-        return entries
+        while self._total > self._max_entries and len(self._scopes) > 1:
+            _, evicted = self._scopes.popitem(last=False)
+            self._total -= len(evicted)
 
 
 def _unit(vector: list[float]) -> np.ndarray:

@@ -1,0 +1,44 @@
+"""Every cache that can serve content is bounded in bytes (or, for vectors, in all entries)."""
+
+from __future__ import annotations
+
+from rag_common.cache import LocalTTLCache, byte_length
+from rag_common.domain import ScoredChunk
+from rag_query.engine import sources_size
+from rag_query.semantic_cache import SemanticCache
+
+
+def test_large_values_are_evicted_by_weight_not_by_count():
+    cache = LocalTTLCache(10_000, 60.0, max_bytes=1_000, size_of=byte_length)
+    for n in range(50):
+        cache.put(n, b"x" * 300)  # 50 answers of 300 bytes: only three fit in 1,000
+    assert cache.bytes <= 1_000 and len(cache) == 3
+    assert cache.get(49) is not None and cache.get(0) is None
+    cache.put("huge", b"x" * 5_000)  # heavier than the whole bound: not kept, nothing lost
+    assert cache.get("huge") is None and len(cache) == 3
+    cache.put(49, b"y")  # replacing a value re-weighs it
+    assert cache.bytes == 601
+
+
+def test_expired_values_stop_counting():
+    now = [0.0]
+    cache = LocalTTLCache(10, 1.0, max_bytes=100, size_of=byte_length, clock=lambda: now[0])
+    cache.put("a", b"x" * 60)
+    now[0] = 2.0
+    assert cache.get("a") is None and cache.bytes == 0
+
+
+def test_retrievals_weigh_what_their_chunks_carry():
+    light = [ScoredChunk("d", 0, 0.5, "short")]
+    heavy = [ScoredChunk("d", i, 0.5, "t" * 800, metadata={"k": "v" * 256}) for i in range(50)]
+    assert sources_size(heavy) > 50 * 1_000 > sources_size(light)
+
+
+def test_the_semantic_cache_is_bounded_over_all_scopes_oldest_scope_first():
+    cache = SemanticCache(max_per_scope=100, max_entries=250)
+    for version in range(10):  # a tenant whose corpus version moved ten times
+        for n in range(50):
+            cache.add(("acme", version), f"question {n}", [1.0, float(n)], f"answer {n}")
+    assert len(cache) <= 250
+    assert cache.lookup(("acme", 9), "question 3", [1.0, 3.0]) is not None  # newest kept
+    assert cache.lookup(("acme", 0), "question 3", [1.0, 3.0]) is None  # oldest gone
