@@ -34,15 +34,27 @@ class RpcMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
+        self._gauges: dict[str, Gauge] = {}
+        self._histograms: dict[tuple[str, str], Histogram] = {}
 
     def started(self, method: str) -> None:
         """A call began."""
-        self._in_flight.labels(self._service, method).inc()
+        self._gauge(method).inc()
 
     def finished(self, method: str, code: str, seconds: float) -> None:
         """A call ended with `code` after `seconds`."""
-        self._in_flight.labels(self._service, method).dec()
-        self._duration.labels(self._service, method, code).observe(seconds)
+        self._gauge(method).dec()
+        key = (method, code)
+        if (histogram := self._histograms.get(key)) is None:
+            histogram = self._histograms[key] = self._duration.labels(self._service, *key)
+        histogram.observe(seconds)
+
+    def _gauge(self, method: str) -> Gauge:
+        # Children looked up once per method: `labels()` costs more than the update itself,
+        # and a cache hit is served in well under a millisecond.
+        if (gauge := self._gauges.get(method)) is None:
+            gauge = self._gauges[method] = self._in_flight.labels(self._service, method)
+        return gauge
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics on `port` (a thread of its own, off the event loop)."""

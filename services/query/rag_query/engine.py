@@ -76,6 +76,17 @@ class _Progress:
 
 
 @dataclass(frozen=True)
+class _Lookup:
+    """What a question's first steps found: its corpus version, cache scope and any hit."""
+
+    started: float
+    version: str | None
+    scope: _CacheScope | None
+    mode: str  # why only cached answers are whole now; '' normally
+    hit: Answer | None
+
+
+@dataclass(frozen=True)
 class _CacheScope:
     """Where one question's answer is cached: its semantic scope and its exact key."""
 
@@ -124,12 +135,15 @@ class QueryEngine:
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
-        async for event in self._events(question, identity, streaming=False):
+        lookup = await self._lookup(question, identity)
+        if lookup.hit is not None:  # straight back: a cache hit is the hot path
+            return lookup.hit
+        async for event in self._events(question, identity, lookup, streaming=False):
             if isinstance(event, Answer):
                 return event
         raise AssertionError("unreachable: every path ends with an Answer or an error")
 
-    def stream(
+    async def stream(
         self, question: Question, identity: Identity
     ) -> AsyncIterator[SourcesFound | str | Answer]:
         """SourcesFound, then pieces of the answer, then the whole Answer.
@@ -137,16 +151,16 @@ class QueryEngine:
         Falls back like `answer` until the first piece of text; a failure after it ends the
         stream with the partial Answer and then the error.
         """
-        return self._events(question, identity, streaming=True)
+        lookup = await self._lookup(question, identity)
+        if lookup.hit is not None:
+            for event in _replay(lookup.hit):
+                yield event
+            return
+        async for event in self._events(question, identity, lookup, streaming=True):
+            yield event
 
-    async def _events(
-        self, question: Question, identity: Identity, *, streaming: bool
-    ) -> AsyncIterator[SourcesFound | str | Answer]:
-        """The one path of both calls: caches, retrieval, generation and every fallback.
-
-        `streaming` only chooses how the generator is asked (pieces as they come, or one
-        whole answer, which lets a provider that fails midway be replaced by the next).
-        """
+    async def _lookup(self, question: Question, identity: Identity) -> _Lookup:
+        """Checks, the corpus version, and the exact cache: what both calls start with."""
         self._maintenance.check()
         self._validate(question)
         started = time.perf_counter()
@@ -154,10 +168,19 @@ class QueryEngine:
         scope = self._cache_scope(question, identity, version)
         cached = await self._answers.get(scope.key) if scope is not None else None
         mode = self._cached_only_mode()
-        if cached is not None:
-            async for event in self._replay(self._from_cache(cached, started, mode)):
-                yield event
-            return
+        hit = self._from_cache(cached, started, mode) if cached is not None else None
+        return _Lookup(started, version, scope, mode, hit)
+
+    async def _events(
+        self, question: Question, identity: Identity, lookup: _Lookup, *, streaming: bool
+    ) -> AsyncIterator[SourcesFound | str | Answer]:
+        """The one path of both calls past the exact cache: the semantic cache, retrieval,
+        generation and every fallback.
+
+        `streaming` only chooses how the generator is asked (pieces as they come, or one
+        whole answer, which lets a provider that fails midway be replaced by the next).
+        """
+        started, version, scope, mode = lookup.started, lookup.version, lookup.scope, lookup.mode
         overloaded = mode == OVERLOADED
         with (
             self._in_pipeline(counted=not overloaded),
@@ -165,8 +188,7 @@ class QueryEngine:
         ):
             progress = await self._find_sources(question, identity, version, scope, overloaded)
             if progress.cached is not None:
-                hit = self._from_cache(progress.cached, started, mode)
-                async for event in self._replay(hit):
+                for event in _replay(self._from_cache(progress.cached, started, mode)):
                     yield event
                 return
             yield SourcesFound(progress.sources)
@@ -212,13 +234,6 @@ class QueryEngine:
         self, question: Question, sources: list[ScoredChunk]
     ) -> AsyncIterator[GeneratedText]:
         yield await self._generator.generate(question.text, sources, question.options)
-
-    @staticmethod
-    async def _replay(answer: Answer) -> AsyncIterator[SourcesFound | str | Answer]:
-        """A finished answer as the events of a stream."""
-        yield SourcesFound(answer.sources)
-        yield answer.text
-        yield answer
 
     def _cached_only_mode(self) -> str:
         """Why only cached answers are whole right now ('' when everything works).
@@ -418,6 +433,11 @@ class QueryEngine:
             raise InvalidArgument(
                 "options.budget_ms", f"must be between {MIN_BUDGET_MS} and {MAX_BUDGET_MS}"
             )
+
+
+def _replay(answer: Answer) -> tuple[SourcesFound, str, Answer]:
+    """A finished answer as the events of a stream."""
+    return SourcesFound(answer.sources), answer.text, answer
 
 
 def sources_size(sources: list[ScoredChunk]) -> int:
