@@ -60,3 +60,45 @@ def test_entries_expire_and_each_scope_is_bounded():
         cache.add("s", f"question {i}", [1.0, 0.0], f"k{i}")
     assert cache.lookup("s", "question 0", [1.0, 0.0]) is None  # the oldest was dropped
     assert cache.lookup("s", "question 2", [1.0, 0.0]).answer_key == "k2"
+
+
+# Same words, other roles: each pair is nearly identical to the model (0.95 to 0.995) and
+# must never share an answer. Written by hand from the cases users reported.
+SWAPPED_ROLES = [
+    ("How do I convert a string to a number?", "How do I convert a number to a string?"),
+    ("Who reports to Alice?", "Who does Alice report to?"),
+    (
+        "How long is the flight from Paris to London?",
+        "How long is the flight from London to Paris?",
+    ),
+    (
+        "How do I move money from savings to checking?",
+        "How do I move money from checking to savings?",
+    ),
+    (
+        "Can I upgrade from the free plan to the team plan?",
+        "Can I upgrade from the team plan to the free plan?",
+    ),
+    ("Is Postgres faster than MySQL?", "Is MySQL faster than Postgres?"),
+    ("Does Alice manage Bob?", "Does Bob manage Alice?"),
+    ("How do I migrate from Python 2 to Python 3?", "How do I migrate to Python 2 from Python 3?"),
+]
+# ...while a "to" that only frames the question changes nothing.
+SAME_ROLES = [
+    ("What is the way to convert a string to a number?", "How do I convert a string to a number?"),
+    (
+        "Is it possible to move money to my savings account?",
+        "Can I move money to my savings account?",
+    ),
+    ("Tell me how to send an invoice to a customer.", "How do I send an invoice to a customer?"),
+]
+
+
+async def test_the_same_words_in_other_roles_never_share_an_answer(embedder):
+    for cached, asked in SWAPPED_ROLES:
+        cached_vector, asked_vector = await embedder.embed([cached, asked], "query")
+        cache = SemanticCache(threshold=0.9)
+        cache.add("scope", cached, cached_vector, "key")
+        assert cache.lookup("scope", asked, asked_vector) is None, (cached, asked)
+    for cached, asked in SAME_ROLES:
+        assert same_question(cached, asked), (cached, asked)

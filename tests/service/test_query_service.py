@@ -478,3 +478,24 @@ async def test_a_request_id_that_is_no_id_is_replaced_not_echoed(public):
         )
         assert (reply.request_id == given) is kept
         assert 0 < len(reply.request_id) <= 64
+
+
+async def test_the_reverse_question_is_not_answered_with_the_first_ones_answer(public):
+    faq = [
+        ("to-number", "To convert a string to a number, call int() on the string."),
+        ("to-string", "To convert a number to a string, call str() on the number."),
+    ]
+    await public.documents.IngestDocuments(
+        doc_pb.IngestDocumentsRequest(
+            documents=[common_pb2.Document(id=i, text=t) for i, t in faq]
+        ),
+        metadata=WRITER,
+    )
+    first = await public.query.Query(
+        pb.QueryRequest(question="How do I convert a string to a number?"), metadata=READER
+    )
+    second = await public.query.Query(
+        pb.QueryRequest(question="How do I convert a number to a string?"), metadata=READER
+    )
+    assert first.cache == "" and second.cache == ""
+    assert second.sources[0].document_id == "to-string"

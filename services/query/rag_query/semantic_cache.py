@@ -76,9 +76,59 @@ def content_words(question: str) -> tuple[frozenset[str], frozenset[str], frozen
     return frozenset(words), frozenset(numbers), frozenset(negations)
 
 
+# Words that give the word after them a role: "convert a string *to* a number" asks the
+# opposite of "a number to a string", with the very same words.
+_DIRECTIONAL = frozenset(
+    "to into onto from than by over under before after toward towards versus vs against "
+    "per via".split()
+)
+_NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-z]+\b")
+
+
+def roles(question: str) -> tuple[frozenset[tuple[str, str]], tuple[str, ...]]:
+    """Who does what to whom, as far as words show it.
+
+    (which content word follows each directional word, the names in the order they come).
+    "Who reports to Alice?" has (to, "alice"); "Who does Alice report to?" has (to, "").
+    The order of names tells "Does Alice manage Bob?" from "Does Bob manage Alice?".
+    """
+    words = _WORD.findall(question.lower())
+    pairs = set()
+    for i, word in enumerate(words):
+        if word in _DIRECTIONAL:
+            pairs.add((word, _phrase_after(words[i + 1 :])))
+    names = tuple(name.lower() for name in _NAME.findall(question))
+    return frozenset(pairs), names
+
+
+def _phrase_after(words: list[str]) -> str:
+    """The (at most two) content words a directional word governs: "python 2", "team plan"."""
+    phrase = []
+    for word in words:
+        if word in _DIRECTIONAL or len(phrase) == 2:
+            break
+        if word not in _FRAMING:
+            phrase.append(word[:-1] if len(word) > 3 and word.endswith("s") else word)
+    return " ".join(phrase)
+
+
+def swapped_roles(a: str, b: str) -> bool:
+    """Whether the same words play different roles in the two questions.
+
+    A directional word followed by one word in `a` and by another in `b` ("string to a
+    number" against "number to a string"), or the same names in another order. A "to" that
+    only one of them has ("the way to reset" against "how do I reset") is no conflict.
+    """
+    (pairs_a, names_a), (pairs_b, names_b) = roles(a), roles(b)
+    only_a, only_b = pairs_a - pairs_b, pairs_b - pairs_a
+    if any(word == other for word, _ in only_a for other, _ in only_b):
+        return True
+    return set(names_a) == set(names_b) and names_a != names_b
+
+
 def same_question(a: str, b: str) -> bool:
-    """The lexical guard: same content words, same numbers, same negations."""
-    return content_words(a) == content_words(b)
+    """The lexical guard: same content words, numbers and negations, no swapped roles."""
+    return content_words(a) == content_words(b) and not swapped_roles(a, b)
 
 
 @dataclass(frozen=True)
