@@ -48,6 +48,9 @@ def _default(name: str, field: FieldInfo) -> str:
 
 
 def _row(env: str, name: str, field: FieldInfo) -> str:
+    # A setting read under one name for every service (validation_alias) shows that name.
+    aliases = getattr(field.validation_alias, "choices", None)
+    env = aliases[0] if aliases else env
     return f"| `{env}` | {_default(name, field)} | {field.description or ''} |"
 
 

@@ -11,6 +11,7 @@ import pytest
 from rag_common.server import ServiceHost, Servicer
 from rag_common.settings import ServiceSettings
 from rag_common.status import error_info
+from tests.support.signed import credentials
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,8 +32,14 @@ async def embedder():
 async def start_host(
     servicers: Sequence[Servicer], settings: ServiceSettings | None = None, **kwargs
 ) -> ServiceHost:
-    """A real gRPC server on 127.0.0.1 and a free port, SERVING."""
+    """A real gRPC server on 127.0.0.1 and a free port, SERVING.
+
+    An internal service checks credentials made with the test key (tests/support/signed.py),
+    as the one it is named after ("rag.v1.EmbeddingService" is "embedding").
+    """
     settings = settings or ServiceSettings(port=0, grace_period_s=1.0)
+    audience = servicers[0].service_name.removeprefix("rag.v1.").removesuffix("Service").lower()
+    kwargs.setdefault("resolve_identity", credentials(audience).resolver())
     host = ServiceHost(settings, servicers, **kwargs)
     await host.start()
     await host.mark_serving()

@@ -233,7 +233,9 @@ async def main(chunks: int, requests: int) -> None:
             ingest_s = await ingest(cluster, chunks)
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
             runs = await grpc_runs(cluster, questions, requests)
-            service_rate = await embedding.service_texts_per_s(cluster.address("embedding"))
+            service_rate = await embedding.service_texts_per_s(
+                cluster.address("embedding"), cluster.credentials("bench")
+            )
             runs += await echo_runs(requests)
         finally:
             cluster.stop()

@@ -9,6 +9,7 @@ import grpc
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+from rag_common.credentials import Credentials
 
 CALLERS = 32
 ROUNDS = 12
@@ -22,13 +23,14 @@ def _texts(round_: int) -> list[str]:
     ]
 
 
-async def service_texts_per_s(address: str) -> float:
+async def service_texts_per_s(address: str, credentials: Credentials) -> float:
     """32 concurrent callers, one text each, against EmbeddingService (dynamic batching)."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.EmbeddingServiceStub(channel)
 
         async def one(text: str) -> None:
-            await stub.Embed(pb.EmbedRequest(texts=[text]), timeout=60)
+            metadata = credentials.metadata("embedding", None)
+            await stub.Embed(pb.EmbedRequest(texts=[text]), timeout=60, metadata=metadata)
 
         await asyncio.gather(*(one(t) for t in _texts(-1)))  # warm-up
         started = time.perf_counter()

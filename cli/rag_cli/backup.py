@@ -15,6 +15,7 @@ import grpc
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.corpus import CorpusVersions
+from rag_common.credentials import Credentials
 from rag_common.tiered_cache import redis_client
 
 PIECE_BYTES = 1024 * 1024
@@ -29,14 +30,21 @@ def archive_path(destination: Path) -> Path:
     return destination / time.strftime("rag-backup-%Y%m%dT%H%M%SZ.tar.gz", time.gmtime())
 
 
-async def create_backup(target: str, destination: Path, keep: int, timeout_s: float) -> Path:
+async def create_backup(
+    target: str, destination: Path, keep: int, timeout_s: float, credentials: Credentials
+) -> Path:
     """Stream an archive of the store at `target` into a file; keep the newest `keep`."""
     path = archive_path(destination)
     partial = path.with_name(path.name + ".partial")
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.RetrievalServiceStub(channel)
         with partial.open("wb") as sink:
-            async for message in stub.CreateBackup(pb.CreateBackupRequest(), timeout=timeout_s):
+            call = stub.CreateBackup(
+                pb.CreateBackupRequest(),
+                timeout=timeout_s,
+                metadata=credentials.metadata("retrieval", None),
+            )
+            async for message in call:
                 sink.write(message.data)
     partial.rename(path)  # only a complete archive ever carries the final name
     if keep > 0:
@@ -45,7 +53,9 @@ async def create_backup(target: str, destination: Path, keep: int, timeout_s: fl
     return path
 
 
-async def restore_backup(target: str, archive: Path, redis_url: str, timeout_s: float) -> int:
+async def restore_backup(
+    target: str, archive: Path, redis_url: str, timeout_s: float, credentials: Credentials
+) -> int:
     """Replace the store at `target` with `archive`, then move every corpus version.
 
     The versions live in Redis when the query service shares its caches there: moving
@@ -59,7 +69,9 @@ async def restore_backup(target: str, archive: Path, redis_url: str, timeout_s: 
 
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.RetrievalServiceStub(channel)
-        reply = await stub.RestoreBackup(pieces(), timeout=timeout_s)
+        reply = await stub.RestoreBackup(
+            pieces(), timeout=timeout_s, metadata=credentials.metadata("retrieval", None)
+        )
     if redis_url:
         redis = redis_client(redis_url, timeout_s=5.0)
         try:

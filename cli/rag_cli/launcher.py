@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rag_common.credentials import Credentials
 
 SERVICES = ("embedding", "retrieval", "generation", "query")
 DEFAULT_PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}
@@ -73,6 +76,20 @@ def _die_with_launcher() -> None:
         pass
 
 
+def local_identity_key(data_dir: Path) -> str:
+    """The key a local cluster signs internal calls with, kept in its data folder.
+
+    Made once (readable by its owner only), so every process `rag up` starts, and commands
+    like `rag backup` run beside it, share it without anyone configuring one.
+    """
+    path = data_dir / "identity.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -108,6 +125,10 @@ class LocalCluster:
         """A cluster whose services listen on ports that are free now (for tests, benches)."""
         return cls(data_dir, {name: free_port() for name in SERVICES}, dict(env or {}))
 
+    def credentials(self, service: str = "tests") -> Credentials:
+        """Credentials signed with this cluster's key, for calls straight to its services."""
+        return Credentials(self.service_env("query")["RAG_IDENTITY_KEY"], service)
+
     def address(self, service: str) -> str:
         """host:port of a service."""
         return f"127.0.0.1:{self.ports[service]}"
@@ -128,6 +149,7 @@ class LocalCluster:
         """The environment a service (or replica: `service#n`) process starts with."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
         env.setdefault("RAG_QUERY_API_KEYS", json.dumps(DEV_API_KEYS))
+        env.setdefault("RAG_IDENTITY_KEY", local_identity_key(self.data_dir))
         env.update(
             {
                 "RAG_EMBEDDING_PORT": str(self.ports["embedding"]),

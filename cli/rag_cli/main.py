@@ -27,7 +27,14 @@ from rag.v1 import (
 )
 from rag_cli import files
 from rag_cli.backup import create_backup, restore_backup
-from rag_cli.launcher import DEV_API_KEY, SERVICES, LocalCluster, health_status
+from rag_cli.launcher import (
+    DEV_API_KEY,
+    SERVICES,
+    LocalCluster,
+    health_status,
+    local_identity_key,
+)
+from rag_common.credentials import Credentials
 
 console = Console()
 DEMO_QUESTION = "How do I ingest documents and ask a question?"
@@ -45,6 +52,12 @@ class CliSettings(BaseSettings):
         "",
         validation_alias="RAG_QUERY_REDIS_URL",
         description="The query service's Redis, where corpus versions live.",
+    )
+    identity_key: str = Field(
+        "",
+        validation_alias="RAG_IDENTITY_KEY",
+        description="The suite's key for internal calls (default: the one `rag up` made).",
+        repr=False,
     )
 
 
@@ -271,10 +284,17 @@ async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
         await asyncio.sleep(0.5)
 
 
+def _credentials(args: argparse.Namespace) -> Credentials:
+    # Backups are operator calls on an internal port: signed like the suite's own.
+    return Credentials(CliSettings().identity_key or local_identity_key(args.data_dir), "cli")
+
+
 async def backup(args: argparse.Namespace) -> int:
     """Archive the whole vector store into a file."""
     try:
-        path = await create_backup(args.retrieval, args.destination, args.keep, args.timeout)
+        path = await create_backup(
+            args.retrieval, args.destination, args.keep, args.timeout, _credentials(args)
+        )
     except grpc.aio.AioRpcError as exc:
         return _fail(exc)
     console.print(f"backed up to {path} ({path.stat().st_size} bytes)")
@@ -284,7 +304,9 @@ async def backup(args: argparse.Namespace) -> int:
 async def restore(args: argparse.Namespace) -> int:
     """Replace the whole vector store with an archive, and invalidate cached answers."""
     try:
-        chunks = await restore_backup(args.retrieval, args.archive, args.redis_url, args.timeout)
+        chunks = await restore_backup(
+            args.retrieval, args.archive, args.redis_url, args.timeout, _credentials(args)
+        )
     except grpc.aio.AioRpcError as exc:
         return _fail(exc)
     console.print(f"restored {args.archive}: {chunks} chunks")

@@ -78,9 +78,14 @@ def pod_specs(objects: list[dict]) -> dict[str, dict]:
 
 
 def setting_names(service: str) -> set[str]:
+    """The variables a service reads: prefixed field names, or a field's one shared name."""
     cls = SETTINGS[service]
     prefix = cls.model_config["env_prefix"]
-    return {f"{prefix}{name}".upper() for name in cls.model_fields}
+    names = set()
+    for name, field in cls.model_fields.items():
+        aliases = getattr(field.validation_alias, "choices", None)
+        names.add(aliases[0] if aliases else f"{prefix}{name}".upper())
+    return names
 
 
 def callees(service: str) -> set[str]:
@@ -214,6 +219,12 @@ def test_no_secret_ever_lands_in_a_config_map():
         "key": "RAG_QUERY_API_KEYS",
         "optional": False,
     }
+    # Every pod that calls or serves an internal port signs with the shared key.
+    for name, spec in pod_specs(objects).items():
+        if name in (*SETTINGS, "backup"):
+            env = {e["name"]: e for e in spec["containers"][0].get("env", [])}
+            ref = env["RAG_IDENTITY_KEY"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "rag-secrets", "key": "RAG_IDENTITY_KEY", "optional": False}
 
 
 @pytest.mark.parametrize(

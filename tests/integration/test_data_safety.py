@@ -169,7 +169,8 @@ def versioned(index: int, version: str, sentences: int) -> common_pb2.Document:
 
 async def chunks_of(cluster: LocalCluster, index: int) -> list[str]:
     """Every chunk retrieval returns for one document."""
-    metadata = Identity("tests", TENANT, frozenset({"reader"})).to_metadata()
+    identity = Identity("tests", TENANT, frozenset({"reader"}))
+    metadata = cluster.credentials().metadata("retrieval", identity)
     request = retrieval_pb.RetrieveRequest(
         query=f"Record {index} states fact",
         top_k=100,
@@ -244,7 +245,11 @@ async def test_a_backup_restored_into_an_empty_store_answers_as_before(cluster, 
     before = await query_stub.Query(question, metadata=AUTH, timeout=10)
     assert "12 maps" in before.text
     archive = await create_backup(
-        cluster.address("retrieval"), tmp_path / "backups", keep=1, timeout_s=60
+        cluster.address("retrieval"),
+        tmp_path / "backups",
+        keep=1,
+        timeout_s=60,
+        credentials=cluster.credentials("cli"),
     )
 
     await ingest(documents_stub, common_pb2.Document(id="atlas", text="The atlas has 99 maps."))
@@ -256,7 +261,11 @@ async def test_a_backup_restored_into_an_empty_store_answers_as_before(cluster, 
     cluster.start(("retrieval",))
     await cluster.wait_serving(within_s=120)
     chunks = await restore_backup(
-        cluster.address("retrieval"), archive, cluster.env["RAG_QUERY_REDIS_URL"], timeout_s=60
+        cluster.address("retrieval"),
+        archive,
+        cluster.env["RAG_QUERY_REDIS_URL"],
+        timeout_s=60,
+        credentials=cluster.credentials("cli"),
     )
     assert chunks > 0
     await until_answered(query_stub)

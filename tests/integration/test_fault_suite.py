@@ -362,8 +362,9 @@ async def ingest_into_every_replica(cluster: LocalCluster, replicas: tuple[str, 
         )
         for topic in TOPICS
     ]
-    metadata = Identity("tests", TENANT, frozenset({"writer"})).to_metadata()
+    identity = Identity("tests", TENANT, frozenset({"writer"}))
     for name in replicas:
+        metadata = cluster.credentials().metadata("retrieval", identity)
         async with grpc.aio.insecure_channel(cluster.address(name)) as channel:
             await collect(
                 retrieval_grpc.RetrievalServiceStub(channel).UpsertDocuments(

@@ -11,6 +11,7 @@ from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_embedding.servicer import servicers
 from tests.conftest import start_host
+from tests.support.signed import credentials, signed_channel
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -18,7 +19,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 @pytest.fixture(scope="module")
 async def stub(embedder):
     host = await start_host(servicers(embedder))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    channel = signed_channel(f"127.0.0.1:{host.port}", "embedding")
     yield pb_grpc.EmbeddingServiceStub(channel)
     await channel.close()
     await host.stop(0)
@@ -69,9 +70,13 @@ async def test_not_serving_and_unavailable_until_the_model_is_loaded(expect_erro
     from rag_embedding.config import EmbeddingSettings
 
     loading = build_embedder(EmbeddingSettings())  # start() not called: model not loaded
-    host = ServiceHost(ServiceSettings(port=0), servicers(loading))
+    host = ServiceHost(
+        ServiceSettings(port=0),
+        servicers(loading),
+        resolve_identity=credentials("embedding").resolver(),
+    )
     await host.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+    async with signed_channel(f"127.0.0.1:{host.port}", "embedding") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         reply = await health.Check(health_pb2.HealthCheckRequest(service="rag.v1.EmbeddingService"))
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -13,6 +13,7 @@ from rag_common.errors import Unavailable
 from rag_embedding.embedder import Embedder
 from rag_embedding.servicer import servicers
 from tests.conftest import start_host
+from tests.support.signed import credentials, signed_channel
 
 
 class ExplodingModel:
@@ -36,7 +37,7 @@ async def address():
 
 
 async def test_an_unexpected_exception_is_internal_without_details(address, expect_error):
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with signed_channel(address, "embedding") as channel:
         call = pb_grpc.EmbeddingServiceStub(channel).Embed(pb.EmbedRequest(texts=["hi"]))
         error = await expect_error(call, grpc.StatusCode.INTERNAL, "INTERNAL")
     assert error.details() == "internal error"
@@ -44,7 +45,9 @@ async def test_an_unexpected_exception_is_internal_without_details(address, expe
 
 async def test_a_dead_dependency_becomes_unavailable_naming_it():
 
-    client = EmbeddingClient(f"127.0.0.1:{free_port()}", timeout_s=2)
+    client = EmbeddingClient(
+        f"127.0.0.1:{free_port()}", timeout_s=2, credentials=credentials("query")
+    )
     with pytest.raises(Unavailable) as caught:
         await client.embed(["hello"], "query")
     assert caught.value.metadata["dependency"] == "embedding"

@@ -12,6 +12,7 @@ from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings
 from rag_generation.servicer import servicers
 from tests.conftest import collect, start_host
+from tests.support.signed import signed_channel
 
 SOURCES = [
     common_pb2.Source(
@@ -26,7 +27,7 @@ async def serve(settings: GenerationSettings):
     generator = build_generator(settings)
     await generator.start()
     host = await start_host(servicers(generator))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    channel = signed_channel(f"127.0.0.1:{host.port}", "generation")
     return generator, host, channel
 
 

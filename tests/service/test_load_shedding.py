@@ -15,6 +15,7 @@ from rag_generation.config import GenerationSettings
 from rag_generation.servicer import servicers
 from tests.conftest import start_host
 from tests.support.fake_llm import FakeLLMServer
+from tests.support.signed import signed_channel
 
 
 async def test_calls_past_the_bound_get_resource_exhausted_at_once():
@@ -39,7 +40,7 @@ async def test_calls_past_the_bound_get_resource_exhausted_at_once():
         servicers(generator), ServiceSettings(port=0, max_concurrent_rpcs=2, grace_period_s=1)
     )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+        async with signed_channel(f"127.0.0.1:{host.port}", "generation") as channel:
             stub = pb_grpc.GenerationServiceStub(channel)
             request = pb.GenerateRequest(input=pb.GenerationInput(question="q"))
 

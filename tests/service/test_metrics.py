@@ -13,6 +13,7 @@ from rag_cli.launcher import free_port
 from rag_common.settings import ServiceSettings
 from rag_embedding.servicer import servicers
 from tests.conftest import start_host
+from tests.support.signed import signed_channel
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -34,7 +35,7 @@ async def test_calls_show_up_by_method_and_code(embedder):
     method = "/rag.v1.EmbeddingService/Embed"
     labels = f'method="{method}",service="embedding"'
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{host.port}") as channel:
+        async with signed_channel(f"127.0.0.1:{host.port}", "embedding") as channel:
             stub = pb_grpc.EmbeddingServiceStub(channel)
             await stub.Embed(pb.EmbedRequest(texts=["metrics"]))
             try:

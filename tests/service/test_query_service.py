@@ -32,6 +32,7 @@ from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.servicer import servicers as retrieval_servicers
 from tests.conftest import collect, start_host
+from tests.support.signed import credentials
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 KEYS = {
@@ -69,7 +70,9 @@ async def public(embedder, tmp_path_factory):
     hosts, clients = [], []
     embedding_host = await start_host(embedding_servicers(embedder))
     hosts.append(embedding_host)
-    embedding = EmbeddingClient(f"127.0.0.1:{embedding_host.port}", timeout_s=30)
+    embedding = EmbeddingClient(
+        f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
+    )
     settings = RetrievalSettings(data_dir=tmp_path_factory.mktemp("query"))
     store = build_store(settings)
     retriever = build_retriever(settings, embedding, store)
@@ -79,8 +82,12 @@ async def public(embedder, tmp_path_factory):
     generator = build_generator(GenerationSettings(providers=["extractive"]))
     await generator.start()
     hosts.append(await start_host(generation_servicers(generator)))
-    retrieval = RetrievalClient(f"127.0.0.1:{hosts[1].port}", timeout_s=30)
-    generation = GenerationClient(f"127.0.0.1:{hosts[2].port}", timeout_s=30)
+    retrieval = RetrievalClient(
+        f"127.0.0.1:{hosts[1].port}", timeout_s=30, credentials=credentials("query")
+    )
+    generation = GenerationClient(
+        f"127.0.0.1:{hosts[2].port}", timeout_s=30, credentials=credentials("query")
+    )
     clients += [embedding, retrieval, generation]
     host = build_host(QuerySettings(port=0, api_keys=KEYS), embedding, retrieval, generation)
     await host.start()

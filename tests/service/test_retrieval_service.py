@@ -16,6 +16,7 @@ from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.servicer import servicers
 from tests.conftest import collect, start_host
+from tests.support.signed import Signed, credentials, signed_channel
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -29,8 +30,8 @@ async def upsert(stub, request, metadata) -> list[pb.DocumentResult]:
     ]
 
 
-ACME = Identity("alice", "acme", frozenset({"writer"})).to_metadata()
-GLOBEX = Identity("bob", "globex", frozenset({"writer"})).to_metadata()
+ACME = Signed("retrieval", Identity("alice", "acme", frozenset({"writer"})))
+GLOBEX = Signed("retrieval", Identity("bob", "globex", frozenset({"writer"})))
 
 
 def doc(id: str, text: str, **metadata: str) -> common_pb2.Document:
@@ -46,7 +47,11 @@ class Stack:
 
     async def start(self) -> None:
         self.embedding_host = await start_host(embedding_servicers(self.embedder))
-        self.embedding = EmbeddingClient(f"127.0.0.1:{self.embedding_host.port}", timeout_s=30)
+        self.embedding = EmbeddingClient(
+            f"127.0.0.1:{self.embedding_host.port}",
+            timeout_s=30,
+            credentials=credentials("retrieval"),
+        )
         await self.start_retrieval()
 
     async def start_retrieval(self) -> None:
@@ -55,7 +60,7 @@ class Stack:
         await self.retriever.start()
         backups = Backups(store, self.settings.data_dir / "tmp", self.settings.max_restore_bytes)
         self.host = await start_host(servicers(self.retriever, backups))
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.host.port}")
+        self.channel = signed_channel(f"127.0.0.1:{self.host.port}", "retrieval")
         self.stub = pb_grpc.RetrievalServiceStub(self.channel)
 
     async def stop_retrieval(self) -> None:

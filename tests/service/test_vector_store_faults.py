@@ -20,8 +20,9 @@ from rag_retrieval.backups import Backups
 from rag_retrieval.retriever import Retriever
 from rag_retrieval.servicer import servicers
 from tests.conftest import collect, start_host
+from tests.support.signed import Signed, credentials, signed_channel
 
-ACME = Identity("alice", "acme", frozenset({"writer"})).to_metadata()
+ACME = Signed("retrieval", Identity("alice", "acme", frozenset({"writer"})))
 
 
 class FailingStore:
@@ -48,7 +49,9 @@ class FailingStore:
 @pytest.fixture(scope="module")
 async def stack(embedder, tmp_path_factory):
     embedding_host = await start_host(embedding_servicers(embedder))
-    embedding = EmbeddingClient(f"127.0.0.1:{embedding_host.port}", timeout_s=30)
+    embedding = EmbeddingClient(
+        f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
+    )
     store = FailingStore(EdgeStore(tmp_path_factory.mktemp("faults"), 384))
     retriever = Retriever(
         store,
@@ -67,7 +70,7 @@ async def stack(embedder, tmp_path_factory):
     await retriever.start()
     backups = Backups(store, tmp_path_factory.mktemp("scratch"), 10**9)
     host = await start_host(servicers(retriever, backups))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{host.port}")
+    channel = signed_channel(f"127.0.0.1:{host.port}", "retrieval")
     stub = pb_grpc.RetrievalServiceStub(channel)
     await collect(
         stub.UpsertDocuments(

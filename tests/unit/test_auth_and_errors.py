@@ -3,8 +3,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from rag_common.credentials import Credentials
 from rag_common.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
-from rag_common.identity import Identity, identity_from_metadata
+from rag_common.identity import Identity
 from rag_common.status import decode, encode
 from rag_query.auth import Authenticator
 from rag_query.config import ApiKey
@@ -49,10 +50,35 @@ def test_roles_gate_methods_and_unknown_methods_need_admin():
         AUTH("/rag.v1.AdminService/Anything", {"authorization": "Bearer w-key"})
 
 
-def test_identity_round_trips_through_metadata():
+KEY = "k" * 32
+
+
+def test_a_signed_identity_reaches_only_the_service_it_was_signed_for():
     identity = Identity("p", "acme", frozenset({"reader", "writer"}))
-    assert identity_from_metadata(dict(identity.to_metadata())) == identity
-    assert identity_from_metadata({}) is None
+    token = dict(Credentials(KEY, "query").metadata("retrieval", identity))
+    caller = Credentials(KEY, "retrieval").verify(token)
+    assert caller.identity == identity and caller.service == "query"
+    assert (
+        Credentials(KEY, "retrieval")
+        .verify(dict(Credentials(KEY, "query").metadata("retrieval", None)))
+        .identity
+        is None
+    )  # a service's own call: no tenant to act for
+    refusals = {
+        "MISSING_CREDENTIAL": (Credentials(KEY, "retrieval"), {}),
+        "INVALID_CREDENTIAL": (Credentials("o" * 32, "retrieval"), token),  # another key
+        "NO_IDENTITY_KEY": (Credentials("", "retrieval"), token),
+    }
+    for reason, (verifier, metadata) in refusals.items():
+        with pytest.raises(Unauthenticated) as refused:
+            verifier.verify(metadata)
+        assert refused.value.reason == reason
+    with pytest.raises(Unauthenticated) as refused:  # replayed at another service
+        Credentials(KEY, "generation").verify(token)
+    assert refused.value.reason == "INVALID_CREDENTIAL"
+    forged = {"x-rag-tenant": "acme", "x-rag-roles": "admin"}  # the headers of old
+    with pytest.raises(Unauthenticated):
+        Credentials(KEY, "retrieval").verify(forged)
 
 
 class FakeRpcError(grpc.aio.AioRpcError):

@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rag_common import context, status
 from rag_common.breaker import BreakerState, CircuitBreaker, guarded, record_cancelled
+from rag_common.credentials import Credentials
 from rag_common.identity import REQUEST_ID_KEY, Identity
 
 # Round-robin over every address the target resolves to, and let gRPC itself retry a call
@@ -72,7 +73,7 @@ def open_channel(target: str) -> grpc.aio.Channel:
 
 
 class ServiceClient:
-    """Calls one internal service: deadline, identity and request id on every call.
+    """Calls one internal service: deadline, signed credential and request id on every call.
 
     A failed call is decoded into the project's own error, so the caller sees the same code
     and reason the remote service raised (or `Unavailable` naming the dependency). Calls go
@@ -85,8 +86,11 @@ class ServiceClient:
         dependency: str,
         timeout_s: float,
         breaker: CircuitBreaker | None = None,
+        *,
+        credentials: Credentials,
     ) -> None:
         self._channel = channel
+        self._credentials = credentials
         self._dependency = dependency
         self._timeout_s = timeout_s
         self.breaker = breaker or CircuitBreaker(dependency)
@@ -138,8 +142,7 @@ class ServiceClient:
 
     def _call_options(self, identity: Identity | None) -> dict[str, Any]:
         metadata = [(REQUEST_ID_KEY, context.request_id() or context.new_request_id())]
-        if identity is not None:
-            metadata += identity.to_metadata()
+        metadata += self._credentials.metadata(self._dependency, identity)
         return {
             "timeout": context.remaining_seconds(self._timeout_s),
             "metadata": metadata,

@@ -9,6 +9,7 @@ from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
+from rag_common.credentials import Credentials
 
 _PURPOSES = {
     "query": pb.EMBEDDING_PURPOSE_QUERY,
@@ -20,9 +21,16 @@ class EmbeddingClient(ServiceClient):
     """Embeds texts through EmbeddingService (the TextEmbedder port over gRPC)."""
 
     def __init__(
-        self, target: str, *, timeout_s: float, breaker: CircuitBreaker | None = None
+        self,
+        target: str,
+        *,
+        timeout_s: float,
+        credentials: Credentials,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        super().__init__(open_channel(target), "embedding", timeout_s, breaker)
+        super().__init__(
+            open_channel(target), "embedding", timeout_s, breaker, credentials=credentials
+        )
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
 
     async def embed(

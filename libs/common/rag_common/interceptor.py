@@ -13,22 +13,18 @@ from google.protobuf.message import DecodeError
 
 from rag_common import context, status
 from rag_common.errors import InvalidArgument, RagError
-from rag_common.identity import REQUEST_ID_KEY, Identity, identity_from_metadata, metadata_dict
+from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
 from rag_common.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 
 # Resolves the caller of `method` from its metadata; may raise Unauthenticated or
-# PermissionDenied. Internal services trust forwarded headers; QueryService checks API keys.
+# PermissionDenied. Internal services verify the suite's signed credentials (credentials.py);
+# QueryService checks API keys.
 IdentityResolver = Callable[[str, dict[str, str]], Identity | None]
 
 # Calls to these are plumbing, not requests: no identity, no request log.
 _PLUMBING = ("/grpc.health.v1.", "/grpc.reflection.", "/rag.v1.HealthDetailsService/")
-
-
-def forwarded_identity(method: str, metadata: dict[str, str]) -> Identity | None:
-    """The resolver for internal services: the identity QueryService forwarded, if any."""
-    return identity_from_metadata(metadata)
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
@@ -40,7 +36,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(
         self,
-        resolve_identity: IdentityResolver = forwarded_identity,
+        resolve_identity: IdentityResolver,
         metrics: RpcMetrics | None = None,
     ) -> None:
         self._resolve_identity = resolve_identity

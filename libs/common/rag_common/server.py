@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
 from rag_common import logs
-from rag_common.interceptor import IdentityResolver, ServerInterceptor, forwarded_identity
+from rag_common.interceptor import IdentityResolver, ServerInterceptor
 from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings
 
@@ -49,7 +49,7 @@ class ServiceHost:
         settings: ServiceSettings,
         servicers: Sequence[Servicer],
         *,
-        resolve_identity: IdentityResolver = forwarded_identity,
+        resolve_identity: IdentityResolver,
         name: str = "rag",
     ) -> None:
         self._settings = settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,6 +21,13 @@ class ServiceSettings(BaseSettings):
     )
     max_concurrent_rpcs: int = Field(
         256, ge=1, description="Calls served at once; more are refused with RESOURCE_EXHAUSTED."
+    )
+    identity_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("RAG_IDENTITY_KEY"),
+        description="Key (at least 32 characters) every service of the suite signs and checks "
+        "internal calls with; one variable for all four. Without it internal services refuse "
+        "every call. `rag up` makes one for the processes it starts.",
     )
     call_timeout_s: float = Field(
         30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."

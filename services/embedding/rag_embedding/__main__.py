@@ -6,6 +6,7 @@ import functools
 import logging
 
 from rag_common.cache import LocalTTLCache, byte_length
+from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
@@ -63,7 +64,10 @@ async def serve(settings: EmbeddingSettings) -> None:
         dependencies.append(Dependency("redis", redis_probe(remote), remote.breaker))
     checker = HealthChecker("embedding", dependencies)
     host = ServiceHost(
-        settings, [*servicers(embedder), health_details_servicer(checker)], name="embedding"
+        settings,
+        [*servicers(embedder), health_details_servicer(checker)],
+        resolve_identity=service_credentials(settings, "embedding").resolver(),
+        name="embedding",
     )
 
     async def warm_up() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
+from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import health_details_servicer
 from rag_common.server import ServiceHost, run_service, service_main
@@ -78,7 +79,10 @@ async def serve(settings: GenerationSettings) -> None:
         ],
     )
     host = ServiceHost(
-        settings, [*servicers(generator), health_details_servicer(checker)], name="generation"
+        settings,
+        [*servicers(generator), health_details_servicer(checker)],
+        resolve_identity=service_credentials(settings, "generation").resolver(),
+        name="generation",
     )
     await run_service("generation", host, warm_up=generator.start, close=generator.close)
 

@@ -7,6 +7,7 @@ import logging
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.corpus import CorpusVersions
+from rag_common.credentials import service_credentials
 from rag_common.drain import Drain
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, HealthChecker
@@ -121,14 +122,15 @@ async def serve(settings: QuerySettings) -> None:
         consecutive_failures=settings.breaker_consecutive_failures,
         recovery_s=settings.breaker_recovery_s,
     )
+    signed = {"timeout_s": timeout, "credentials": service_credentials(settings, "query")}
     embedding = EmbeddingClient(
-        settings.embedding_target, timeout_s=timeout, breaker=CircuitBreaker("embedding", policy)
+        settings.embedding_target, breaker=CircuitBreaker("embedding", policy), **signed
     )
     retrieval = RetrievalClient(
-        settings.retrieval_target, timeout_s=timeout, breaker=CircuitBreaker("retrieval", policy)
+        settings.retrieval_target, breaker=CircuitBreaker("retrieval", policy), **signed
     )
     generation = GenerationClient(
-        settings.generation_target, timeout_s=timeout, breaker=CircuitBreaker("generation", policy)
+        settings.generation_target, breaker=CircuitBreaker("generation", policy), **signed
     )
     drain = Drain()
     host = build_host(settings, embedding, retrieval, generation, drain)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rag_common.credentials import service_credentials
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import client_probe, health_details_servicer
@@ -48,7 +49,10 @@ def build_retriever(settings: RetrievalSettings, embedder, store=None) -> Retrie
 
 async def serve(settings: RetrievalSettings) -> None:
     """Serve until SIGTERM."""
-    embedding = EmbeddingClient(settings.embedding_target, timeout_s=settings.call_timeout_s)
+    credentials = service_credentials(settings, "retrieval")
+    embedding = EmbeddingClient(
+        settings.embedding_target, timeout_s=settings.call_timeout_s, credentials=credentials
+    )
     store = build_store(settings)
     retriever = build_retriever(settings, embedding, store)
     backups = Backups(store, settings.data_dir / "backups-tmp", settings.max_restore_bytes)
@@ -67,6 +71,7 @@ async def serve(settings: RetrievalSettings) -> None:
     host = ServiceHost(
         settings,
         [*servicers(retriever, backups), health_details_servicer(checker)],
+        resolve_identity=credentials.resolver(),
         name="retrieval",
     )
 

@@ -169,7 +169,7 @@ RAG_GENERATION_PROVIDERS: {{ toJson $root.Values.generation.providers | quote }}
 {{- $component := index . 1 -}}
 {{- $secret := $root.Values.existingSecret -}}
 {{- if $secret }}
-{{- $keys := dict "query" (list "RAG_QUERY_API_KEYS" "RAG_QUERY_REDIS_URL") "retrieval" (list "RAG_RETRIEVAL_QDRANT_API_KEY") "generation" (list "RAG_GENERATION_PROVIDERS") "embedding" (list "RAG_EMBEDDING_REDIS_URL") -}}
+{{- $keys := dict "query" (list "RAG_IDENTITY_KEY" "RAG_QUERY_API_KEYS" "RAG_QUERY_REDIS_URL") "retrieval" (list "RAG_IDENTITY_KEY" "RAG_RETRIEVAL_QDRANT_API_KEY") "generation" (list "RAG_IDENTITY_KEY" "RAG_GENERATION_PROVIDERS") "embedding" (list "RAG_IDENTITY_KEY" "RAG_EMBEDDING_REDIS_URL") "backup" (list "RAG_IDENTITY_KEY") -}}
 {{- range $key := index $keys $component }}
 {{- if or (ne $key "RAG_GENERATION_PROVIDERS") $root.Values.generation.providersFromSecret }}
 - name: {{ $key }}
@@ -177,7 +177,7 @@ RAG_GENERATION_PROVIDERS: {{ toJson $root.Values.generation.providers | quote }}
     secretKeyRef:
       name: {{ $secret }}
       key: {{ $key }}
-      optional: {{ ne $key "RAG_QUERY_API_KEYS" }}
+      optional: {{ not (has $key (list "RAG_QUERY_API_KEYS" "RAG_IDENTITY_KEY")) }}
 {{- end }}
 {{- end }}
 {{- end }}

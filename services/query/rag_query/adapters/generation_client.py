@@ -9,6 +9,7 @@ from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import source_to_pb
+from rag_common.credentials import Credentials
 from rag_common.domain import ScoredChunk
 from rag_query.models import GeneratedText, QueryOptions
 
@@ -38,9 +39,16 @@ class GenerationClient(ServiceClient):
     """Calls GenerationService."""
 
     def __init__(
-        self, target: str, *, timeout_s: float, breaker: CircuitBreaker | None = None
+        self,
+        target: str,
+        *,
+        timeout_s: float,
+        credentials: Credentials,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        super().__init__(open_channel(target), "generation", timeout_s, breaker)
+        super().__init__(
+            open_channel(target), "generation", timeout_s, breaker, credentials=credentials
+        )
         self._stub = pb_grpc.GenerationServiceStub(self._channel)
 
     async def generate(

@@ -9,6 +9,7 @@ from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import conditions_to_pb, documents_to_pb, source_from_pb
+from rag_common.credentials import Credentials
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.identity import Identity
 from rag_query.models import QueryOptions
@@ -18,9 +19,16 @@ class RetrievalClient(ServiceClient):
     """Calls RetrievalService with the caller's identity forwarded."""
 
     def __init__(
-        self, target: str, *, timeout_s: float, breaker: CircuitBreaker | None = None
+        self,
+        target: str,
+        *,
+        timeout_s: float,
+        credentials: Credentials,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
-        super().__init__(open_channel(target), "retrieval", timeout_s, breaker)
+        super().__init__(
+            open_channel(target), "retrieval", timeout_s, breaker, credentials=credentials
+        )
         self._stub = pb_grpc.RetrievalServiceStub(self._channel)
 
     async def retrieve(

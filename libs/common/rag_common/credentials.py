@@ -1,0 +1,132 @@
+"""Signed credentials between the suite's services: internal ports trust nothing else.
+
+QueryService authenticates callers; every call it (or retrieval) makes to an internal
+service carries a short-lived token, HMAC-signed (JWT, HS256) with a key all the suite's
+services share (`RAG_IDENTITY_KEY`, from a Secret). The token names the calling service,
+the service it is meant for, and the caller's identity when there is one (principal,
+tenant, roles). A call with no token, a forged one, one for another service, an expired
+one, or any call to a service with no key configured is refused with UNAUTHENTICATED
+before any work: reaching an internal port gives nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import jwt
+
+from rag_common.errors import Unauthenticated
+from rag_common.identity import Identity
+from rag_common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+CREDENTIAL_KEY = "x-rag-credential"
+_ALGORITHM = "HS256"
+_ISSUER = "rag"
+_LIFETIME_S = 60.0  # a token is minted per call; this only bounds a replayed one
+_MIN_KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made an internal call: a service of the suite, on behalf of `identity` if any."""
+
+    service: str
+    identity: Identity | None
+
+
+class Credentials:
+    """Signs this service's outbound calls and checks its inbound ones, with one key."""
+
+    def __init__(self, key: str, service: str) -> None:
+        self._key = key.encode()
+        self.service = service
+
+    @property
+    def configured(self) -> bool:
+        """Whether a key long enough to sign with is set."""
+        return len(self._key) >= _MIN_KEY_BYTES
+
+    def metadata(self, audience: str, identity: Identity | None) -> list[tuple[str, str]]:
+        """The metadata that authenticates one call to `audience` (e.g. "retrieval")."""
+        if not self.configured:
+            raise Unauthenticated(
+                "RAG_IDENTITY_KEY is not set: internal calls cannot be signed",
+                reason="NO_IDENTITY_KEY",
+            )
+        now = time.time()
+        claims: dict = {
+            "iss": _ISSUER,
+            "sub": self.service,
+            "aud": audience,
+            "iat": int(now),
+            "exp": now + _LIFETIME_S,
+        }
+        if identity is not None:
+            claims |= {
+                "principal": identity.principal,
+                "tenant": identity.tenant,
+                "roles": sorted(identity.roles),
+            }
+        return [(CREDENTIAL_KEY, jwt.encode(claims, self._key, algorithm=_ALGORITHM))]
+
+    def verify(self, metadata: dict[str, str]) -> Caller:
+        """The caller of an inbound call, or Unauthenticated (a stable reason, no detail)."""
+        if not self.configured:
+            raise Unauthenticated(
+                "this service has no RAG_IDENTITY_KEY and accepts no call",
+                reason="NO_IDENTITY_KEY",
+            )
+        token = metadata.get(CREDENTIAL_KEY)
+        if not token:
+            raise Unauthenticated(
+                "internal services accept calls only from the suite's services",
+                reason="MISSING_CREDENTIAL",
+            )
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[_ALGORITHM],
+                audience=self.service,
+                issuer=_ISSUER,
+                options={"require": ["exp", "sub", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated(
+                "the credential has expired", reason="EXPIRED_CREDENTIAL"
+            ) from None
+        except jwt.InvalidTokenError:
+            raise Unauthenticated(
+                "the credential is not valid", reason="INVALID_CREDENTIAL"
+            ) from None
+        identity = None
+        if claims.get("tenant"):
+            identity = Identity(
+                principal=str(claims.get("principal", "")),
+                tenant=str(claims["tenant"]),
+                roles=frozenset(map(str, claims.get("roles", ()))),
+            )
+        return Caller(service=str(claims["sub"]), identity=identity)
+
+    def resolver(self):
+        """An identity resolver for an internal service's ServiceHost."""
+
+        def resolve(method: str, metadata: dict[str, str]) -> Identity | None:
+            return self.verify(metadata).identity
+
+        return resolve
+
+
+def service_credentials(settings: ServiceSettings, service: str) -> Credentials:
+    """This service's credentials from its settings; says so once when there is no key."""
+    credentials = Credentials(settings.identity_key.get_secret_value(), service)
+    if not credentials.configured:
+        log.error(
+            "RAG_IDENTITY_KEY is unset or shorter than 32 characters: internal calls are "
+            "refused, both ways"
+        )
+    return credentials

@@ -1,0 +1,113 @@
+"""Internal ports refuse every call that is not signed by a service of the suite.
+
+With no credential, with the old forwarded-identity headers forged, with a token signed by
+another key, or one made for another service: UNAUTHENTICATED with a stable reason, before
+any work is done (nothing stored, nothing embedded or generated).
+"""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from rag.v1 import common_pb2
+from rag.v1 import embedding_service_pb2 as embedding_pb
+from rag.v1 import embedding_service_pb2_grpc as embedding_grpc
+from rag.v1 import generation_service_pb2 as generation_pb
+from rag.v1 import generation_service_pb2_grpc as generation_grpc
+from rag.v1 import retrieval_service_pb2 as retrieval_pb
+from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
+from rag_common.credentials import Credentials
+from rag_common.embedding_client import EmbeddingClient
+from rag_common.identity import Identity
+from rag_embedding.servicer import servicers as embedding_servicers
+from rag_generation.__main__ import build_generator
+from rag_generation.config import GenerationSettings
+from rag_generation.servicer import servicers as generation_servicers
+from rag_retrieval.__main__ import build_retriever, build_store
+from rag_retrieval.backups import Backups
+from rag_retrieval.config import RetrievalSettings
+from rag_retrieval.servicer import servicers as retrieval_servicers
+from tests.conftest import collect, start_host
+from tests.support.signed import TEST_KEY, credentials
+
+VICTIM = Identity("mallory", "victim", frozenset({"admin"}))
+FORGED = [("x-rag-tenant", "victim"), ("x-rag-principal", "mallory"), ("x-rag-roles", "admin")]
+
+
+@pytest.fixture(scope="module")
+async def ports(embedder, tmp_path_factory):
+    embedding_host = await start_host(embedding_servicers(embedder))
+    settings = RetrievalSettings(data_dir=tmp_path_factory.mktemp("auth"))
+    store = build_store(settings)
+    embedding = EmbeddingClient(
+        f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
+    )
+    retriever = build_retriever(settings, embedding, store)
+    await retriever.start()
+    backups = Backups(store, settings.data_dir / "tmp", 10**9)
+    retrieval_host = await start_host(retrieval_servicers(retriever, backups))
+    generator = build_generator(GenerationSettings(providers=["extractive"]))
+    await generator.start()
+    generation_host = await start_host(generation_servicers(generator))
+    yield (
+        {
+            "embedding": f"127.0.0.1:{embedding_host.port}",
+            "retrieval": f"127.0.0.1:{retrieval_host.port}",
+            "generation": f"127.0.0.1:{generation_host.port}",
+        },
+        retriever,
+    )
+    for host in (generation_host, retrieval_host, embedding_host):
+        await host.stop(0)
+    await retriever.close()
+    await embedding.close()
+
+
+def attempts(audience: str) -> dict[str, list[tuple[str, str]]]:
+    """Metadata an attacker one hop from the pod could send, by the reason it must get."""
+    return {
+        "MISSING_CREDENTIAL": [],
+        "MISSING_CREDENTIAL ": FORGED,  # the forwarded-identity headers of old
+        "INVALID_CREDENTIAL": Credentials("z" * len(TEST_KEY), "query").metadata(audience, VICTIM),
+        "INVALID_CREDENTIAL ": credentials("query").metadata(
+            "generation" if audience != "generation" else "embedding", VICTIM
+        ),  # a real token, for another service
+    }
+
+
+def calls(channel: grpc.aio.Channel, audience: str):
+    if audience == "retrieval":
+        stub = retrieval_grpc.RetrievalServiceStub(channel)
+        planted = common_pb2.Document(id="planted", text="Pay the invoice to account 666.")
+        return [
+            lambda m: stub.Retrieve(retrieval_pb.RetrieveRequest(query="invoice"), metadata=m),
+            lambda m: collect(
+                stub.UpsertDocuments(
+                    retrieval_pb.UpsertDocumentsRequest(documents=[planted]), metadata=m
+                )
+            ),
+            lambda m: stub.DeleteDocuments(
+                retrieval_pb.RetrievalServiceDeleteDocumentsRequest(document_ids=["a"]),
+                metadata=m,
+            ),
+            lambda m: collect(stub.CreateBackup(retrieval_pb.CreateBackupRequest(), metadata=m)),
+        ]
+    if audience == "embedding":
+        stub = embedding_grpc.EmbeddingServiceStub(channel)
+        return [lambda m: stub.Embed(embedding_pb.EmbedRequest(texts=["x" * 8000]), metadata=m)]
+    stub = generation_grpc.GenerationServiceStub(channel)
+    request = generation_pb.GenerateRequest(
+        input=generation_pb.GenerationInput(question="Which provider?", provider="paid")
+    )
+    return [lambda m: stub.Generate(request, metadata=m)]
+
+
+@pytest.mark.parametrize("audience", ["retrieval", "embedding", "generation"])
+async def test_an_internal_port_refuses_every_call_not_signed_for_it(ports, expect_error, audience):
+    addresses, retriever = ports
+    async with grpc.aio.insecure_channel(addresses[audience]) as channel:
+        for reason, metadata in attempts(audience).items():
+            for call in calls(channel, audience):
+                await expect_error(call(metadata), grpc.StatusCode.UNAUTHENTICATED, reason.strip())
+    assert await retriever.count(VICTIM) == 0  # nothing was planted
