@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from rag_common.settings import ServiceSettings
+from rag_common.settings import ServiceSettings, env_name
 from rag_embedding.config import EmbeddingSettings
 from rag_generation.config import GenerationSettings
 from rag_query.config import QuerySettings
@@ -48,9 +48,6 @@ def _default(name: str, field: FieldInfo) -> str:
 
 
 def _row(env: str, name: str, field: FieldInfo) -> str:
-    # A setting read under one name for every service (validation_alias) shows that name.
-    aliases = getattr(field.validation_alias, "choices", None)
-    env = aliases[0] if aliases else env
     return f"| `{env}` | {_default(name, field)} | {field.description or ''} |"
 
 
@@ -63,12 +60,11 @@ def tables() -> str:
         "| --- | --- | --- |",
     ]
     lines += [
-        _row(f"RAG_<SERVICE>_{name.upper()}", name, ServiceSettings.model_fields[name])
-        for name in ServiceSettings.model_fields
+        _row(env_name(ServiceSettings, name, "RAG_<SERVICE>_"), name, field)
+        for name, field in ServiceSettings.model_fields.items()
         if name in _COMMON
     ]
     for cls in SERVICES:
-        prefix = cls.model_config["env_prefix"]
         lines += [
             "",
             f"{cls.__name__.removesuffix('Settings')} service:",
@@ -77,7 +73,7 @@ def tables() -> str:
             "| --- | --- | --- |",
         ]
         lines += [
-            _row(f"{prefix}{name.upper()}", name, field)
+            _row(env_name(cls, name), name, field)
             for name, field in cls.model_fields.items()
             if name not in _COMMON
         ]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from rag_common.metrics import RpcMetrics
+from rag_common.settings import env_name
 from rag_embedding.config import EmbeddingSettings
 from rag_generation.config import GenerationSettings
 from rag_query.config import QuerySettings
@@ -78,14 +79,9 @@ def pod_specs(objects: list[dict]) -> dict[str, dict]:
 
 
 def setting_names(service: str) -> set[str]:
-    """The variables a service reads: prefixed field names, or a field's one shared name."""
+    """The variables a service reads."""
     cls = SETTINGS[service]
-    prefix = cls.model_config["env_prefix"]
-    names = set()
-    for name, field in cls.model_fields.items():
-        aliases = getattr(field.validation_alias, "choices", None)
-        names.add(aliases[0] if aliases else f"{prefix}{name}".upper())
-    return names
+    return {env_name(cls, name) for name in cls.model_fields}
 
 
 def callees(service: str) -> set[str]:

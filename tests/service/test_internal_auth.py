@@ -64,16 +64,18 @@ async def ports(embedder, tmp_path_factory):
     await embedding.close()
 
 
-def attempts(audience: str) -> dict[str, list[tuple[str, str]]]:
-    """Metadata an attacker one hop from the pod could send, by the reason it must get."""
-    return {
-        "MISSING_CREDENTIAL": [],
-        "MISSING_CREDENTIAL ": FORGED,  # the forwarded-identity headers of old
-        "INVALID_CREDENTIAL": Credentials("z" * len(TEST_KEY), "query").metadata(audience, VICTIM),
-        "INVALID_CREDENTIAL ": credentials("query").metadata(
-            "generation" if audience != "generation" else "embedding", VICTIM
-        ),  # a real token, for another service
-    }
+def attempts(audience: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(reason it must get, metadata) an attacker one hop from the pod could send."""
+    other = "generation" if audience != "generation" else "embedding"
+    return [
+        ("MISSING_CREDENTIAL", []),
+        ("MISSING_CREDENTIAL", FORGED),  # the forwarded-identity headers of old
+        (
+            "INVALID_CREDENTIAL",
+            Credentials("z" * len(TEST_KEY), "query").metadata(audience, VICTIM),
+        ),
+        ("INVALID_CREDENTIAL", credentials("query").metadata(other, VICTIM)),  # not for it
+    ]
 
 
 def calls(channel: grpc.aio.Channel, audience: str):
@@ -107,7 +109,7 @@ def calls(channel: grpc.aio.Channel, audience: str):
 async def test_an_internal_port_refuses_every_call_not_signed_for_it(ports, expect_error, audience):
     addresses, retriever = ports
     async with grpc.aio.insecure_channel(addresses[audience]) as channel:
-        for reason, metadata in attempts(audience).items():
+        for reason, metadata in attempts(audience):
             for call in calls(channel, audience):
-                await expect_error(call(metadata), grpc.StatusCode.UNAUTHENTICATED, reason.strip())
+                await expect_error(call(metadata), grpc.StatusCode.UNAUTHENTICATED, reason)
     assert await retriever.count(VICTIM) == 0  # nothing was planted

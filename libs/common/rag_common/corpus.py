@@ -92,8 +92,10 @@ class CorpusVersions:
     async def _seed(self, tenant: str) -> None:
         # Counters that start at a random value: if Redis loses its data and they start
         # over, they cannot walk back into versions that replicas still hold locally.
+        pipeline = self._redis.pipeline(transaction=False)
         for name in {tenant, _EPOCH}:
-            await self._redis.set(self._key(name), secrets.randbelow(2**48), nx=True)
+            pipeline.set(self._key(name), secrets.randbelow(2**48), nx=True)
+        await pipeline.execute()
 
     @staticmethod
     def _key(tenant: str) -> str:

@@ -37,7 +37,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
         resolve_identity: IdentityResolver,
-        metrics: RpcMetrics | None = None,
+        metrics: RpcMetrics,
     ) -> None:
         self._resolve_identity = resolve_identity
         self._metrics = metrics
@@ -197,24 +197,22 @@ _CALLER_ERRORS = {
 class _Call:
     """One call's bookkeeping: its log line and its metrics, written exactly once."""
 
-    def __init__(self, method: str, metrics: RpcMetrics | None, sampler: _LogSampler) -> None:
+    def __init__(self, method: str, metrics: RpcMetrics, sampler: _LogSampler) -> None:
         self._method = method
         self._metrics = metrics
         self._sampler = sampler
         self._started = time.perf_counter()
-        if metrics is not None:
-            metrics.started(method)
+        metrics.started(method)
 
     def done(self, code: str, **extra: Any) -> None:
         """Log and count the call as ended with `code`."""
         seconds = time.perf_counter() - self._started
-        if self._metrics is not None:
-            self._metrics.finished(self._method, code, seconds)
+        self._metrics.finished(self._method, code, seconds)
         suppressed = self._sampler.admit(self._method, code)
         if suppressed is None:
             return
         if suppressed:
-            extra["suppressed"] = suppressed  # like lines left out in the last second
+            extra["suppressed"] = suppressed  # lines left out since the last one
         _log_done(self._method, code, seconds * 1000, **extra)
 
     async def abort(self, ctx: grpc.aio.ServicerContext, exc: BaseException) -> None:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rag_common import logs
 from rag_common.interceptor import IdentityResolver, ServerInterceptor
 from rag_common.metrics import RpcMetrics
-from rag_common.settings import ServiceSettings
+from rag_common.settings import ServiceSettings, env_name
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
@@ -193,14 +193,15 @@ def service_main(name: str, settings_type: type[S], serve: Callable[[S], Awaitab
 
 def settings_errors(settings_type: type[ServiceSettings], exc: ValidationError) -> str:
     """What is wrong with the environment, by variable name, without the values."""
-    prefix = settings_type.model_config.get("env_prefix", "")
+    by_alias = {env_name(settings_type, name): name for name in settings_type.model_fields}
     lines = [f"invalid settings for {settings_type.__name__}:"]
     for error in exc.errors(include_input=False, include_url=False):
         field, *path = error["loc"] or ("",)
-        info = settings_type.model_fields.get(str(field))
+        field = by_alias.get(str(field), str(field))  # pydantic names an aliased one by alias
+        info = settings_type.model_fields.get(field)
         # The path inside a map names its keys, and the keys of a secret map (API keys)
         # are the secrets themselves: show it only for fields that may be shown at all.
         detail = ".".join(map(str, path)) if info is not None and info.repr else ""
-        variable = f"{prefix}{field}".upper()
+        variable = env_name(settings_type, field)
         lines.append(f"  {variable}{f' ({detail})' if detail else ''}: {error['msg']}")
     return "\n".join(lines) + "\n"

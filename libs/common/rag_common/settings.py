@@ -52,6 +52,18 @@ class ServiceSettings(BaseSettings):
     )
 
 
+def env_name(settings_type: type[BaseSettings], field: str, prefix: str | None = None) -> str:
+    """The environment variable a setting is read from: its shared name when it has one
+    (validation_alias, like RAG_IDENTITY_KEY), else the prefixed field name."""
+    info = settings_type.model_fields.get(field)
+    aliases = getattr(info.validation_alias, "choices", None) if info is not None else None
+    if aliases:
+        return str(aliases[0])
+    if prefix is None:
+        prefix = settings_type.model_config.get("env_prefix", "")
+    return f"{prefix}{field}".upper()
+
+
 def default_data_dir() -> Path:
     """Where embedded stores keep their files unless configured otherwise."""
     return Path.cwd() / ".rag-data"

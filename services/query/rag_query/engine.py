@@ -126,7 +126,7 @@ class QueryEngine:
         # Every wait of a question goes through it, so a shutdown turns them into fallbacks.
         self._drain = drain or Drain()
         # Whether retrieval and generation are both failing (their breakers open): then
-        # nothing but a cached answer can be whole, and the rest is refused at once.
+        # nothing but a cached answer can be whole, and cache hits are flagged so.
         self._dependencies_down = dependencies_down
         self._in_flight = 0  # questions in the pipeline (not served from a cache)
         # Metrics-ready: answers by how they were found, and time spent serving cache hits.
