@@ -317,10 +317,19 @@ async def test_health_details_list_each_dependency_with_its_breaker(public):
         health_details_pb.GetHealthDetailsRequest()
     )
     assert details.service == "query"
-    assert details.state == health_details_pb.HEALTH_STATE_HEALTHY
     by_name = {d.name: d for d in details.dependencies}
     assert set(by_name) == {"embedding", "retrieval", "generation"}
     assert all(d.breaker == "closed" and d.latency_ms > 0 for d in by_name.values())
+    assert all(d.state == health_details_pb.HEALTH_STATE_HEALTHY for d in by_name.values())
+    # Earlier tests of this module made calls fail on purpose: the signals judge those too
+    # (test_health_signals.py covers each one's thresholds).
+    assert [s.name for s in details.signals] == [
+        "p95_latency_s",
+        "error_rate",
+        "cache_hit_rate",
+        "cpu",
+        "memory",
+    ]
 
 
 async def test_a_repeated_question_is_answered_from_the_exact_cache(public):

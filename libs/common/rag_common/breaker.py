@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -78,16 +78,24 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._opened_at = 0.0
         self._probes = 0
+        # Moves into each state since start, for metrics (rag_breaker_transitions_total).
+        self.transitions: Counter[str] = Counter()
 
     @property
     def state(self) -> BreakerState:
         """The current state (an open breaker turns half-open once its recovery time passed)."""
-        if (
-            self._state is BreakerState.OPEN
-            and self._clock() - self._opened_at >= self.policy.recovery_s
-        ):
+        if self._state is BreakerState.OPEN and self._recovered():
             self._move(BreakerState.HALF_OPEN)
         return self._state
+
+    def peek(self) -> BreakerState:
+        """The state `state` would report, without moving it: safe from a scrape thread."""
+        if self._state is BreakerState.OPEN and self._recovered():
+            return BreakerState.HALF_OPEN
+        return self._state
+
+    def _recovered(self) -> bool:
+        return self._clock() - self._opened_at >= self.policy.recovery_s
 
     def allow(self) -> bool:
         """Whether a call may go to the dependency now."""
@@ -147,6 +155,7 @@ class CircuitBreaker:
         )
         self._state = state
         self._probes = 0
+        self.transitions[state.value] += 1
         if state is BreakerState.OPEN:
             self._opened_at = self._clock()
         if state is BreakerState.CLOSED:

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from rag_common import context, status
+from rag_common import context, status, tracing
 from rag_common.breaker import BreakerState, CircuitBreaker, guarded, record_cancelled
 from rag_common.credentials import Credentials
 from rag_common.identity import REQUEST_ID_KEY, Identity
@@ -52,6 +52,8 @@ def open_channel(target: str) -> grpc.aio.Channel:
     """
     return grpc.aio.insecure_channel(
         channel_target(target),
+        # When tracing is on: each call's span, and the trace context in its metadata.
+        interceptors=tracing.client_interceptors(),
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),

@@ -1,14 +1,19 @@
-"""Dependency health for HealthDetailsService: probes, breaker states, an overall verdict."""
+"""Health for HealthDetailsService: dependency probes, breaker states, operating signals and
+an overall verdict."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from rag_common.breaker import BreakerState, CircuitBreaker
+
+if TYPE_CHECKING:
+    from rag_common.signals import SignalReport
 
 
 class Health(Enum):
@@ -17,6 +22,9 @@ class Health(Enum):
     HEALTHY = "healthy"
     DEGRADED = "degraded"
     UNHEALTHY = "unhealthy"
+
+
+_RANK = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
 
 
 @dataclass(frozen=True)
@@ -32,11 +40,12 @@ class DependencyReport:
 
 @dataclass(frozen=True)
 class HealthReport:
-    """A service's dependencies and its overall state."""
+    """A service's dependencies, its operating signals and its overall state."""
 
     service: str
     health: Health
     dependencies: list[DependencyReport]
+    signals: list[SignalReport] = field(default_factory=list)
 
 
 # A probe returns (health, detail) or raises when the dependency cannot be reached.
@@ -67,6 +76,13 @@ class HealthChecker:
         self._dependencies = list(dependencies)
         self._timeout_s = timeout_s
         self._unavailable = unavailable  # e.g. maintenance: a reason makes the service unhealthy
+        # The operating signals (latency, errors, ...); the service host sets it.
+        self.signals: Callable[[], list[SignalReport]] = list
+
+    @property
+    def breakers(self) -> list[CircuitBreaker]:
+        """The breaker of every dependency that has one."""
+        return [d.breaker for d in self._dependencies if d.breaker is not None]
 
     async def report(self) -> HealthReport:
         """Check now."""
@@ -80,7 +96,10 @@ class HealthChecker:
             overall = Health.DEGRADED
         else:
             overall = Health.HEALTHY
-        return HealthReport(self._service, overall, reports)
+        signals = self.signals()
+        # A signal past its threshold makes the whole service as bad as that signal.
+        overall = max([overall, *(s.health for s in signals)], key=_RANK.__getitem__)
+        return HealthReport(self._service, overall, reports, signals)
 
     async def _check(self, dependency: Dependency) -> DependencyReport:
         started = time.perf_counter()

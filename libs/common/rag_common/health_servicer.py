@@ -6,7 +6,6 @@ from rag.v1 import health_details_service_pb2 as pb
 from rag.v1 import health_details_service_pb2_grpc as pb_grpc
 from rag_common.channel import ServiceClient
 from rag_common.health_details import Health, HealthChecker, Probe
-from rag_common.server import Servicer
 from rag_common.tiered_cache import RedisLayer
 
 _STATES = {
@@ -40,16 +39,18 @@ class HealthDetailsServicer(pb_grpc.HealthDetailsServiceServicer):
                 )
                 for d in report.dependencies
             ],
+            signals=[
+                pb.SignalHealth(
+                    name=s.name,
+                    state=_STATES[s.health],
+                    value=s.value,
+                    warning=s.warning,
+                    critical=s.critical,
+                    detail=s.detail,
+                )
+                for s in report.signals
+            ],
         )
-
-
-def health_details_servicer(checker: HealthChecker) -> Servicer:
-    """HealthDetailsService, ready for a ServiceHost."""
-    return Servicer(
-        HealthDetailsServicer(checker),
-        pb_grpc.add_HealthDetailsServiceServicer_to_server,
-        pb.DESCRIPTOR.services_by_name["HealthDetailsService"].full_name,
-    )
 
 
 def client_probe(client: ServiceClient) -> Probe:

@@ -15,6 +15,7 @@ from rag_common import context, status
 from rag_common.errors import InvalidArgument, RagError
 from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
 from rag_common.metrics import RpcMetrics
+from rag_common.signals import SignalWindow
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self,
         resolve_identity: IdentityResolver,
         metrics: RpcMetrics,
+        signals: SignalWindow,
+        *,
+        untimed: tuple[str, ...] = (),
     ) -> None:
         self._resolve_identity = resolve_identity
         self._metrics = metrics
+        self._signals = signals
+        # Method prefixes whose calls are long by nature (bulk ingest): counted, but not
+        # latency samples for the p95 signal.
+        self._untimed = untimed
         self._sampler = _LogSampler()
 
     async def intercept_service(
@@ -73,6 +81,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # no bidi-streaming RPCs in rag.v1
 
+    def _call(self, method: str) -> _Call:
+        timed = not method.startswith(self._untimed)
+        return _Call(method, self._metrics, self._signals, self._sampler, timed=timed)
+
     def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
         metadata = metadata_dict(ctx.invocation_metadata())
         remaining = ctx.time_remaining()
@@ -93,7 +105,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         client_stream: bool = False,
     ):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            call = _Call(method, self._metrics, self._sampler)
+            call = self._call(method)
             try:
                 self._enter_scope(method, ctx)
                 request = _decoded_stream(request) if client_stream else _decoded(request)
@@ -107,7 +119,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]):
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = _Call(method, self._metrics, self._sampler)
+            call = self._call(method)
             try:
                 self._enter_scope(method, ctx)
                 async for message in behavior(_decoded(request), ctx):
@@ -195,19 +207,32 @@ _CALLER_ERRORS = {
 
 
 class _Call:
-    """One call's bookkeeping: its log line and its metrics, written exactly once."""
+    """One call's bookkeeping: its log line, metrics and signals, written exactly once."""
 
-    def __init__(self, method: str, metrics: RpcMetrics, sampler: _LogSampler) -> None:
+    def __init__(
+        self,
+        method: str,
+        metrics: RpcMetrics,
+        signals: SignalWindow,
+        sampler: _LogSampler,
+        *,
+        timed: bool,
+    ) -> None:
         self._method = method
         self._metrics = metrics
+        self._signals = signals
         self._sampler = sampler
+        self._timed = timed
         self._started = time.perf_counter()
         metrics.started(method)
 
-    def done(self, code: str, **extra: Any) -> None:
-        """Log and count the call as ended with `code`."""
+    def done(self, code: str, reason: str = "", **extra: Any) -> None:
+        """Log and count the call as ended with `code` (and `reason`, for an error)."""
         seconds = time.perf_counter() - self._started
-        self._metrics.finished(self._method, code, seconds)
+        self._metrics.finished(self._method, code, seconds, reason)
+        self._signals.record(code, seconds, timed=self._timed)
+        if reason:
+            extra["reason"] = reason
         suppressed = self._sampler.admit(self._method, code)
         if suppressed is None:
             return

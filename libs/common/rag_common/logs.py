@@ -1,4 +1,4 @@
-"""JSON log lines on stdout, each stamped with the service name and current request id."""
+"""JSON log lines on stdout, each stamped with the service name, request id and trace ids."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from rag_common import context
+from rag_common import context, tracing
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
@@ -31,6 +31,8 @@ class JsonFormatter(logging.Formatter):
         }
         if rid := context.request_id():
             entry["request_id"] = rid
+        if ids := tracing.current_ids():  # joins a log line to its trace
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value

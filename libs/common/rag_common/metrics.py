@@ -1,26 +1,47 @@
-"""Per-process RPC metrics on a Prometheus endpoint: what autoscalers and alerts read.
+"""Per-process metrics on a Prometheus endpoint: what dashboards, alerts and autoscalers read.
 
-`rag_requests_in_flight` (calls being served now) and `rag_request_duration_seconds` (by
-method and status code) are the seed's scaling signals beside CPU: the chart's HPA reads
-them through the Prometheus Adapter, or KEDA queries them (deploy/helm/rag).
+Every service exports the same RPC families (calls in flight, latency by method and code,
+errors by code and reason), its breakers (state and transitions per dependency) and the
+process's CPU and memory; each service adds its own (caches, batches, tokens and cost).
+`rag_requests_in_flight` and the p95 of `rag_request_duration_seconds` are the seed's scaling
+signals beside CPU: the chart's HPA reads them through the Prometheus Adapter, or KEDA
+queries them (deploy/helm/rag). Names are listed in `docs/operations.md`.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from collections.abc import Callable, Iterable, Sequence
 
-# Seconds; the seed's latency thresholds (2 s warning, 5 s critical) fall on bucket edges.
-_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from rag_common.breaker import BreakerState, CircuitBreaker
+from rag_common.signals import LATENCY_BUCKETS
+from rag_common.stats import Distribution
 
 
 class RpcMetrics:
-    """Calls in flight and their latency, for one service process."""
+    """Calls in flight, their latency and their errors, for one service process."""
 
     def __init__(self, service: str) -> None:
         # A registry of its own, not the library's global one: two hosts in one process
         # (as in tests) never mix their numbers.
         self.registry = CollectorRegistry()
-        self._service = service
+        self.service = service
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, ..._memory_bytes
         self._in_flight = Gauge(
             "rag_requests_in_flight",
             "Calls being served now.",
@@ -31,7 +52,13 @@ class RpcMetrics:
             "rag_request_duration_seconds",
             "Time to serve a call, by method and status code.",
             ["service", "method", "code"],
-            buckets=_BUCKETS,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._errors = Counter(
+            "rag_errors",
+            "Calls that ended in an error, by method, status code and ErrorInfo reason.",
+            ["service", "method", "code", "reason"],
             registry=self.registry,
         )
         self._gauges: dict[str, Gauge] = {}
@@ -41,21 +68,92 @@ class RpcMetrics:
         """A call began."""
         self._gauge(method).inc()
 
-    def finished(self, method: str, code: str, seconds: float) -> None:
-        """A call ended with `code` after `seconds`."""
+    def finished(self, method: str, code: str, seconds: float, reason: str = "") -> None:
+        """A call ended with `code` (and, for an error, `reason`) after `seconds`."""
         self._gauge(method).dec()
         key = (method, code)
         if (histogram := self._histograms.get(key)) is None:
-            histogram = self._histograms[key] = self._duration.labels(self._service, *key)
+            histogram = self._histograms[key] = self._duration.labels(self.service, *key)
         histogram.observe(seconds)
+        if code != "OK":
+            self._errors.labels(self.service, method, code, reason).inc()
 
     def _gauge(self, method: str) -> Gauge:
         # Children looked up once per method: `labels()` costs more than the update itself,
         # and a cache hit is served in well under a millisecond.
         if (gauge := self._gauges.get(method)) is None:
-            gauge = self._gauges[method] = self._in_flight.labels(self._service, method)
+            gauge = self._gauges[method] = self._in_flight.labels(self.service, method)
         return gauge
+
+    def read_at_scrape(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        """Export numbers that already exist elsewhere (breaker states, cache counters),
+        read when Prometheus scrapes rather than copied on every change."""
+        self.registry.register(_Callback(collect))
+
+    def watch_breakers(self, breakers: Sequence[CircuitBreaker]) -> None:
+        """Export each breaker's state and transitions, labelled with its dependency."""
+        self.read_at_scrape(lambda: breaker_families(self.service, breakers))
 
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics on `port` (a thread of its own, off the event loop)."""
         start_http_server(port, addr=host, registry=self.registry)
+
+
+class _Callback(Collector):
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[Metric]:
+        return self._collect()
+
+
+def breaker_families(service: str, breakers: Sequence[CircuitBreaker]) -> list[Metric]:
+    """rag_breaker_state (1 for the state each breaker is in) and rag_breaker_transitions."""
+    state = GaugeMetricFamily(
+        "rag_breaker_state",
+        "Circuit breaker state per dependency: 1 for the state it is in, 0 for the others.",
+        labels=["service", "dependency", "state"],
+    )
+    moves = CounterMetricFamily(
+        "rag_breaker_transitions",
+        "Times each breaker moved into a state.",
+        labels=["service", "dependency", "state"],
+    )
+    for breaker in breakers:
+        now = breaker.peek()  # runs on the scrape thread: must not move the breaker
+        # dict(): one C-level copy, so a change on the event loop cannot break iteration.
+        counts = dict(breaker.transitions)
+        for option in BreakerState:
+            labels = [service, breaker.name, option.value]
+            state.add_metric(labels, float(option is now))
+            moves.add_metric(labels, counts.get(option.value, 0))
+    return [state, moves]
+
+
+def counter_family(
+    name: str, documentation: str, labels: Sequence[str], values: dict[tuple[str, ...], float]
+) -> CounterMetricFamily:
+    """A counter family from a mapping of label values to totals."""
+    family = CounterMetricFamily(name, documentation, labels=list(labels))
+    for label_values, value in values.items():
+        family.add_metric(list(label_values), value)
+    return family
+
+
+def histogram_family(
+    name: str,
+    documentation: str,
+    labels: Sequence[str],
+    values: dict[tuple[str, ...], Distribution],
+) -> HistogramMetricFamily:
+    """A histogram family from Distributions kept by a core object."""
+    family = HistogramMetricFamily(name, documentation, labels=list(labels))
+    for label_values, distribution in values.items():
+        counts, total = distribution.snapshot()
+        edges = [*map(str, distribution.buckets), "+Inf"]
+        cumulative, running = [], 0
+        for edge, count in zip(edges, counts, strict=True):
+            running += count
+            cumulative.append((edge, running))
+        family.add_metric(list(label_values), cumulative, total)
+    return family

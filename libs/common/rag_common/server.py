@@ -16,10 +16,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
-from rag_common import logs
+from rag.v1 import health_details_service_pb2, health_details_service_pb2_grpc
+from rag_common import logs, tracing
+from rag_common.health_details import HealthChecker
+from rag_common.health_servicer import HealthDetailsServicer
 from rag_common.interceptor import IdentityResolver, ServerInterceptor
 from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings, env_name
+from rag_common.signals import SignalWindow
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
@@ -38,10 +42,13 @@ class Servicer:
 
 
 class ServiceHost:
-    """Runs a set of servicers in one grpc.aio server with health and reflection.
+    """Runs a set of servicers in one grpc.aio server with health, health details, metrics,
+    traces and reflection.
 
     Health starts as NOT_SERVING and turns SERVING only when `mark_serving()` is called after
     warm-up, so load balancers and `rag up` never send work to a service that cannot do it.
+    Health details report `checker`'s dependencies and the operating signals (latency,
+    errors, `cache_lookups`' hit rate, CPU, memory) against the settings' thresholds.
     """
 
     def __init__(
@@ -51,13 +58,24 @@ class ServiceHost:
         *,
         resolve_identity: IdentityResolver,
         name: str = "rag",
+        checker: HealthChecker | None = None,
+        cache_lookups: Callable[[], tuple[int, int]] | None = None,
+        untimed: tuple[str, ...] = (),
     ) -> None:
         self._settings = settings
-        self._servicers = list(servicers)
         self._health = health.aio.HealthServicer()
         self.metrics = RpcMetrics(name)
+        self.signals = SignalWindow(settings.thresholds(), cache=cache_lookups)
+        self.checker = checker or HealthChecker(name, [])
+        self.checker.signals = self.signals.signals
+        self.metrics.watch_breakers(self.checker.breakers)
+        self._servicers = [*servicers, _health_details(self.checker)]
+        interceptor = ServerInterceptor(
+            resolve_identity, self.metrics, self.signals, untimed=untimed
+        )
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(resolve_identity, self.metrics)],
+            # Tracing first: its span wraps the call, so our log lines carry its ids.
+            interceptors=[*tracing.server_interceptors(), interceptor],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -118,6 +136,14 @@ class ServiceHost:
     async def _set_all(self, status: int) -> None:
         for name in ["", *self.service_names]:
             await self._health.set(name, status)
+
+
+def _health_details(checker: HealthChecker) -> Servicer:
+    return Servicer(
+        HealthDetailsServicer(checker),
+        health_details_service_pb2_grpc.add_HealthDetailsServiceServicer_to_server,
+        health_details_service_pb2.DESCRIPTOR.services_by_name["HealthDetailsService"].full_name,
+    )
 
 
 def _connection_age_options(settings: ServiceSettings) -> list[tuple[str, int]]:
@@ -188,7 +214,15 @@ def service_main(name: str, settings_type: type[S], serve: Callable[[S], Awaitab
         sys.stderr.write(settings_errors(settings_type, exc))
         raise SystemExit(2) from None
     logs.configure(name, settings.log_level)
-    asyncio.run(serve(settings))
+    tracing.install(
+        tracing.tracer_provider(
+            settings.traces_exporter, settings.trace_service_name or f"rag-{name}"
+        )
+    )
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        tracing.shutdown()  # spans still buffered are sent before the process ends
 
 
 def settings_errors(settings_type: type[ServiceSettings], exc: ValidationError) -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag_common.signals import Thresholds
+
 
 class ServiceSettings(BaseSettings):
     """Settings every service has. Read from the environment once, in the service's main()."""
@@ -50,6 +52,55 @@ class ServiceSettings(BaseSettings):
     max_connection_age_grace_s: float = Field(
         30.0, ge=0, description="How long calls on a connection closed for its age may run on."
     )
+    traces_exporter: str = Field(
+        "none",
+        pattern=r"^\s*(none|console|otlp)(\s*,\s*(none|console|otlp))*\s*$",
+        validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"),
+        description="Where spans go: `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT), `console` "
+        "(JSON lines on stdout) or `none`. The SDK reads the other OTEL_* variables "
+        "(OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_*, OTEL_BSP_*).",
+    )
+    trace_service_name: str = Field(
+        "",
+        validation_alias=AliasChoices("OTEL_SERVICE_NAME"),
+        description="service.name of this process's spans; empty: rag-<service>.",
+    )
+    health_window_s: float = Field(
+        60.0, gt=0, description="Sliding window the health signals are judged over."
+    )
+    health_min_calls: int = Field(
+        20, ge=1, description="Fewer calls (or cache lookups) in the window: not judged."
+    )
+    health_p95_warning_s: float = Field(2.0, gt=0, description="p95 latency: degraded above.")
+    health_p95_critical_s: float = Field(5.0, gt=0, description="p95 latency: unhealthy above.")
+    health_error_rate_warning: float = Field(
+        0.01, ge=0, le=1, description="Share of calls failing on the service's side: degraded."
+    )
+    health_error_rate_critical: float = Field(
+        0.05, ge=0, le=1, description="Share of calls failing on the service's side: unhealthy."
+    )
+    health_cache_hit_rate_warning: float = Field(
+        0.30, ge=0, le=1, description="Answer cache hit rate (query): degraded below."
+    )
+    health_cache_hit_rate_critical: float = Field(
+        0.10, ge=0, le=1, description="Answer cache hit rate (query): unhealthy below."
+    )
+    health_cpu_warning: float = Field(
+        0.70, gt=0, description="Process CPU over the CPUs it may use: degraded above."
+    )
+    health_cpu_critical: float = Field(0.90, gt=0, description="Process CPU: unhealthy above.")
+    health_memory_warning: float = Field(
+        0.75, gt=0, le=1, description="Resident memory over the memory limit: degraded above."
+    )
+    health_memory_critical: float = Field(
+        0.90, gt=0, le=1, description="Resident memory: unhealthy above."
+    )
+
+    def thresholds(self) -> Thresholds:
+        """The health signals' thresholds."""
+        return Thresholds(
+            **{name: getattr(self, f"health_{name}") for name in Thresholds.__dataclass_fields__}
+        )
 
 
 def env_name(settings_type: type[BaseSettings], field: str, prefix: str | None = None) -> str:

@@ -8,11 +8,12 @@ import logging
 from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.health_servicer import health_details_servicer, redis_probe
+from rag_common.health_servicer import redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder
+from rag_embedding.metrics import embedding_families
 from rag_embedding.servicer import servicers
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,12 @@ async def serve(settings: EmbeddingSettings) -> None:
     checker = HealthChecker("embedding", dependencies)
     host = ServiceHost(
         settings,
-        [*servicers(embedder), health_details_servicer(checker)],
+        servicers(embedder),
         resolve_identity=service_credentials(settings, "embedding").resolver(),
         name="embedding",
+        checker=checker,
     )
+    host.metrics.read_at_scrape(lambda: embedding_families(embedder))
 
     async def warm_up() -> None:
         if remote is not None and not await remote.ping():

@@ -8,11 +8,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
+from rag_common import tracing
+from rag_common.stats import Distribution
+
 log = logging.getLogger(__name__)
 
 K = TypeVar("K")  # what the encoder needs to tell texts apart (here: purpose)
 Vector = list[float]
 Encode = Callable[[Sequence[str], K], list[Vector]]
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class DynamicBatcher(Generic[K]):
@@ -41,9 +45,16 @@ class DynamicBatcher(Generic[K]):
         self._max_wait_s = max_wait_s
         self._quiet_s = min(quiet_s, max_wait_s)
         self._queue: asyncio.Queue[tuple[K, str]] = asyncio.Queue()
-        self._pending: dict[tuple[K, str], asyncio.Future[Vector]] = {}
+        # Each text's future gets its vector and the size of the batch it was encoded in.
+        self._pending: dict[tuple[K, str], asyncio.Future[tuple[Vector, int]]] = {}
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # how many encoder calls were made (for tests and metrics)
+        self.batch_sizes = Distribution(BATCH_SIZE_BUCKETS)
+
+    @property
+    def queue_depth(self) -> int:
+        """Texts waiting for a batch."""
+        return self._queue.qsize()
 
     async def submit(self, texts: Sequence[str], kind: K) -> list[Vector]:
         """Vectors for `texts`, in order, encoded together with other callers' texts."""
@@ -60,7 +71,9 @@ class DynamicBatcher(Generic[K]):
                 self._queue.put_nowait(key)
             futures.append(future)
         # shield: one caller giving up must not cancel a result other callers share.
-        return list(await asyncio.gather(*(asyncio.shield(f) for f in futures)))
+        results = await asyncio.gather(*(asyncio.shield(f) for f in futures))
+        tracing.annotate(batch_size=max(size for _, size in results) if results else 0)
+        return [vector for vector, _ in results]
 
     async def close(self) -> None:
         """Stop taking batches; texts still queued fail."""
@@ -95,6 +108,7 @@ class DynamicBatcher(Generic[K]):
             by_kind.setdefault(kind, []).append(text)
         for kind, texts in by_kind.items():
             self.batches += 1
+            self.batch_sizes.observe(len(texts))
             try:
                 vectors = await loop.run_in_executor(self._executor, self._encode, texts, kind)
             except Exception as exc:
@@ -102,13 +116,15 @@ class DynamicBatcher(Generic[K]):
                     self._settle((kind, text), exc=exc)
                 continue
             for text, vector in zip(texts, vectors, strict=True):
-                self._settle((kind, text), vector=vector)
+                self._settle((kind, text), result=(vector, len(texts)))
 
-    def _settle(self, key, *, vector: Vector | None = None, exc: Exception | None = None) -> None:
+    def _settle(
+        self, key, *, result: tuple[Vector, int] | None = None, exc: Exception | None = None
+    ) -> None:
         future = self._pending.pop(key, None)
         if future is None or future.done():
             return
         if exc is not None:
             future.set_exception(exc)
         else:
-            future.set_result(vector)
+            future.set_result(result)

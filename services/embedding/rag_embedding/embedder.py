@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rag_common import tracing
 from rag_common.errors import InvalidArgument, Unavailable
 from rag_common.tiered_cache import TieredCache
 from rag_embedding.batching import DynamicBatcher
@@ -125,6 +126,7 @@ class Embedder:
         keys = [_cache_key(model.name, purpose, text) for text in texts]
         cached = await self.cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]
+        tracing.annotate(texts=len(texts), cache_hits=len(texts) - len(missing))
         vectors: list[list[float] | None] = [
             None if value is None else np.frombuffer(value, dtype=np.float32).tolist()
             for value in cached

@@ -5,10 +5,10 @@ from __future__ import annotations
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.health_servicer import health_details_servicer
 from rag_common.server import ServiceHost, run_service, service_main
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.config import GenerationSettings, ProviderConfig
+from rag_generation.metrics import generation_families
 from rag_generation.providers import ChatModel, counts_against_provider
 from rag_generation.router import Generator
 from rag_generation.routing import Route, TieringRule
@@ -80,10 +80,12 @@ async def serve(settings: GenerationSettings) -> None:
     )
     host = ServiceHost(
         settings,
-        [*servicers(generator), health_details_servicer(checker)],
+        servicers(generator),
         resolve_identity=service_credentials(settings, "generation").resolver(),
         name="generation",
+        checker=checker,
     )
+    host.metrics.read_at_scrape(lambda: generation_families(generator.usage))
     await run_service("generation", host, warm_up=generator.start, close=generator.close)
 
 

@@ -8,12 +8,13 @@ import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from rag_common import context
+from rag_common import context, tracing
 from rag_common.breaker import BreakerState
 from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
 from rag_common.retry import LLM_PROVIDER, retrying
 from rag_generation.citations import cited_sources
 from rag_generation.config import ProviderConfig
+from rag_generation.metrics import UsageStats
 from rag_generation.models import Completion, Generation, GenerationRequest, Prompt, Usage
 from rag_generation.prompt import build_prompt
 from rag_generation.providers import ProviderError
@@ -58,6 +59,7 @@ class Generator:
         self._default_max_tokens = default_max_tokens
         self._tiering = tiering or TieringRule()
         self._rng = rng or random.Random()
+        self.usage = UsageStats()  # read by the metrics endpoint
 
     @property
     def provider_names(self) -> list[str]:
@@ -163,15 +165,25 @@ class Generator:
 
     async def _complete(self, route: Route, prompt: Prompt) -> Completion:
         async for attempt in self._retrying(route):
-            with attempt:
+            with attempt, _attempt_span(route, attempt) as span:
                 timeout = self._attempt_timeout(route.config)
                 try:
-                    return await asyncio.wait_for(route.model.complete(prompt, timeout), timeout)
+                    completion = await asyncio.wait_for(
+                        route.model.complete(prompt, timeout), timeout
+                    )
                 except TimeoutError:
                     raise self._timed_out(route, "no answer") from None
                 except ProviderError as exc:
                     route.breaker.record_failure(exc)
                     raise
+                usage = completion.usage
+                tracing.annotate(
+                    span,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cost_usd=_cost(route.config, usage),
+                )
+                return completion
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _open_stream(
@@ -179,7 +191,7 @@ class Generator:
     ) -> tuple[str, AsyncIterator[str | Usage]]:
         """Start a stream and wait for its first piece of text, retrying like a call."""
         async for attempt in self._retrying(route):
-            with attempt:
+            with attempt, _attempt_span(route, attempt, streaming=True):
                 timeout = self._attempt_timeout(route.config)
                 stream = route.model.stream(prompt, timeout)
                 try:
@@ -238,8 +250,8 @@ class Generator:
             count_tokens=route.model.count_tokens,
         )
 
-    @staticmethod
     def _generation(
+        self,
         route: Route,
         prompt: Prompt,
         completion: Completion,
@@ -248,11 +260,7 @@ class Generator:
         partial: bool = False,
     ) -> Generation:
         usage = completion.usage
-        cost = (
-            usage.input_tokens * route.config.price_input_per_mtok
-            + usage.output_tokens * route.config.price_output_per_mtok
-        ) / 1_000_000
-        usage = Usage(usage.input_tokens, usage.output_tokens, round(cost, 8))
+        usage = Usage(usage.input_tokens, usage.output_tokens, _cost(route.config, usage))
         log.info(
             "generated",
             extra={
@@ -265,7 +273,7 @@ class Generator:
                 "partial": partial,
             },
         )
-        return Generation(
+        generation = Generation(
             text=completion.text,
             provider=route.name,
             sources_used=len(prompt.sources),
@@ -275,6 +283,17 @@ class Generator:
             tier=tier,
             partial=partial,
         )
+        self.usage.generated(generation)
+        tracing.annotate(
+            provider=route.name,
+            model=route.config.model or route.config.kind,
+            tier=tier,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            failed_providers=failed or None,
+        )
+        return generation
 
     def _validate(self, request: GenerationRequest) -> None:
         if not request.question.strip():
@@ -291,8 +310,9 @@ class Generator:
                 "input.provider", f"unknown provider '{request.provider}'; known: {sorted(known)}"
             )
 
-    @staticmethod
-    def _note_failure(route: Route, exc: ProviderError, failed: list[str]) -> None:
+    def _note_failure(self, route: Route, exc: ProviderError, failed: list[str]) -> None:
+        self.usage.failed(route.name, exc.reason)
+        tracing.event("provider_failed", provider=route.name, reason=exc.reason)
         log.warning(
             "provider failed, trying the next",
             extra={
@@ -302,6 +322,27 @@ class Generator:
             },
         )
         failed.append(route.name)
+
+
+def _cost(config: ProviderConfig, usage: Usage) -> float:
+    """USD at the configured prices."""
+    cost = (
+        usage.input_tokens * config.price_input_per_mtok
+        + usage.output_tokens * config.price_output_per_mtok
+    ) / 1_000_000
+    return round(cost, 8)
+
+
+def _attempt_span(route: Route, attempt, *, streaming: bool = False):
+    """The span of one attempt at a provider: which, which try, and its breaker's state."""
+    return tracing.span(
+        "llm.attempt",
+        provider=route.name,
+        model=route.config.model or route.config.kind,
+        retry=attempt.retry_state.attempt_number - 1,
+        breaker=route.breaker.state.value,
+        streaming=streaming,
+    )
 
 
 async def _first_text(stream: AsyncIterator[str | Usage]) -> str:

@@ -11,7 +11,7 @@ from rag_common.credentials import service_credentials
 from rag_common.drain import Drain
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, HealthChecker
-from rag_common.health_servicer import client_probe, health_details_servicer, redis_probe
+from rag_common.health_servicer import client_probe, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_query.adapters.generation_client import GenerationClient
@@ -22,6 +22,7 @@ from rag_query.config import QuerySettings
 from rag_query.documents import Documents
 from rag_query.engine import QueryEngine, QueryPolicy, sources_size
 from rag_query.maintenance import Maintenance
+from rag_query.metrics import query_families
 from rag_query.semantic_cache import SemanticCache, SharedEntries
 from rag_query.servicer import servicers
 
@@ -93,17 +94,21 @@ def build_host(
     )
     host = ServiceHost(
         settings,
-        [
-            *servicers(
-                engine,
-                Documents(retrieval, maintenance, versions),
-                maintenance,
-                snippet_chars=settings.snippet_chars,
-            ),
-            health_details_servicer(checker),
-        ],
+        servicers(
+            engine,
+            Documents(retrieval, maintenance, versions),
+            maintenance,
+            snippet_chars=settings.snippet_chars,
+        ),
         resolve_identity=Authenticator(settings.api_keys),
         name="query",
+        checker=checker,
+        cache_lookups=engine.stats.hits_and_lookups,
+        # Ingest and admin calls take as long as their documents do: not latency samples.
+        untimed=("/rag.v1.DocumentService/", "/rag.v1.AdminService/"),
+    )
+    host.metrics.read_at_scrape(
+        lambda: query_families(engine.stats, lambda: engine.pipeline_in_flight)
     )
 
     async def follow_maintenance(enabled: bool) -> None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 
-from rag_common import context
+from rag_common import context, tracing
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
 from rag_common.domain import ScoredChunk, TextEmbedder
@@ -30,6 +29,7 @@ from rag_common.filters import check_conditions
 from rag_common.identity import Identity
 from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
 from rag_query.maintenance import Maintenance
+from rag_query.metrics import QueryStats
 from rag_query.models import Answer, GeneratedText, Question, Timings
 from rag_query.ports import AnswerGenerator, ContextRetriever
 from rag_query.semantic_cache import SemanticCache
@@ -129,9 +129,12 @@ class QueryEngine:
         # nothing but a cached answer can be whole, and cache hits are flagged so.
         self._dependencies_down = dependencies_down
         self._in_flight = 0  # questions in the pipeline (not served from a cache)
-        # Metrics-ready: answers by how they were found, and time spent serving cache hits.
-        self.cache_counts: Counter[str] = Counter()
-        self.cache_hit_ms: Counter[str] = Counter()
+        self.stats = QueryStats()  # read by the metrics endpoint and the health signals
+
+    @property
+    def pipeline_in_flight(self) -> int:
+        """Questions going through retrieval and generation now (the query queue depth)."""
+        return self._in_flight
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
@@ -166,8 +169,14 @@ class QueryEngine:
         started = time.perf_counter()
         version = await self._versions.current(identity.tenant)
         scope = self._cache_scope(question, identity, version)
-        cached = await self._answers.get(scope.key) if scope is not None else None
+        cached = None
+        if scope is not None:
+            with tracing.span("cache.answer") as span:
+                cached = await self._answers.get(scope.key)
+                tracing.annotate(span, hit=cached is not None)
         mode = self._cached_only_mode()
+        if mode:
+            tracing.event("cached_only", cause=mode)
         hit = self._from_cache(cached, started, mode) if cached is not None else None
         return _Lookup(started, version, scope, mode, hit)
 
@@ -221,6 +230,7 @@ class QueryEngine:
                 if not sent_text:  # a whole answer at once: the caller still gets its text
                     yield answer.text
         await self._remember(scope, question, progress, answer)
+        self.stats.answered(answer)
         yield answer
 
     def _generate(
@@ -271,9 +281,12 @@ class QueryEngine:
     ) -> Answer | None:
         if scope is None or self._semantic is None:
             return None
-        hit = await self._semantic.find(scope.scope, question.text, vector)
-        cached = await self._answers.get(hit.answer_key) if hit is not None else None
-        if hit is None or cached is None:
+        with tracing.span("cache.semantic") as span:
+            hit = await self._semantic.find(scope.scope, question.text, vector)
+            cached = await self._answers.get(hit.answer_key) if hit is not None else None
+            found = hit is not None and cached is not None
+            tracing.annotate(span, hit=found, similarity=hit.similarity if hit else None)
+        if not found:
             return None
         return replace(
             cached, cache="semantic", cache_similarity=hit.similarity, cached_question=hit.question
@@ -282,7 +295,6 @@ class QueryEngine:
     async def _remember(
         self, scope: _CacheScope | None, question: Question, progress: _Progress, answer: Answer
     ) -> None:
-        self.cache_counts["miss"] += 1
         # Only whole answers: a degraded or partial one must not outlive its cause.
         if scope is None or answer.degraded or answer.generated.partial:
             return
@@ -292,15 +304,16 @@ class QueryEngine:
 
     def _from_cache(self, cached: Answer, started: float, mode: str) -> Answer:
         total_ms = (time.perf_counter() - started) * 1000
-        self.cache_counts[f"{cached.cache}_hit"] += 1
-        self.cache_hit_ms[cached.cache] += total_ms
-        return replace(
+        answer = replace(
             cached,
             timings=Timings(total_ms=total_ms),
             request_id=context.request_id(),
             # The answer is whole, but the caller should know the system is degraded.
             degraded=[CACHED_ONLY] if mode else [],
         )
+        self.stats.answered(answer)
+        tracing.annotate(cache=answer.cache, degraded=answer.degraded or None)
+        return answer
 
     async def _find_sources(
         self,
@@ -357,6 +370,7 @@ class QueryEngine:
                 "retrieval degraded",
                 extra={"degraded": progress.degraded, "cause": type(exc).__name__},
             )
+            tracing.event("degraded", reason=progress.degraded[-1], cause=type(exc).__name__)
         elapsed = (time.perf_counter() - progress.started) * 1000
         progress.retrieve_ms = max(0.0, elapsed - progress.embed_ms)
         return progress
@@ -370,6 +384,7 @@ class QueryEngine:
             )
         progress.degraded.append(LLM_UNAVAILABLE)
         log.warning("generation degraded", extra={"cause": cause})
+        tracing.event("degraded", reason=LLM_UNAVAILABLE, cause=cause)
         lines = ["No answer could be generated right now. The most relevant passages:"]
         for number, chunk in enumerate(progress.sources, start=1):
             snippet = " ".join(chunk.text.split())[:200]
@@ -388,6 +403,9 @@ class QueryEngine:
         )
         if progress.degraded:
             log.info("answer degraded", extra={"degraded": progress.degraded})
+        tracing.annotate(
+            cache="", degraded=progress.degraded or None, provider=generated.provider or None
+        )
         return Answer(
             generated.text,
             progress.sources,

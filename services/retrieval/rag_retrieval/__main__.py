@@ -5,7 +5,7 @@ from __future__ import annotations
 from rag_common.credentials import service_credentials
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.health_servicer import client_probe, health_details_servicer
+from rag_common.health_servicer import client_probe
 from rag_common.server import ServiceHost, run_service, service_main
 from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
@@ -70,9 +70,17 @@ async def serve(settings: RetrievalSettings) -> None:
     )
     host = ServiceHost(
         settings,
-        [*servicers(retriever, backups), health_details_servicer(checker)],
+        servicers(retriever, backups),
         resolve_identity=credentials.resolver(),
         name="retrieval",
+        checker=checker,
+        # Bulk writes and backups take as long as their data does: not latency samples.
+        untimed=(
+            "/rag.v1.RetrievalService/UpsertDocuments",
+            "/rag.v1.RetrievalService/DeleteDocuments",
+            "/rag.v1.RetrievalService/CreateBackup",
+            "/rag.v1.RetrievalService/RestoreBackup",
+        ),
     )
 
     async def close() -> None:

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
+from rag_common import tracing
 from rag_common.breaker import CircuitBreaker, guarded
 from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
@@ -161,17 +162,20 @@ class Retriever:
             [vector] = await self._embedder.embed([query.text], "query")
             embed_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
-        chunks = await guarded(
-            self.store_breaker,
-            lambda: self._store.search(
-                identity.tenant,
-                vector,
-                conditions=query.conditions,
-                top_k=query.top_k or self._default_top_k,
-                score_threshold=query.score_threshold,
-            ),
-        )
-        chunks = await self._drop_stale(identity.tenant, chunks)
+        top_k = query.top_k or self._default_top_k
+        with tracing.span("store.search", top_k=top_k, filters=len(query.conditions)) as span:
+            chunks = await guarded(
+                self.store_breaker,
+                lambda: self._store.search(
+                    identity.tenant,
+                    vector,
+                    conditions=query.conditions,
+                    top_k=top_k,
+                    score_threshold=query.score_threshold,
+                ),
+            )
+            chunks = await self._drop_stale(identity.tenant, chunks)
+            tracing.annotate(span, hits=len(chunks), breaker=self.store_breaker.state.value)
         search_ms = (time.perf_counter() - started) * 1000
         return RetrieveResult(chunks=chunks, embed_ms=embed_ms, search_ms=search_ms)
 

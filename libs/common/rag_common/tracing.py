@@ -1,0 +1,137 @@
+"""OpenTelemetry traces, set by the standard OTEL_* variables: one trace per question.
+
+`OTEL_TRACES_EXPORTER` chooses where spans go: `otlp` (to `OTEL_EXPORTER_OTLP_ENDPOINT`,
+gRPC), `console` (one JSON object per span on stdout, beside the JSON logs) or `none`
+(the default: no provider is installed and every call below costs next to nothing). The
+SDK itself reads the rest (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
+`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`). The gRPC instrumentation carries the trace context
+in each internal call's metadata (W3C traceparent), so the four services' spans join up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+_TRACER = "rag"
+# Health checks and reflection would fill traces with probes every few seconds.
+_UNTRACED = ("grpc.health.v1.", "grpc.reflection.", "rag.v1.HealthDetailsService")
+
+
+def tracer_provider(
+    exporters: str, service_name: str, *, out: IO[str] = sys.stdout
+) -> TracerProvider | None:
+    """A provider exporting to each of `exporters` (comma-separated), or None for `none`."""
+    names = [n.strip().lower() for n in exporters.split(",") if n.strip()]
+    names = [n for n in names if n != "none"]
+    if not names:
+        return None
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    for name in names:
+        provider.add_span_processor(BatchSpanProcessor(_exporter(name, out)))
+    return provider
+
+
+def _exporter(name: str, out: IO[str]):
+    if name == "console":
+        return ConsoleSpanExporter(out=out, formatter=span_json_line)
+    if name == "otlp":
+        # Imported only when asked for: it brings its own gRPC stubs.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter '{name}' (otlp, console, none)")
+
+
+def span_json_line(span: ReadableSpan) -> str:
+    """A finished span as one JSON line (the SDK's own form, without its indentation)."""
+    return json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n"
+
+
+def install(provider: TracerProvider | None) -> None:
+    """Make `provider` the process's tracer provider (once, from a service's main())."""
+    if provider is not None:
+        trace.set_tracer_provider(provider)
+
+
+def enabled() -> bool:
+    """Whether spans are recorded in this process."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
+
+
+def shutdown() -> None:
+    """Send what is still buffered; called as the process stops."""
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.shutdown()
+
+
+def server_interceptors() -> list[Any]:
+    """The instrumentation's server interceptor (first, so its span wraps the call), if on."""
+    if not enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+
+    untraced = filters.any_of(*(filters.service_prefix(p) for p in _UNTRACED))
+    return [aio_server_interceptor(filter_=filters.negate(untraced))]
+
+
+def client_interceptors() -> list[Any]:
+    """The instrumentation's client interceptors (they send the trace context), if on."""
+    if not enabled():
+        return []
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
+
+    untraced = filters.any_of(*(filters.service_prefix(p) for p in _UNTRACED))
+    return aio_client_interceptors(filter_=filters.negate(untraced))
+
+
+@contextlib.contextmanager
+def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """A child span of the current one; attributes are prefixed `rag.`."""
+    tracer = trace.get_tracer(_TRACER)
+    with tracer.start_as_current_span(name, attributes=_prefixed(attributes)) as current:
+        yield current
+
+
+def annotate(target: trace.Span | None = None, **attributes: Any) -> None:
+    """Add attributes (prefixed `rag.`) to `target`, or to the current span."""
+    current = target or trace.get_current_span()
+    if current.is_recording():
+        current.set_attributes(_prefixed(attributes))
+
+
+def event(name: str, **attributes: Any) -> None:
+    """Record a decision (a degradation, a fallback) on the current span."""
+    current = trace.get_current_span()
+    if current.is_recording():
+        current.add_event(name, _prefixed(attributes))
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of the current span as hex, or None outside a recorded one."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"{context.trace_id:032x}", f"{context.span_id:016x}"
+
+
+def _prefixed(attributes: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            value = [str(v) for v in value]
+        elif not isinstance(value, bool | int | float | str):
+            value = str(value)
+        out[f"rag.{key}"] = value
+    return out
