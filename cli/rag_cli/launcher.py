@@ -22,6 +22,8 @@ from rag_common.credentials import Credentials
 
 SERVICES = ("embedding", "retrieval", "generation", "query")
 DEFAULT_PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}
+# Each process's Prometheus endpoint (what `rag advise` reads).
+DEFAULT_METRICS_PORTS = {"query": 9464, "retrieval": 9465, "generation": 9466, "embedding": 9467}
 DEV_API_KEY = "dev-key"
 DEV_API_KEYS = {DEV_API_KEY: {"tenant": "default", "roles": ["admin"], "principal": "dev"}}
 
@@ -115,6 +117,7 @@ class LocalCluster:
 
     data_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    metrics_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_METRICS_PORTS))
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     # Settings of one process only (a replica's metrics port, say), over `env`.
@@ -123,7 +126,12 @@ class LocalCluster:
     @classmethod
     def on_free_ports(cls, data_dir: Path, env: dict[str, str] | None = None) -> LocalCluster:
         """A cluster whose services listen on ports that are free now (for tests, benches)."""
-        return cls(data_dir, {name: free_port() for name in SERVICES}, dict(env or {}))
+        return cls(
+            data_dir,
+            {name: free_port() for name in SERVICES},
+            {name: free_port() for name in SERVICES},
+            dict(env or {}),
+        )
 
     def credentials(self, service: str = "tests") -> Credentials:
         """Credentials signed with this cluster's key, for calls straight to its services."""
@@ -143,7 +151,12 @@ class LocalCluster:
         count = sum(1 for name in self.ports if base_service(name) == service)
         name = f"{service}#{count + 1}"
         self.ports[name] = free_port()
+        self.metrics_ports[name] = free_port()
         return name
+
+    def metrics_url(self, service: str) -> str:
+        """The /metrics address of a service (or replica)."""
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     def service_env(self, service: str) -> dict[str, str]:
         """The environment a service (or replica: `service#n`) process starts with."""
@@ -164,8 +177,9 @@ class LocalCluster:
             }
         )
         env.update(self.env)
+        base = base_service(service).upper()
+        env[f"RAG_{base}_METRICS_PORT"] = str(self.metrics_ports[service])
         if "#" in service:  # a replica: its own port and, for embedded stores, its own folder
-            base = base_service(service).upper()
             env[f"RAG_{base}_PORT"] = str(self.ports[service])
             env[f"RAG_{base}_DATA_DIR"] = str(self.data_dir / service.replace("#", "-"))
         env.update(self.process_env.get(service, {}))

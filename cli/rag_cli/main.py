@@ -1,4 +1,4 @@
-"""The `rag` command: up, serve, ingest, query, health, backup, restore."""
+"""The `rag` command: up, serve, ingest, query, health, advise, backup, restore."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from rag.v1 import (
     query_service_pb2,
     query_service_pb2_grpc,
 )
-from rag_cli import files
+from rag_cli import advise, files
 from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import (
     DEV_API_KEY,
@@ -169,6 +169,7 @@ async def health(args: argparse.Namespace) -> int:
         cluster = LocalCluster(args.data_dir)
         targets = {s: cluster.address(s) for s in SERVICES} | {"query": args.target}
     table = Table("service", "serving", "overall", "dependency", "state", "breaker", "ms", "detail")
+    signals = Table("service", "signal", "state", "value", "warning", "critical", "detail")
     unhealthy = 0
     for service, address in targets.items():
         serving = await health_status(address)
@@ -179,7 +180,10 @@ async def health(args: argparse.Namespace) -> int:
         table.add_row(service, _coloured(serving), overall, *_dependency_cells(dependencies[:1]))
         for dependency in dependencies[1:]:
             table.add_row("", "", "", *_dependency_cells([dependency]))
+        for number, reading in enumerate(report.signals if report else []):
+            signals.add_row("" if number else service, *_signal_cells(reading))
     console.print(table)
+    console.print(signals)
     return int(unhealthy > 0)
 
 
@@ -202,6 +206,15 @@ def _dependency_cells(dependencies: list) -> tuple[str, ...]:
     return (d.name, _state(d.state), d.breaker, f"{d.latency_ms:.1f}", d.detail)
 
 
+def _signal_cells(signal) -> tuple[str, ...]:
+    """One signal's row; the one that tripped shows in the state's colour."""
+    if signal.name.endswith("_s"):
+        shown = [f"{v:.3f} s" for v in (signal.value, signal.warning, signal.critical)]
+    else:
+        shown = [f"{v:.1%}" for v in (signal.value, signal.warning, signal.critical)]
+    return (signal.name, _state(signal.state), *shown, signal.detail)
+
+
 def _coloured(status: str) -> str:
     colour = "green" if status == "SERVING" else "red"
     return f"[{colour}]{status}[/{colour}]"
@@ -211,6 +224,32 @@ def _state(value: int) -> str:
     name = health_details_service_pb2.HealthState.Name(value).removeprefix("HEALTH_STATE_")
     colour = {"HEALTHY": "green", "DEGRADED": "yellow"}.get(name, "red")
     return f"[{colour}]{name.lower()}[/{colour}]"
+
+
+async def advise_command(args: argparse.Namespace) -> int:
+    """Print each recommendation with its figures (exit 1 if no endpoint answered)."""
+    if args.metrics:
+        targets = [tuple(pair) for pair in args.metrics]
+    else:
+        cluster = LocalCluster(args.data_dir)
+        targets = [(s, cluster.metrics_url(s)) for s in SERVICES]
+    scrapes = []
+    for service, url in targets:
+        try:
+            scrapes.append((service, await asyncio.to_thread(advise.scrape, url)))
+        except OSError as exc:
+            console.print(f"[yellow]{service}: no metrics at {url} ({exc})[/yellow]")
+    if not scrapes:
+        return 1
+    found = advise.advise(advise.Metrics.parse(scrapes), advise.Budget(p95_s=args.p95_budget_s))
+    if not found:
+        console.print("[green]nothing to change: every rule is within its budget[/green]")
+    for item in found:
+        table = Table(title=f"{item.rule}: {item.message}", title_justify="left", show_header=False)
+        for figure, value in item.evidence.items():
+            table.add_row(figure, value)
+        console.print(table)
+    return 0
 
 
 async def up(args: argparse.Namespace) -> int:
@@ -263,6 +302,9 @@ async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
     console.print(
         f"all services SERVING after {slowest:.1f}s: "
         + ", ".join(f"{s} {cluster.address(s)}" for s in SERVICES)
+    )
+    console.print(
+        "metrics: " + ", ".join(cluster.metrics_url(s) for s in SERVICES) + " (rag advise)"
     )
     if args.demo:
         demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
@@ -381,6 +423,17 @@ def parser() -> argparse.ArgumentParser:
         help="check this service at this address instead of the local defaults",
     )
     s.set_defaults(func=health)
+
+    s = sub.add_parser("advise", help="cost and capacity advice from the live metrics")
+    s.add_argument(
+        "--metrics",
+        nargs=2,
+        action="append",
+        metavar=("SERVICE", "URL"),
+        help="a process's /metrics (repeat per replica) instead of the local defaults",
+    )
+    s.add_argument("--p95-budget-s", type=float, default=2.0, help="latency budget of a query")
+    s.set_defaults(func=advise_command)
     return p
 
 
@@ -399,6 +452,6 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2
-    if args.command != "up" and code == 0 and args.command != "health":
+    if code == 0 and args.command not in ("up", "health", "advise"):
         console.print(f"[dim]{time.perf_counter() - started:.2f}s[/dim]")
     sys.exit(code)

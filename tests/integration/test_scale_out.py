@@ -25,7 +25,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_cli.launcher import LocalCluster, free_port
+from rag_cli.launcher import LocalCluster
 from rag_common.channel import open_channel
 
 pytestmark = pytest.mark.slow
@@ -45,9 +45,7 @@ async def replicas(tmp_path_factory):
     names = {s: [s, cluster.add_replica(s)] for s in ("query", "embedding", "generation")}
     spare = cluster.add_replica("embedding")  # listed by callers, started later
     embedders = [*names["embedding"], spare]
-    metrics = {name: free_port() for name in embedders}
-    for name in embedders:
-        cluster.process_env[name] = {"RAG_EMBEDDING_METRICS_PORT": str(metrics[name])}
+    metrics = {name: cluster.metrics_ports[name] for name in embedders}
     addresses = {s: ",".join(cluster.address(n) for n in names[s]) for s in names}
     every_embedder = ",".join(cluster.address(n) for n in embedders)
     cluster.env.update(

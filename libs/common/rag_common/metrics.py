@@ -29,7 +29,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from rag_common.breaker import BreakerState, CircuitBreaker
-from rag_common.signals import LATENCY_BUCKETS
+from rag_common.health_details import Health
+from rag_common.signals import LATENCY_BUCKETS, SignalWindow
 from rag_common.stats import Distribution
 
 
@@ -94,6 +95,11 @@ class RpcMetrics:
         """Export each breaker's state and transitions, labelled with its dependency."""
         self.read_at_scrape(lambda: breaker_families(self.service, breakers))
 
+    def watch_signals(self, signals: SignalWindow) -> None:
+        """Export the health signals (p95 over the window is an autoscaling signal too) and
+        the limits CPU and memory are measured against."""
+        self.read_at_scrape(lambda: signal_families(self.service, signals))
+
     def serve(self, host: str, port: int) -> None:
         """Expose /metrics on `port` (a thread of its own, off the event loop)."""
         start_http_server(port, addr=host, registry=self.registry)
@@ -128,6 +134,40 @@ def breaker_families(service: str, breakers: Sequence[CircuitBreaker]) -> list[M
             state.add_metric(labels, float(option is now))
             moves.add_metric(labels, counts.get(option.value, 0))
     return [state, moves]
+
+
+_STATE_VALUES = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
+
+
+def signal_families(service: str, signals: SignalWindow) -> list[Metric]:
+    """rag_health_signal (value over the window), rag_health_signal_state (0 healthy,
+    1 degraded, 2 unhealthy), rag_process_cpus and rag_process_memory_limit_bytes."""
+    value = GaugeMetricFamily(
+        "rag_health_signal",
+        "Each health signal over its sliding window (seconds, or a share between 0 and 1).",
+        labels=["service", "signal"],
+    )
+    state = GaugeMetricFamily(
+        "rag_health_signal_state",
+        "Each health signal's verdict: 0 healthy, 1 degraded, 2 unhealthy.",
+        labels=["service", "signal"],
+    )
+    for report in signals.signals():
+        value.add_metric([service, report.name], report.value)
+        state.add_metric([service, report.name], _STATE_VALUES[report.health])
+    cpus = GaugeMetricFamily(
+        "rag_process_cpus",
+        "CPUs this process may use (cgroup quota, else cores).",
+        labels=["service"],
+    )
+    cpus.add_metric([service], signals.usage.cpus)
+    memory = GaugeMetricFamily(
+        "rag_process_memory_limit_bytes",
+        "Memory this process may use (cgroup limit, else the machine's).",
+        labels=["service"],
+    )
+    memory.add_metric([service], signals.usage.memory_limit)
+    return [value, state, cpus, memory]
 
 
 def counter_family(

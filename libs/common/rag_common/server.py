@@ -69,6 +69,7 @@ class ServiceHost:
         self.checker = checker or HealthChecker(name, [])
         self.checker.signals = self.signals.signals
         self.metrics.watch_breakers(self.checker.breakers)
+        self.metrics.watch_signals(self.signals)
         self._servicers = [*servicers, _health_details(self.checker)]
         interceptor = ServerInterceptor(
             resolve_identity, self.metrics, self.signals, untimed=untimed

@@ -87,7 +87,7 @@ class SignalWindow:
 
     Counters only grow; a snapshot is kept every `window_s / 12`, and a signal is the
     difference between now and the oldest snapshot inside the window. Recording a call is
-    a bisect and two increments.
+    a bisect and two increments. `signals()` may be called from the metrics thread too.
     """
 
     def __init__(
@@ -200,10 +200,17 @@ class SignalWindow:
         )
 
     def _oldest_in_window(self, now: float) -> _Snapshot:
-        for snapshot in self._snapshots:
+        # list(): one C-level copy, so a scrape thread reading while the event loop
+        # appends never iterates a deque that changes under it.
+        for snapshot in list(self._snapshots):
             if now - snapshot.at <= self.thresholds.window_s:
                 return snapshot
         return self._snapshots[-1]
+
+    @property
+    def usage(self) -> ProcessUsage:
+        """The process readings the CPU and memory signals come from."""
+        return self._usage
 
 
 def _quantile(counts: list[int], q: float) -> float:
