@@ -53,14 +53,22 @@ class LocalGenerator:
         self._generator = generator
 
     async def generate(
-        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
     ) -> GeneratedText:
         """Generate in-process."""
         generation = await self._generator.generate(self._request(question, sources, options))
         return generated_text(generation)
 
     async def stream(
-        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
     ) -> AsyncIterator[str | GeneratedText]:
         """Stream in-process."""
         async for item in self._generator.stream(self._request(question, sources, options)):

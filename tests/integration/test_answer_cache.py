@@ -33,7 +33,7 @@ class Corpus:
     async def retrieve(self, question, vector, options, identity):
         return [ScoredChunk("hours", 0, 0.9, self.text)]
 
-    async def generate(self, question, sources, options):
+    async def generate(self, question, sources, options, identity):
         self.generations += 1
         return GeneratedText(sources[0].text + " [1]", "fake", cited_sources=(1,))
 

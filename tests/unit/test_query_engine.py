@@ -45,14 +45,14 @@ class Generator:
         self.delay_s = 0.0
         self.calls = 0
 
-    async def generate(self, question, sources, options):
+    async def generate(self, question, sources, options, identity):
         self.calls += 1
         await asyncio.sleep(self.delay_s)
         if self.down:
             raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
         return GeneratedText("Thirty days [1].", "fake", cited_sources=(1,))
 
-    async def stream(self, question, sources, options):
+    async def stream(self, question, sources, options, identity):
         if self.down:
             raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
         yield "Thirty"

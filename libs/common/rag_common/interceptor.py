@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from rag_common import context, status
+from rag_common import context, status, tracing
 from rag_common.errors import InvalidArgument, RagError
 from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
 from rag_common.metrics import RpcMetrics
@@ -88,12 +88,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
         metadata = metadata_dict(ctx.invocation_metadata())
         remaining = ctx.time_remaining()
+        request_id = _request_id(metadata.get(REQUEST_ID_KEY, ""))
         context.enter(
             context.RequestScope(
-                request_id=_request_id(metadata.get(REQUEST_ID_KEY, "")),
+                request_id=request_id,
                 deadline=None if remaining is None else time.monotonic() + remaining,
             )
         )
+        tracing.annotate(request_id=request_id)  # a trace can be found by its request id
         # Resolved after the scope exists so that a rejection is logged with its request id.
         context.set_identity(self._resolve_identity(method, metadata))
 

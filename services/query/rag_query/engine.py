@@ -210,7 +210,8 @@ class QueryEngine:
                 async with self._drain.timeout(self._time_left()):
                     # To its end, not only to the summary: a stream read to its end is what
                     # tells the client's breaker that the call succeeded.
-                    async for item in self._generate(question, progress.sources, streaming):
+                    generated = self._generate(question, progress.sources, identity, streaming)
+                    async for item in generated:
                         if isinstance(item, GeneratedText):
                             answer = self._finish(item, progress, generate_started)
                         else:
@@ -234,16 +235,16 @@ class QueryEngine:
         yield answer
 
     def _generate(
-        self, question: Question, sources: list[ScoredChunk], streaming: bool
+        self, question: Question, sources: list[ScoredChunk], identity: Identity, streaming: bool
     ) -> AsyncIterator[str | GeneratedText]:
         if streaming:
-            return self._generator.stream(question.text, sources, question.options)
-        return self._whole_answer(question, sources)
+            return self._generator.stream(question.text, sources, question.options, identity)
+        return self._whole_answer(question, sources, identity)
 
     async def _whole_answer(
-        self, question: Question, sources: list[ScoredChunk]
+        self, question: Question, sources: list[ScoredChunk], identity: Identity
     ) -> AsyncIterator[GeneratedText]:
-        yield await self._generator.generate(question.text, sources, question.options)
+        yield await self._generator.generate(question.text, sources, question.options, identity)
 
     def _cached_only_mode(self) -> str:
         """Why only cached answers are whole right now ('' when everything works).

@@ -24,13 +24,21 @@ class AnswerGenerator(Protocol):
     """Writes an answer from numbered sources."""
 
     async def generate(
-        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
     ) -> GeneratedText:
-        """The whole answer."""
+        """The whole answer, written for `identity` (whose tenant its tokens count against)."""
         ...
 
     def stream(
-        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
     ) -> AsyncIterator[str | GeneratedText]:
         """Pieces of text, then the GeneratedText summary."""
         ...

@@ -135,6 +135,18 @@ podAntiAffinity:
 {{- if $root.Values.metrics.enabled }}
 {{ $prefix }}METRICS_PORT: {{ $root.Values.metrics.port | quote }}
 {{- end }}
+{{- with $root.Values.monitoring.thresholds }}
+{{ $prefix }}HEALTH_P95_WARNING_S: {{ .p95WarningSeconds | toString | quote }}
+{{ $prefix }}HEALTH_P95_CRITICAL_S: {{ .p95CriticalSeconds | toString | quote }}
+{{ $prefix }}HEALTH_ERROR_RATE_WARNING: {{ .errorRateWarning | toString | quote }}
+{{ $prefix }}HEALTH_ERROR_RATE_CRITICAL: {{ .errorRateCritical | toString | quote }}
+{{ $prefix }}HEALTH_CACHE_HIT_RATE_WARNING: {{ .cacheHitRateWarning | toString | quote }}
+{{ $prefix }}HEALTH_CACHE_HIT_RATE_CRITICAL: {{ .cacheHitRateCritical | toString | quote }}
+{{ $prefix }}HEALTH_CPU_WARNING: {{ .cpuWarning | toString | quote }}
+{{ $prefix }}HEALTH_CPU_CRITICAL: {{ .cpuCritical | toString | quote }}
+{{ $prefix }}HEALTH_MEMORY_WARNING: {{ .memoryWarning | toString | quote }}
+{{ $prefix }}HEALTH_MEMORY_CRITICAL: {{ .memoryCritical | toString | quote }}
+{{- end }}
 {{- if eq $component "query" }}
 RAG_QUERY_EMBEDDING_TARGET: {{ include "rag.target" (list $root "embedding") | quote }}
 RAG_QUERY_RETRIEVAL_TARGET: {{ include "rag.target" (list $root "retrieval") | quote }}

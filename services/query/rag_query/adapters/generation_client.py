@@ -11,6 +11,7 @@ from rag_common.channel import ServiceClient, open_channel
 from rag_common.convert import source_to_pb
 from rag_common.credentials import Credentials
 from rag_common.domain import ScoredChunk
+from rag_common.identity import Identity
 from rag_query.models import GeneratedText, QueryOptions
 
 
@@ -52,19 +53,27 @@ class GenerationClient(ServiceClient):
         self._stub = pb_grpc.GenerationServiceStub(self._channel)
 
     async def generate(
-        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
     ) -> GeneratedText:
         """The whole answer."""
         request = pb.GenerateRequest(input=_input(question, sources, options))
-        response = await self._unary(self._stub.Generate, request)
+        response = await self._unary(self._stub.Generate, request, identity)
         return _generated(response)
 
     async def stream(
-        self, question: str, sources: Sequence[ScoredChunk], options: QueryOptions
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
     ) -> AsyncIterator[str | GeneratedText]:
         """Pieces of the answer, then its summary."""
         request = pb.StreamGenerateRequest(input=_input(question, sources, options))
-        async for message in self._stream(self._stub.StreamGenerate, request):
+        async for message in self._stream(self._stub.StreamGenerate, request, identity):
             if message.HasField("done"):
                 yield _generated(message.done)
             else:
