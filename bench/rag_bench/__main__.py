@@ -25,7 +25,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus, embedding, routing
+from rag_bench import corpus, embedding, observability, routing
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster, free_port
@@ -76,7 +76,9 @@ def batches(questions: list[str], requests: int) -> dict[int, list[str]]:
     return {c: questions[i * requests : (i + 1) * requests] for i, c in enumerate(CONCURRENCIES)}
 
 
-async def grpc_runs(cluster: LocalCluster, questions: list[str], requests: int) -> list[Run]:
+async def grpc_runs(
+    cluster: LocalCluster, questions: list[str], requests: int, label: str = ""
+) -> list[Run]:
     """Query through the services, then the same questions again: answer cache hits."""
     options = pb.QueryOptions(provider="extractive")
     async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
@@ -91,8 +93,8 @@ async def grpc_runs(cluster: LocalCluster, questions: list[str], requests: int) 
 
         await drive("warm-up", 2, questions[-10:], ask)
         per_run = batches(questions, requests)
-        runs = [await drive("grpc (4 services)", c, per_run[c], ask) for c in CONCURRENCIES]
-        runs += [await drive("grpc, cache hit", c, per_run[c], ask) for c in CONCURRENCIES]
+        runs = [await drive(f"grpc (4 services){label}", c, per_run[c], ask) for c in CONCURRENCIES]
+        runs += [await drive(f"grpc, cache hit{label}", c, per_run[c], ask) for c in CONCURRENCIES]
         return runs
 
 
@@ -211,36 +213,41 @@ async def semantic_cache_rates() -> None:
 
 async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
-    questions = corpus.questions(requests * len(CONCURRENCIES) + 10)
+    per_scenario = requests * len(CONCURRENCIES)
+    # The first share for the plain runs, the second for the traced ones: never a repeat.
+    questions = corpus.questions(2 * per_scenario + 10)
+    plain, traced_questions = questions[: per_scenario + 10], questions[per_scenario:]
+    env = {
+        "RAG_QUERY_API_KEYS": json.dumps({API_KEY: {"tenant": TENANT, "roles": ["writer"]}}),
+        "RAG_GENERATION_PROVIDERS": '["extractive"]',
+        **{
+            f"RAG_{s.upper()}_LOG_LEVEL": "WARNING"
+            for s in ("query", "retrieval", "generation", "embedding")
+        },
+    }
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
         data_dir = Path(tmp)
-        cluster = LocalCluster.on_free_ports(
-            data_dir,
-            env={
-                "RAG_QUERY_API_KEYS": json.dumps(
-                    {API_KEY: {"tenant": TENANT, "roles": ["writer"]}}
-                ),
-                "RAG_GENERATION_PROVIDERS": '["extractive"]',
-                **{
-                    f"RAG_{s.upper()}_LOG_LEVEL": "WARNING"
-                    for s in ("query", "retrieval", "generation", "embedding")
-                },
-            },
-        )
+        cluster = LocalCluster.on_free_ports(data_dir, env=env)
         cluster.start()
         try:
             await cluster.wait_serving()
             ingest_s = await ingest(cluster, chunks)
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
-            runs = await grpc_runs(cluster, questions, requests)
+            runs = await grpc_runs(cluster, plain, requests)
             service_rate = await embedding.service_texts_per_s(
                 cluster.address("embedding"), cluster.credentials("bench")
             )
             runs += await echo_runs(requests)
         finally:
             cluster.stop()
+        # The same stored corpus, served again with every span exported and every
+        # /metrics endpoint scraped once a second: what observability costs.
+        runs += await observability.traced_runs(
+            LocalCluster.on_free_ports(data_dir, env=env | observability.TRACING_ENV),
+            lambda cluster: grpc_runs(cluster, traced_questions, requests, observability.LABEL),
+        )
         local_rate = embedding.in_process_texts_per_s()
-        runs += await in_process_runs(data_dir, questions, requests)
+        runs += await in_process_runs(data_dir, plain, requests)
     print()
     print(table(runs))
     print()
@@ -267,6 +274,7 @@ async def main(chunks: int, requests: int) -> None:
         f"{hit[1].percentile(99):.2f} ms; at concurrency 8: {hit[8].rps:.0f} req/s = "
         f"{hit[8].rps / echo[8].rps:.2f}x the echo server's {echo[8].rps:.0f}"
     )
+    print(observability.summary(runs))
     await semantic_cache_rates()
     await generation_scenarios(requests)
 

@@ -157,3 +157,22 @@ def test_the_dashboard_ships_in_a_config_map_grafana_picks_up():
 )
 def test_the_signals_an_operator_needs_are_all_read(name):
     assert name in referenced_metric_names()
+
+
+def test_tracing_sends_every_service_s_spans_to_the_collector_it_may_reach():
+    collector = [{"to": [{"podSelector": {"matchLabels": {"app": "otel-collector"}}}]}]
+    objects = render(
+        {
+            "tracing": {"enabled": True, "otlpEndpoint": "http://otel:4317", "samplerRatio": 0.25},
+            "networkPolicy": {"egress": {"tracing": collector}},
+        }
+    )
+    settings = {component(c): c["data"] for c in of_kind(objects, "ConfigMap")}
+    for service in SERVICES:
+        assert settings[service]["OTEL_TRACES_EXPORTER"] == "otlp"
+        assert settings[service]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4317"
+        assert settings[service]["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+        assert settings[service]["OTEL_SERVICE_NAME"] == f"rag-{service}"
+    for policy in of_kind(objects, "NetworkPolicy"):
+        assert collector[0] in policy["spec"]["egress"], component(policy)
+    assert "OTEL_TRACES_EXPORTER" not in of_kind(render({}), "ConfigMap")[0]["data"]

@@ -217,7 +217,11 @@ def service_main(name: str, settings_type: type[S], serve: Callable[[S], Awaitab
     logs.configure(name, settings.log_level)
     tracing.install(
         tracing.tracer_provider(
-            settings.traces_exporter, settings.trace_service_name or f"rag-{name}"
+            settings.traces_exporter,
+            settings.trace_service_name or f"rag-{name}",
+            endpoint=settings.otlp_endpoint,
+            sampler=settings.traces_sampler,
+            sampler_ratio=settings.traces_sampler_arg,
         )
     )
     try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_common.signals import Thresholds
+from rag_common.tracing import SAMPLER_NAMES
 
 
 class ServiceSettings(BaseSettings):
@@ -57,8 +59,27 @@ class ServiceSettings(BaseSettings):
         pattern=r"^\s*(none|console|otlp)(\s*,\s*(none|console|otlp))*\s*$",
         validation_alias=AliasChoices("OTEL_TRACES_EXPORTER"),
         description="Where spans go: `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT), `console` "
-        "(JSON lines on stdout) or `none`. The SDK reads the other OTEL_* variables "
-        "(OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_*, OTEL_BSP_*).",
+        "(JSON lines on stdout) or `none`. The SDK reads the other OTEL_EXPORTER_OTLP_* and "
+        "OTEL_BSP_* variables.",
+    )
+    otlp_endpoint: str = Field(
+        "",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/gRPC collector for `otlp`, e.g. http://otel-collector:4317; empty: "
+        "the SDK's default (localhost:4317).",
+    )
+    traces_sampler: Literal[SAMPLER_NAMES] = Field(  # type: ignore[valid-type]
+        "parentbased_always_on",
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER"),
+        description="Which traces are kept: always_on, always_off, traceidratio, "
+        "parentbased_always_on, parentbased_always_off or parentbased_traceidratio.",
+    )
+    traces_sampler_arg: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG"),
+        description="Share of traces kept by the ratio samplers.",
     )
     trace_service_name: str = Field(
         "",

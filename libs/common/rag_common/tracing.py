@@ -2,23 +2,23 @@
 
 `OTEL_TRACES_EXPORTER` chooses where spans go: `otlp` (to `OTEL_EXPORTER_OTLP_ENDPOINT`,
 gRPC), `console` (one JSON object per span on stdout, beside the JSON logs) or `none`
-(the default: no provider is installed and every call below costs next to nothing). The
-SDK itself reads the rest (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`,
-`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`). The gRPC instrumentation carries the trace context
-in each internal call's metadata (W3C traceparent), so the four services' spans join up.
+(the default: no provider is installed and every call below costs next to nothing).
+`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` choose the sampler; the SDK itself
+reads the rest (`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`). The gRPC instrumentation carries the
+trace context in each internal call's metadata (W3C traceparent), so the four services'
+spans join up.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 _TRACER = "rag"
@@ -26,34 +26,55 @@ _TRACER = "rag"
 _UNTRACED = ("grpc.health.v1.", "grpc.reflection.", "rag.v1.HealthDetailsService")
 
 
+# OTEL_TRACES_SAMPLER's standard values.
+_SAMPLERS = {
+    "always_on": lambda _: sampling.ALWAYS_ON,
+    "always_off": lambda _: sampling.ALWAYS_OFF,
+    "traceidratio": sampling.TraceIdRatioBased,
+    "parentbased_always_on": lambda _: sampling.ParentBased(sampling.ALWAYS_ON),
+    "parentbased_always_off": lambda _: sampling.ParentBased(sampling.ALWAYS_OFF),
+    "parentbased_traceidratio": sampling.ParentBasedTraceIdRatio,
+}
+SAMPLER_NAMES = tuple(_SAMPLERS)
+
+
 def tracer_provider(
-    exporters: str, service_name: str, *, out: IO[str] = sys.stdout
+    exporters: str,
+    service_name: str,
+    *,
+    endpoint: str = "",
+    sampler: str = "parentbased_always_on",
+    sampler_ratio: float = 1.0,
+    out: IO[str] = sys.stdout,
 ) -> TracerProvider | None:
     """A provider exporting to each of `exporters` (comma-separated), or None for `none`."""
     names = [n.strip().lower() for n in exporters.split(",") if n.strip()]
     names = [n for n in names if n != "none"]
     if not names:
         return None
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}),
+        sampler=_SAMPLERS[sampler](sampler_ratio),
+    )
     for name in names:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(name, out)))
+        provider.add_span_processor(BatchSpanProcessor(_exporter(name, endpoint, out)))
     return provider
 
 
-def _exporter(name: str, out: IO[str]):
+def _exporter(name: str, endpoint: str, out: IO[str]):
     if name == "console":
         return ConsoleSpanExporter(out=out, formatter=span_json_line)
     if name == "otlp":
         # Imported only when asked for: it brings its own gRPC stubs.
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()
+        return OTLPSpanExporter(endpoint=endpoint or None)
     raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter '{name}' (otlp, console, none)")
 
 
 def span_json_line(span: ReadableSpan) -> str:
     """A finished span as one JSON line (the SDK's own form, without its indentation)."""
-    return json.dumps(json.loads(span.to_json()), separators=(",", ":")) + "\n"
+    return span.to_json(indent=None) + "\n"
 
 
 def install(provider: TracerProvider | None) -> None:

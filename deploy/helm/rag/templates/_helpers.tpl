@@ -135,6 +135,13 @@ podAntiAffinity:
 {{- if $root.Values.metrics.enabled }}
 {{ $prefix }}METRICS_PORT: {{ $root.Values.metrics.port | quote }}
 {{- end }}
+{{- if $root.Values.tracing.enabled }}
+OTEL_TRACES_EXPORTER: "otlp"
+OTEL_EXPORTER_OTLP_ENDPOINT: {{ $root.Values.tracing.otlpEndpoint | quote }}
+OTEL_TRACES_SAMPLER: {{ $root.Values.tracing.sampler | quote }}
+OTEL_TRACES_SAMPLER_ARG: {{ $root.Values.tracing.samplerRatio | toString | quote }}
+OTEL_SERVICE_NAME: {{ printf "rag-%s" $component | quote }}
+{{- end }}
 {{- with $root.Values.monitoring.thresholds }}
 {{ $prefix }}HEALTH_P95_WARNING_S: {{ .p95WarningSeconds | toString | quote }}
 {{ $prefix }}HEALTH_P95_CRITICAL_S: {{ .p95CriticalSeconds | toString | quote }}
