@@ -169,7 +169,9 @@ async def health(args: argparse.Namespace) -> int:
         cluster = LocalCluster(args.data_dir)
         targets = {s: cluster.address(s) for s in SERVICES} | {"query": args.target}
     table = Table("service", "serving", "overall", "dependency", "state", "breaker", "ms", "detail")
-    signals = Table("service", "signal", "state", "value", "warning", "critical", "detail")
+    signals = Table()
+    for header in ("service", "signal", "state", "value", "warning", "critical", "detail"):
+        signals.add_column(header, no_wrap=header == "signal")  # which one tripped, whole
     unhealthy = 0
     for service, address in targets.items():
         serving = await health_status(address)

@@ -1,7 +1,8 @@
-"""Each process's /metrics: calls in flight and latency by method and code, as scraped."""
+"""Each process's /metrics as scraped, and its health signals as operators read them."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import urllib.request
 
@@ -9,6 +10,9 @@ import grpc
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+from rag.v1 import health_details_service_pb2 as health_pb
+from rag.v1 import health_details_service_pb2_grpc as health_grpc
+from rag_cli import main as rag_main
 from rag_cli.launcher import free_port
 from rag_common.settings import ServiceSettings
 from rag_embedding.servicer import servicers
@@ -48,5 +52,34 @@ async def test_calls_show_up_by_method_and_code(embedder):
         assert samples[count.format("OK", labels)] == 1
         assert samples[count.format("INVALID_ARGUMENT", labels)] == 1
         assert samples[f"rag_requests_in_flight{{{labels}}}"] == 0
+    finally:
+        await host.stop(0)
+
+
+async def test_a_signal_past_its_threshold_shows_in_health_details_and_rag_health(embedder, capsys):
+    # Thresholds low enough that ordinary calls cross them: latency over 1 µs is "slow".
+    settings = ServiceSettings(
+        port=0, grace_period_s=1.0, health_min_calls=3, health_p95_warning_s=1e-6
+    )
+    host = await start_host(servicers(embedder), settings, name="embedding")
+    address = f"127.0.0.1:{host.port}"
+    try:
+        async with signed_channel(address, "embedding") as channel:
+            stub = pb_grpc.EmbeddingServiceStub(channel)
+            for number in range(3):
+                await stub.Embed(pb.EmbedRequest(texts=[f"signal {number}"]))
+            details = await health_grpc.HealthDetailsServiceStub(channel).GetHealthDetails(
+                health_pb.GetHealthDetailsRequest()
+            )
+        signals = {s.name: s for s in details.signals}
+        assert details.state == health_pb.HEALTH_STATE_DEGRADED
+        assert signals["p95_latency_s"].state == health_pb.HEALTH_STATE_DEGRADED
+        assert signals["p95_latency_s"].detail == "3 calls"
+        assert signals["error_rate"].state == health_pb.HEALTH_STATE_HEALTHY
+        capsys.readouterr()
+        await rag_main.health(argparse.Namespace(service=[["embedding", address]]))
+        printed = capsys.readouterr().out
+        row = next(line for line in printed.splitlines() if "p95_latency_s" in line)
+        assert "degraded" in row and "3 calls" in row
     finally:
         await host.stop(0)
