@@ -18,21 +18,9 @@ from rag.v1 import health_details_service_pb2 as health_details_pb
 from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_common.embedding_client import EmbeddingClient
-from rag_embedding.servicer import servicers as embedding_servicers
-from rag_generation.__main__ import build_generator
-from rag_generation.config import GenerationSettings
-from rag_generation.servicer import servicers as generation_servicers
-from rag_query.__main__ import build_host
-from rag_query.adapters.generation_client import GenerationClient
-from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.config import ApiKey, QuerySettings
-from rag_retrieval.__main__ import build_retriever, build_store
-from rag_retrieval.backups import Backups
-from rag_retrieval.config import RetrievalSettings
-from rag_retrieval.servicer import servicers as retrieval_servicers
-from tests.conftest import collect, start_host
-from tests.support.signed import credentials
+from tests.conftest import collect
+from tests.support.suite import in_process_suite
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 KEYS = {
@@ -67,58 +55,27 @@ class Public:
 
 @pytest.fixture(scope="module")
 async def public(embedder, tmp_path_factory):
-    hosts, clients = [], []
-    embedding_host = await start_host(embedding_servicers(embedder))
-    hosts.append(embedding_host)
-    embedding = EmbeddingClient(
-        f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
-    )
-    settings = RetrievalSettings(data_dir=tmp_path_factory.mktemp("query"))
-    store = build_store(settings)
-    retriever = build_retriever(settings, embedding, store)
-    await retriever.start()
-    backups = Backups(store, settings.data_dir / "tmp", settings.max_restore_bytes)
-    hosts.append(await start_host(retrieval_servicers(retriever, backups)))
-    generator = build_generator(GenerationSettings(providers=["extractive"]))
-    await generator.start()
-    hosts.append(await start_host(generation_servicers(generator)))
-    retrieval = RetrievalClient(
-        f"127.0.0.1:{hosts[1].port}", timeout_s=30, credentials=credentials("query")
-    )
-    generation = GenerationClient(
-        f"127.0.0.1:{hosts[2].port}", timeout_s=30, credentials=credentials("query")
-    )
-    clients += [embedding, retrieval, generation]
-    host = build_host(QuerySettings(port=0, api_keys=KEYS), embedding, retrieval, generation)
-    await host.start()
-    await host.mark_serving()
-    hosts.append(host)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{hosts[-1].port}")
-    public = Public(channel, retriever)
-    await public.documents.IngestDocuments(
-        doc_pb.IngestDocumentsRequest(
-            documents=[
-                common_pb2.Document(
-                    id="tides",
-                    title="Tides",
-                    text="Tides are caused by the gravitational pull of the Moon.",
-                ),
-                common_pb2.Document(
-                    id="bees",
-                    title="Bees",
-                    text="Honey bees communicate the direction of flowers by dancing.",
-                ),
-            ]
-        ),
-        metadata=WRITER,
-    )
-    yield public
-    await channel.close()
-    for host in reversed(hosts):
-        await host.stop(0)
-    for client in clients:
-        await client.close()
-    await retriever.close()
+    settings = QuerySettings(port=0, api_keys=KEYS)
+    async with in_process_suite(embedder, tmp_path_factory.mktemp("query"), settings) as suite:
+        public = Public(suite.channel, suite.retriever)
+        await public.documents.IngestDocuments(
+            doc_pb.IngestDocumentsRequest(
+                documents=[
+                    common_pb2.Document(
+                        id="tides",
+                        title="Tides",
+                        text="Tides are caused by the gravitational pull of the Moon.",
+                    ),
+                    common_pb2.Document(
+                        id="bees",
+                        title="Bees",
+                        text="Honey bees communicate the direction of flowers by dancing.",
+                    ),
+                ]
+            ),
+            metadata=WRITER,
+        )
+        yield public
 
 
 async def test_query_answers_with_cited_sources_and_timings(public):

@@ -60,10 +60,22 @@ class NotFound(RagError):
 
 
 class ResourceExhausted(RagError):
-    """Rate limited or shed under load; the caller may retry later."""
+    """Rate limited or shed under load; the caller may retry later (after `retry_after_s`,
+    sent as a `google.rpc.RetryInfo`, when known)."""
 
     code = "RESOURCE_EXHAUSTED"
     default_reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.retry_after_s = retry_after_s
 
 
 class Unavailable(RagError):

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 
 from rag_common import context, status, tracing
 from rag_common.errors import InvalidArgument, RagError
+from rag_common.fair_use import FairUse
 from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
 from rag_common.metrics import RpcMetrics
 from rag_common.signals import SignalWindow
@@ -42,10 +43,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         signals: SignalWindow,
         *,
         untimed: tuple[str, ...] = (),
+        fair_use: FairUse | None = None,
     ) -> None:
         self._resolve_identity = resolve_identity
         self._metrics = metrics
         self._signals = signals
+        self._fair_use = fair_use
         # Method prefixes whose calls are long by nature (bulk ingest): counted, but not
         # latency samples for the p95 signal.
         self._untimed = untimed
@@ -85,7 +88,18 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         timed = not method.startswith(self._untimed)
         return _Call(method, self._metrics, self._signals, self._sampler, timed=timed)
 
-    def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> None:
+    async def _admit(
+        self, method: str, ctx: grpc.aio.ServicerContext, *, streaming: bool = False
+    ) -> None:
+        """Open the request scope, resolve the caller and take its fair-use slot."""
+        identity = self._enter_scope(method, ctx)
+        if self._fair_use is not None:
+            release = await self._fair_use.admit(identity, ctx.peer(), streaming=streaming)
+            # Held until the call is over for gRPC, not only for the handler: a stream whose
+            # reader stalls keeps its slot (and counts against its tenant) until it ends.
+            ctx.add_done_callback(lambda _: release())
+
+    def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> Identity | None:
         metadata = metadata_dict(ctx.invocation_metadata())
         remaining = ctx.time_remaining()
         request_id = _request_id(metadata.get(REQUEST_ID_KEY, ""))
@@ -97,7 +111,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
         tracing.annotate(request_id=request_id)  # a trace can be found by its request id
         # Resolved after the scope exists so that a rejection is logged with its request id.
-        context.set_identity(self._resolve_identity(method, metadata))
+        identity = self._resolve_identity(method, metadata)
+        context.set_identity(identity)
+        return identity
 
     def _wrap_unary(
         self,
@@ -109,7 +125,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             call = self._call(method)
             try:
-                self._enter_scope(method, ctx)
+                await self._admit(method, ctx)
                 request = _decoded_stream(request) if client_stream else _decoded(request)
                 response = await behavior(request, ctx)
             except BaseException as exc:
@@ -123,7 +139,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = self._call(method)
             try:
-                self._enter_scope(method, ctx)
+                await self._admit(method, ctx, streaming=True)
                 async for message in behavior(_decoded(request), ctx):
                     yield message
             except BaseException as exc:

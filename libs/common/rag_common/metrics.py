@@ -62,6 +62,12 @@ class RpcMetrics:
             ["service", "method", "code", "reason"],
             registry=self.registry,
         )
+        self._stalls = Counter(
+            "rag_stream_stalls",
+            "Streams cut because their reader stopped reading.",
+            ["service", "method"],
+            registry=self.registry,
+        )
         self._gauges: dict[str, Gauge] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
 
@@ -78,6 +84,10 @@ class RpcMetrics:
         histogram.observe(seconds)
         if code != "OK":
             self._errors.labels(self.service, method, code, reason).inc()
+
+    def stalled(self, method: str) -> None:
+        """A stream was cut because its reader stopped reading."""
+        self._stalls.labels(self.service, method).inc()
 
     def _gauge(self, method: str) -> Gauge:
         # Children looked up once per method: `labels()` costs more than the update itself,

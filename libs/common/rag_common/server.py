@@ -18,12 +18,14 @@ from pydantic import ValidationError
 
 from rag.v1 import health_details_service_pb2, health_details_service_pb2_grpc
 from rag_common import logs, tracing
+from rag_common.fair_use import FairUse
 from rag_common.health_details import HealthChecker
 from rag_common.health_servicer import HealthDetailsServicer
 from rag_common.interceptor import IdentityResolver, ServerInterceptor
 from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings, env_name
 from rag_common.signals import SignalWindow
+from rag_common.stall_guard import StallGuard
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
@@ -61,6 +63,7 @@ class ServiceHost:
         checker: HealthChecker | None = None,
         cache_lookups: Callable[[], tuple[int, int]] | None = None,
         untimed: tuple[str, ...] = (),
+        fair_use: FairUse | None = None,
     ) -> None:
         self._settings = settings
         self._health = health.aio.HealthServicer()
@@ -72,11 +75,16 @@ class ServiceHost:
         self.metrics.watch_signals(self.signals)
         self._servicers = [*servicers, _health_details(self.checker)]
         interceptor = ServerInterceptor(
-            resolve_identity, self.metrics, self.signals, untimed=untimed
+            resolve_identity, self.metrics, self.signals, untimed=untimed, fair_use=fair_use
         )
         self._server = grpc.aio.server(
-            # Tracing first: its span wraps the call, so our log lines carry its ids.
-            interceptors=[*tracing.server_interceptors(), interceptor],
+            # The stall guard drives every stream, so it comes first; then tracing, whose
+            # span wraps the call, so our log lines carry its ids.
+            interceptors=[
+                StallGuard(settings.stream_write_timeout_s, self.metrics),
+                *tracing.server_interceptors(),
+                interceptor,
+            ],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),

@@ -54,6 +54,12 @@ class ServiceSettings(BaseSettings):
     max_connection_age_grace_s: float = Field(
         30.0, ge=0, description="How long calls on a connection closed for its age may run on."
     )
+    stream_write_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A streamed reply whose reader lets one message wait this long is cut "
+        "(its slot freed); readers that keep reading are never cut.",
+    )
     traces_exporter: str = Field(
         "none",
         pattern=r"^\s*(none|console|otlp)(\s*,\s*(none|console|otlp))*\s*$",

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
-from rag_common.errors import ERROR_DOMAIN, ERRORS_BY_CODE, InvalidArgument, RagError, Unavailable
+from rag_common.errors import (
+    ERROR_DOMAIN,
+    ERRORS_BY_CODE,
+    InvalidArgument,
+    RagError,
+    ResourceExhausted,
+    Unavailable,
+)
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -31,10 +38,30 @@ def encode(error: RagError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, byte
         for key, value in error.metadata.items()
     }
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=code.value[0], message=message, details=[detail])
+    details = [_packed(info)]
+    if isinstance(error, ResourceExhausted) and error.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
     return code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def _packed(message) -> any_pb2.Any:
+    detail = any_pb2.Any()
+    detail.Pack(message)
+    return detail
+
+
+def retry_delay(rpc_error: grpc.aio.AioRpcError) -> float | None:
+    """Seconds the `google.rpc.RetryInfo` of a failed call asks to wait, if it has one."""
+    for key, value in rpc_error.trailing_metadata() or ():
+        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    return info.retry_delay.ToNanoseconds() / 1e9
+    return None
 
 
 def _cut(text: str, limit: int) -> str:

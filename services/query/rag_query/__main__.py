@@ -10,6 +10,7 @@ from rag_common.corpus import CorpusVersions
 from rag_common.credentials import service_credentials
 from rag_common.drain import Drain
 from rag_common.embedding_client import EmbeddingClient
+from rag_common.fair_use import FairUse, FairUsePolicy, SharedBuckets
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
@@ -109,6 +110,17 @@ def build_host(
         checker=checker,
         cache_lookups=engine.stats.hits_and_lookups,
         untimed=UNTIMED,
+        fair_use=FairUse(
+            FairUsePolicy(
+                tenant_rate=settings.tenant_rate_limit,
+                tenant_burst=settings.tenant_burst,
+                principal_rate=settings.principal_rate_limit,
+                principal_burst=settings.principal_burst,
+                tenant_concurrency=settings.tenant_max_concurrent,
+                connection_streams=settings.connection_max_streams,
+            ),
+            SharedBuckets(redis) if redis else None,
+        ),
     )
     host.metrics.read_at_scrape(
         lambda: query_families(engine.stats, lambda: engine.pipeline_in_flight)

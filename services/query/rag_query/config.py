@@ -34,6 +34,20 @@ class QuerySettings(RedisSettings):
         "Roles: reader (query), writer (also ingest and delete), admin (everything).",
         repr=False,
     )
+    tenant_rate_limit: float = Field(
+        100.0, ge=0, description="Calls a second one tenant may make, sustained; 0: no limit."
+    )
+    tenant_burst: int = Field(200, ge=1, description="Calls a tenant may make at once above it.")
+    principal_rate_limit: float = Field(
+        50.0, ge=0, description="Calls a second one API key may make, sustained; 0: no limit."
+    )
+    principal_burst: int = Field(100, ge=1, description="Calls a key may make at once above it.")
+    tenant_max_concurrent: int = Field(
+        64, ge=0, description="Calls one tenant may have running at once per replica; 0: any."
+    )
+    connection_max_streams: int = Field(
+        32, ge=0, description="Streaming calls one connection may hold open; 0: any."
+    )
     embedding_target: str = Field("127.0.0.1:50054", description="EmbeddingService address.")
     retrieval_target: str = Field("127.0.0.1:50052", description="RetrievalService address.")
     generation_target: str = Field("127.0.0.1:50053", description="GenerationService address.")

@@ -1,0 +1,220 @@
+"""Fair use on the public port: rate limits per tenant and principal, and caps on the calls
+one tenant or one connection may hold at once.
+
+Rate limits are token buckets: `rate` calls a second on average, bursts of up to `burst`.
+With Redis they are shared by every replica (one script call per request, atomic, on
+Redis's clock); without it, or while Redis fails, each replica keeps its own. A refused
+call gets RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` saying when a token is back.
+Concurrency caps are per replica: a tenant holding more calls than its share, or one
+connection opening streams it never reads, is refused before any work starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis, RedisCluster
+from redis.exceptions import RedisError
+
+from rag_common.breaker import BreakerPolicy, CircuitBreaker
+from rag_common.errors import ResourceExhausted
+from rag_common.identity import Identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FairUsePolicy:
+    """Limits per tenant, per principal and per connection; 0 turns a limit off."""
+
+    tenant_rate: float = 100.0  # calls per second, sustained
+    tenant_burst: int = 200
+    principal_rate: float = 50.0
+    principal_burst: int = 100
+    tenant_concurrency: int = 64  # calls one tenant may have running at once, per replica
+    connection_streams: int = 32  # streaming calls one connection may hold open
+
+
+class LocalBuckets:
+    """Token buckets in this process, at most `max_keys` of them (least recently used go)."""
+
+    def __init__(self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic):
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_keys = max_keys
+        self._clock = clock
+
+    def take(self, key: str, rate: float, burst: int) -> float:
+        """Take a token: 0.0 if there was one, else the seconds until there is."""
+        now = self._clock()
+        tokens, last = self._buckets.pop(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / rate
+        self._buckets[key] = (tokens, now)
+        while len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return wait
+
+    def take_all(self, buckets: list[tuple[str, float, int]]) -> float:
+        """A token from each of (key, rate, burst), or none: 0.0, or the seconds to wait."""
+        waits = [self.take(key, rate, burst) for key, rate, burst in buckets]
+        wait = max(waits)
+        if wait > 0:  # a refused call keeps no token: give back what it took
+            for (key, _, burst), taken in zip(buckets, waits, strict=True):
+                if taken == 0:
+                    tokens, last = self._buckets[key]
+                    self._buckets[key] = (min(float(burst), tokens + 1.0), last)
+        return wait
+
+
+# Every bucket are checked and a token is taken from each only if both have one, atomically,
+# on Redis's clock (replicas' clocks never disagree about it). Returns the wait in seconds.
+_TAKE_BOTH = """
+local now = redis.call('TIME')
+now = tonumber(now[1]) + tonumber(now[2]) / 1e6
+local waits, states = {}, {}
+for i = 1, #KEYS do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local state = redis.call('HMGET', KEYS[i], 't', 'ts')
+  local tokens = tonumber(state[1]) or burst
+  local ts = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+  states[i] = tokens
+  waits[i] = tokens >= 1 and 0 or (1 - tokens) / rate
+end
+local wait = math.max(unpack(waits))
+for i = 1, #KEYS do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local tokens = states[i]
+  if wait == 0 then tokens = tokens - 1 end
+  redis.call('HSET', KEYS[i], 't', tokens, 'ts', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst / rate * 1000) + 1000)
+end
+return tostring(wait)
+"""
+
+
+class SharedBuckets:
+    """Token buckets in Redis for every replica, with LocalBuckets while Redis fails."""
+
+    def __init__(self, client: Redis | RedisCluster, local: LocalBuckets | None = None) -> None:
+        self._client = client
+        self._script = client.register_script(_TAKE_BOTH)
+        self._local = local or LocalBuckets()
+        self.breaker = CircuitBreaker(
+            "redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0)
+        )
+
+    async def take(self, buckets: list[tuple[str, float, int]]) -> float:
+        """Take a token from each of (key, rate, burst), or none: the seconds to wait."""
+        if self.breaker.allow():
+            try:
+                args = [value for _, rate, burst in buckets for value in (rate, burst)]
+                wait = float(await self._script(keys=[k for k, _, _ in buckets], args=args))
+            except (RedisError, OSError) as exc:
+                self.breaker.record_failure(exc)
+                log.warning("rate limits per replica while redis fails", extra={"error": str(exc)})
+            else:
+                self.breaker.record_success()
+                return wait
+        return self._local.take_all(buckets)
+
+
+class FairUse:
+    """Admits a call or refuses it with RESOURCE_EXHAUSTED, and counts it while it runs."""
+
+    def __init__(self, policy: FairUsePolicy, shared: SharedBuckets | None = None) -> None:
+        self._policy = policy
+        self._shared = shared
+        self._local = LocalBuckets()
+        self._by_tenant: Counter[str] = Counter()
+        self._streams_by_peer: Counter[str] = Counter()
+
+    async def admit(
+        self, identity: Identity | None, peer: str, *, streaming: bool
+    ) -> Callable[[], None]:
+        """Take a slot of the caller's tenant (and connection, for a stream), or raise
+        ResourceExhausted; returns what frees the slot, to call once the call is over."""
+        if identity is None:  # no caller identity (health, reflection): never limited
+            return _nothing
+        policy = self._policy
+        tenant = identity.tenant
+        if policy.tenant_concurrency and self._by_tenant[tenant] >= policy.tenant_concurrency:
+            raise ResourceExhausted(
+                f"tenant '{tenant}' has {policy.tenant_concurrency} calls running; retry "
+                "when one ends",
+                reason="TENANT_CONCURRENCY",
+                retry_after_s=0.1,
+            )
+        if (
+            streaming
+            and policy.connection_streams
+            and self._streams_by_peer[peer] >= policy.connection_streams
+        ):
+            raise ResourceExhausted(
+                f"this connection holds {policy.connection_streams} open streams; read or "
+                "close one first",
+                reason="CONNECTION_STREAMS",
+            )
+        await self._take_tokens(identity)
+        self._by_tenant[tenant] += 1
+        if streaming:
+            self._streams_by_peer[peer] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            _release(self._by_tenant, tenant)
+            if streaming:
+                _release(self._streams_by_peer, peer)
+
+        return release
+
+    async def _take_tokens(self, identity: Identity) -> None:
+        policy = self._policy
+        # One hash tag per tenant: both keys land in one Redis Cluster slot.
+        prefix = f"rag:rate:{{{identity.tenant}}}"
+        buckets = []
+        if policy.tenant_rate:
+            buckets.append((f"{prefix}:tenant", policy.tenant_rate, policy.tenant_burst))
+        if policy.principal_rate:
+            buckets.append(
+                (
+                    f"{prefix}:principal:{identity.principal}",
+                    policy.principal_rate,
+                    policy.principal_burst,
+                )
+            )
+        if not buckets:
+            return
+        if self._shared is not None:
+            wait = await self._shared.take(buckets)
+        else:
+            wait = self._local.take_all(buckets)
+        if wait > 0:
+            raise ResourceExhausted(
+                "rate limit reached; retry after the delay in RetryInfo",
+                reason="RATE_LIMITED",
+                metadata={"tenant": identity.tenant},
+                retry_after_s=round(wait, 3),
+            )
+
+
+def _nothing() -> None:
+    pass
+
+
+def _release(counts: Counter[str], key: str) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]  # bounded: only keys with calls running stay
