@@ -21,7 +21,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
-from rag_common.errors import ResourceExhausted
+from rag_common.errors import ResourceExhausted, Unavailable
 from rag_common.identity import Identity
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class LocalBuckets:
 
 # Every bucket are checked and a token is taken from each only if both have one, atomically,
 # on Redis's clock (replicas' clocks never disagree about it). Returns the wait in seconds.
-_TAKE_BOTH = """
+_TAKE_ALL = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) + tonumber(now[2]) / 1e6
 local waits, states = {}, {}
@@ -104,11 +104,18 @@ return tostring(wait)
 class SharedBuckets:
     """Token buckets in Redis for every replica, with LocalBuckets while Redis fails."""
 
-    def __init__(self, client: Redis | RedisCluster, local: LocalBuckets | None = None) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        local: LocalBuckets | None = None,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self._client = client
-        self._script = client.register_script(_TAKE_BOTH)
+        self._script = client.register_script(_TAKE_ALL)
         self._local = local or LocalBuckets()
-        self.breaker = CircuitBreaker(
+        # The caches' breaker when given: one verdict per Redis, whoever finds it down.
+        self.breaker = breaker or CircuitBreaker(
             "redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0)
         )
 
@@ -119,8 +126,13 @@ class SharedBuckets:
                 args = [value for _, rate, burst in buckets for value in (rate, burst)]
                 wait = float(await self._script(keys=[k for k, _, _ in buckets], args=args))
             except (RedisError, OSError) as exc:
-                self.breaker.record_failure(exc)
-                log.warning("rate limits per replica while redis fails", extra={"error": str(exc)})
+                was = self.breaker.state
+                self.breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
+                if self.breaker.state is not was:
+                    log.warning(
+                        "redis unavailable; rate limits per replica until it returns",
+                        extra={"error": type(exc).__name__},
+                    )
             else:
                 self.breaker.record_success()
                 return wait

@@ -119,7 +119,7 @@ def build_host(
                 tenant_concurrency=settings.tenant_max_concurrent,
                 connection_streams=settings.connection_max_streams,
             ),
-            SharedBuckets(redis) if redis else None,
+            SharedBuckets(redis, breaker=remote.breaker) if redis else None,
         ),
     )
     host.metrics.read_at_scrape(
