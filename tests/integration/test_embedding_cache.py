@@ -1,10 +1,15 @@
-"""The embedding cache: computed once per model, purpose and text, shared through Redis."""
+"""The embedding cache: computed once per model, purpose, tenant and text, shared through
+Redis."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
 
+from rag_common import context
+from rag_common.identity import Identity
 from rag_embedding.__main__ import build_embedder
 from rag_embedding.config import EmbeddingSettings
 from tests.support.redis_servers import RedisServer
@@ -46,3 +51,27 @@ async def test_a_vector_computed_by_one_replica_is_reused_by_another(replicas):
     assert second.batcher.batches == before  # nothing encoded: one Redis round trip
     assert second.cache.counts["remote_hit"] >= 40
     assert np.allclose(np.array(reused), np.array(computed), atol=1e-6)
+
+
+async def test_one_tenant_never_hits_the_vector_another_tenant_asked_for(embedder):
+    # A hit answers in a millisecond and a miss in tens: shared across tenants, the
+    # timings every answer returns would tell one tenant what another one asked.
+    question = "Is the acquisition of Initech going ahead?"
+    with as_tenant("globex"):
+        await embedder.embed([question], "query")
+    batches = embedder.batcher.batches
+    with as_tenant("acme"):
+        await embedder.embed([question], "query")
+    assert embedder.batcher.batches == batches + 1  # acme's own miss, encoded for acme
+    with as_tenant("acme"):
+        await embedder.embed([question], "query")
+    assert embedder.batcher.batches == batches + 1  # and from then on acme's own hit
+
+
+@contextlib.contextmanager
+def as_tenant(tenant: str):
+    context.set_identity(Identity("someone", tenant, frozenset({"reader"})))
+    try:
+        yield
+    finally:
+        context.set_identity(None)

@@ -110,21 +110,25 @@ async def test_the_local_model_answers_through_the_whole_pipeline(public):
     assert reply.timings.generate_ms > 0
 
 
-async def test_reflection_lists_the_public_services(cluster):
-    grpcurl = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "grpcurl"),
-            "-plaintext",
-            cluster.address("query"),
-            "list",
-        ],
+def grpcurl(address: str, *command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "grpcurl"), "-plaintext", address, *command],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert grpcurl.returncode == 0, grpcurl.stderr
-    assert "rag.v1.QueryService" in grpcurl.stdout
-    assert "rag.v1.DocumentService" in grpcurl.stdout
+
+
+async def test_reflection_describes_the_public_services_and_nothing_internal(cluster):
+    listed = grpcurl(cluster.address("query"), "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "rag.v1.QueryService" in listed.stdout
+    assert "rag.v1.DocumentService" in listed.stdout
+    described = grpcurl(cluster.address("query"), "describe", "rag.v1.QueryService")
+    assert described.returncode == 0 and "QueryRequest" in described.stdout
+    for internal in ("rag.v1.RetrievalService", "rag.v1.GenerationService"):
+        hidden = grpcurl(cluster.address("query"), "describe", internal)
+        assert hidden.returncode != 0, f"the public port describes {internal}"
 
 
 async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor, descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
@@ -111,9 +112,8 @@ class ServiceHost:
         for servicer in self._servicers:
             servicer.add_to_server(servicer.implementation, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
-        reflection.enable_server_reflection(
-            [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server
-        )
+        names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self._server, pool=_own_files(names))
         address = f"{self._settings.host}:{self._settings.port}"
         self.port = self._server.add_insecure_port(address)
         if self.port == 0:
@@ -145,6 +145,29 @@ class ServiceHost:
     async def _set_all(self, status: int) -> None:
         for name in ["", *self.service_names]:
             await self._health.set(name, status)
+
+
+def _own_files(service_names: list[str]) -> descriptor_pool.DescriptorPool:
+    """The proto files of these services and what they import, and nothing else.
+
+    Reflection reads from the default pool otherwise, which holds every generated module the
+    process imported: the public port would describe the internal services it calls.
+    """
+    default, pool, added = descriptor_pool.Default(), descriptor_pool.DescriptorPool(), set()
+
+    def add(file: descriptor.FileDescriptor) -> None:
+        if file.name in added:
+            return
+        added.add(file.name)
+        for dependency in file.dependencies:
+            add(dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.Add(proto)
+
+    for name in service_names:
+        add(default.FindServiceByName(name).file)
+    return pool
 
 
 def _health_details(checker: HealthChecker) -> Servicer:

@@ -306,9 +306,10 @@ class Generator:
             raise InvalidArgument("input.max_tokens", f"must be between 0 and {MAX_TOKENS_LIMIT}")
         known = {r.name for r in self._routes}
         if request.provider and request.provider not in known:
-            raise InvalidArgument(
-                "input.provider", f"unknown provider '{request.provider}'; known: {sorted(known)}"
-            )
+            # Named back only in part, and without the list: which providers (and so which
+            # vendors and prices) the suite runs is not the caller's business.
+            shown = request.provider[:40] + ("…" if len(request.provider) > 40 else "")
+            raise InvalidArgument("input.provider", f"no provider named '{shown}'")
 
     def _note_failure(self, route: Route, exc: ProviderError, failed: list[str]) -> None:
         self.usage.failed(route.name, exc.reason)
