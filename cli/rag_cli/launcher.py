@@ -25,7 +25,9 @@ DEFAULT_PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embed
 # Each process's Prometheus endpoint (what `rag advise` reads).
 DEFAULT_METRICS_PORTS = {"query": 9464, "retrieval": 9465, "generation": 9466, "embedding": 9467}
 DEV_API_KEY = "dev-key"
-DEV_API_KEYS = {DEV_API_KEY: {"tenant": "default", "roles": ["admin"], "principal": "dev"}}
+DEV_API_KEYS = {
+    DEV_API_KEY: {"tenant": "default", "roles": ["admin", "operator"], "principal": "dev"}
+}
 
 
 def base_service(name: str) -> str:

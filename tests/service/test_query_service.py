@@ -27,6 +27,7 @@ KEYS = {
     "acme-writer": ApiKey(tenant="acme", roles=["writer"]),
     "acme-reader": ApiKey(tenant="acme", roles=["reader"]),
     "acme-admin": ApiKey(tenant="acme", roles=["admin"]),
+    "acme-operator": ApiKey(tenant="acme", roles=["operator"]),
     "globex-writer": ApiKey(tenant="globex", roles=["writer"]),
 }
 
@@ -233,17 +234,19 @@ async def test_a_reader_cannot_ingest_or_delete(public, expect_error):
     assert await public.stored_chunks() == before
 
 
-async def test_an_admin_switches_maintenance_on_and_off(public, expect_error):
+async def test_an_operator_switches_maintenance_on_and_off(public, expect_error):
     admin = admin_grpc.AdminServiceStub(public.channel)
     health = health_pb2_grpc.HealthStub(public.channel)
-    await expect_error(
-        admin.SetMaintenance(admin_pb.SetMaintenanceRequest(enabled=True), metadata=WRITER),
-        grpc.StatusCode.PERMISSION_DENIED,
-        "ROLE_REQUIRED",
-    )
+    # Maintenance stops every tenant: neither a writer nor a tenant's own admin may.
+    for key in ("acme-writer", "acme-admin"):
+        await expect_error(
+            admin.SetMaintenance(admin_pb.SetMaintenanceRequest(enabled=True), metadata=auth(key)),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ROLE_REQUIRED",
+        )
     reply = await admin.SetMaintenance(
         admin_pb.SetMaintenanceRequest(enabled=True, message="back at 14:00"),
-        metadata=auth("acme-admin"),
+        metadata=auth("acme-operator"),
     )
     assert reply.enabled
     try:
@@ -261,7 +264,7 @@ async def test_an_admin_switches_maintenance_on_and_off(public, expect_error):
         assert details.state == health_details_pb.HEALTH_STATE_UNHEALTHY
     finally:
         await admin.SetMaintenance(
-            admin_pb.SetMaintenanceRequest(enabled=False), metadata=auth("acme-admin")
+            admin_pb.SetMaintenanceRequest(enabled=False), metadata=auth("acme-operator")
         )
     status = await health.Check(health_pb2.HealthCheckRequest(service="rag.v1.QueryService"))
     assert status.status == health_pb2.HealthCheckResponse.SERVING

@@ -10,9 +10,17 @@ REQUEST_ID_KEY = "x-request-id"
 READER = "reader"
 WRITER = "writer"
 ADMIN = "admin"
+# System-wide actions (maintenance), across every tenant; grants nothing inside one.
+OPERATOR = "operator"
+ROLES = (READER, WRITER, ADMIN, OPERATOR)
 
-# A role grants itself and every role listed after it here.
-_IMPLIED_ROLES = {ADMIN: {ADMIN, WRITER, READER}, WRITER: {WRITER, READER}, READER: {READER}}
+# A role grants itself and the roles listed with it here.
+_IMPLIED_ROLES = {
+    ADMIN: {ADMIN, WRITER, READER},
+    WRITER: {WRITER, READER},
+    READER: {READER},
+    OPERATOR: {OPERATOR},
+}
 
 
 @dataclass(frozen=True)

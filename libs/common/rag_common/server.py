@@ -96,6 +96,16 @@ class ServiceHost:
             ],
         )
         self.port = 0
+        self._companions: list[
+            tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
+        ] = []
+
+    def add_companion(
+        self, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Something that runs beside the server (a follower of shared state): started
+        with it, before it serves, and stopped after it."""
+        self._companions.append((start, stop))
 
     @property
     def grace_period_s(self) -> float:
@@ -119,6 +129,8 @@ class ServiceHost:
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         await self._server.start()
+        for start, _ in self._companions:
+            await start()
         if self._settings.metrics_port:
             self.metrics.serve(self._settings.host, self._settings.metrics_port)
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -141,6 +153,8 @@ class ServiceHost:
         await self._health.enter_graceful_shutdown()
         # stop(grace) refuses new calls at once and cancels those still running after `grace`.
         await self._server.stop(self.grace_period_s if grace is None else grace)
+        for _, stop in reversed(self._companions):
+            await stop()
 
     async def _set_all(self, status: int) -> None:
         for name in ["", *self.service_names]:

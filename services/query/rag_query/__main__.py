@@ -42,8 +42,8 @@ def build_host(
     drain: Drain | None = None,
 ) -> ServiceHost:
     """The public server over the three internal clients, wired as `serve` runs it."""
-    maintenance = Maintenance()
     redis = redis_from_settings(settings)
+    maintenance = Maintenance(redis)
     remote = RedisLayer(redis, "answers", ttl_s=settings.answer_cache_ttl_s) if redis else None
     answers = AnswerCache(
         TieredCache(
@@ -130,6 +130,7 @@ def build_host(
         await (host.mark_not_serving() if enabled else host.mark_serving())
 
     maintenance.on_change = follow_maintenance
+    host.add_companion(maintenance.start, maintenance.close)
     return host
 
 

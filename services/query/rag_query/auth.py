@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping
 
 from rag_common.errors import PermissionDenied, Unauthenticated
-from rag_common.identity import ADMIN, READER, WRITER, Identity
+from rag_common.identity import ADMIN, OPERATOR, READER, WRITER, Identity
 from rag_query.config import ApiKey
 
 # The role each public method needs; a method not listed needs admin.
@@ -15,7 +15,8 @@ METHOD_ROLES = {
     "/rag.v1.QueryService/StreamQuery": READER,
     "/rag.v1.DocumentService/IngestDocuments": WRITER,
     "/rag.v1.DocumentService/DeleteDocuments": WRITER,
-    "/rag.v1.AdminService/SetMaintenance": ADMIN,
+    # Maintenance stops every tenant: a tenant's own admin may not.
+    "/rag.v1.AdminService/SetMaintenance": OPERATOR,
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
@@ -12,7 +14,9 @@ class ApiKey(BaseModel):
     """What one API key stands for."""
 
     tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    roles: list[str] = Field(default_factory=lambda: ["reader"])
+    roles: list[Literal["reader", "writer", "admin", "operator"]] = Field(
+        default_factory=lambda: ["reader"]
+    )
     principal: str = ""
 
 
@@ -31,7 +35,8 @@ class QuerySettings(RedisSettings):
     api_keys: dict[str, ApiKey] = Field(
         default_factory=dict,
         description='API keys as JSON: {"<key>": {"tenant": "acme", "roles": ["writer"]}}. '
-        "Roles: reader (query), writer (also ingest and delete), admin (everything).",
+        "Roles, within the key's tenant: reader (query), writer (also ingest and delete), "
+        "admin (all of the tenant's calls); and operator: system-wide actions (maintenance).",
         repr=False,
     )
     tenant_rate_limit: float = Field(
