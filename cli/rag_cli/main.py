@@ -1,4 +1,4 @@
-"""The `rag` command: up, serve, ingest, query, health, advise, backup, restore."""
+"""The `rag` command: up, serve, ingest, query, health, advise, keys, backup, restore."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from rich.console import Console
 from rich.progress import Progress
@@ -25,7 +25,7 @@ from rag.v1 import (
     query_service_pb2,
     query_service_pb2_grpc,
 )
-from rag_cli import advise, files
+from rag_cli import advise, files, keys
 from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import (
     DEV_API_KEY,
@@ -35,6 +35,8 @@ from rag_cli.launcher import (
     local_identity_key,
 )
 from rag_common.credentials import Credentials
+from rag_common.identity import ROLES
+from rag_query.config import ApiKey
 
 console = Console()
 DEMO_QUESTION = "How do I ingest documents and ask a question?"
@@ -226,6 +228,18 @@ def _state(value: int) -> str:
     name = health_details_service_pb2.HealthState.Name(value).removeprefix("HEALTH_STATE_")
     colour = {"HEALTHY": "green", "DEGRADED": "yellow"}.get(name, "red")
     return f"[{colour}]{name.lower()}[/{colour}]"
+
+
+async def keys_command(args: argparse.Namespace) -> int:
+    """Print a new key once and the settings entry (its digest) that admits it."""
+    roles = args.roles or ["reader"]
+    try:
+        ApiKey(tenant=args.tenant, roles=roles, principal=args.principal)
+    except ValidationError as exc:
+        console.print(f"[red]{exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}[/red]")
+        return 2
+    sys.stdout.write(keys.create(args.tenant, roles, args.principal))
+    return 0
 
 
 async def advise_command(args: argparse.Namespace) -> int:
@@ -426,6 +440,15 @@ def parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=health)
 
+    s = sub.add_parser("keys", help="API keys")
+    s.add_argument("action", choices=["create"])
+    s.add_argument("--tenant", required=True)
+    s.add_argument(
+        "--role", dest="roles", action="append", choices=ROLES, help="repeat for several"
+    )
+    s.add_argument("--principal", default="", help="who the key is for (shown in logs)")
+    s.set_defaults(func=keys_command)
+
     s = sub.add_parser("advise", help="cost and capacity advice from the live metrics")
     s.add_argument(
         "--metrics",
@@ -454,6 +477,6 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2
-    if code == 0 and args.command not in ("up", "health", "advise"):
+    if code == 0 and args.command not in ("up", "health", "advise", "keys"):
         console.print(f"[dim]{time.perf_counter() - started:.2f}s[/dim]")
     sys.exit(code)

@@ -20,8 +20,19 @@ METHOD_ROLES = {
 }
 
 
+HASHED_PREFIX = "sha256:"
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def key_digest(configured: str) -> bytes:
+    """The SHA-256 of an API key as configured: `sha256:<hex>` (what `rag keys create`
+    prints, so settings never hold the key itself), or the key in plain text."""
+    if configured.startswith(HASHED_PREFIX):
+        return bytes.fromhex(configured.removeprefix(HASHED_PREFIX))
+    return _digest(configured)
 
 
 class Authenticator:
@@ -33,8 +44,8 @@ class Authenticator:
 
     def __init__(self, keys: Mapping[str, ApiKey]) -> None:
         self._identities = {
-            _digest(key): Identity(
-                principal=cfg.principal or f"key-{_digest(key).hex()[:8]}",
+            key_digest(key): Identity(
+                principal=cfg.principal or f"key-{key_digest(key).hex()[:8]}",
                 tenant=cfg.tenant,
                 roles=frozenset(cfg.roles),
             )

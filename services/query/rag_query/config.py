@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from rag_common.settings import RedisSettings
@@ -34,11 +35,23 @@ class QuerySettings(RedisSettings):
     )
     api_keys: dict[str, ApiKey] = Field(
         default_factory=dict,
-        description='API keys as JSON: {"<key>": {"tenant": "acme", "roles": ["writer"]}}. '
+        description='API keys as JSON: {"sha256:<hex>": {"tenant": "acme", "roles": '
+        '["writer"]}} as `rag keys create` prints it (or the key itself in place of '
+        '"sha256:<hex>", for development). '
         "Roles, within the key's tenant: reader (query), writer (also ingest and delete), "
         "admin (all of the tenant's calls); and operator: system-wide actions (maintenance).",
         repr=False,
     )
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_keys_are_whole(cls, keys: dict[str, ApiKey]) -> dict[str, ApiKey]:
+        for key in keys:
+            if key.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-f]{64}", key):
+                # The entry is not shown: it would be half a secret in a log.
+                raise ValueError("a 'sha256:' key must be followed by 64 hex digits")
+        return keys
+
     tenant_rate_limit: float = Field(
         100.0, ge=0, description="Calls a second one tenant may make, sustained; 0: no limit."
     )
