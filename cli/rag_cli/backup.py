@@ -10,10 +10,9 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import grpc
-
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_cli.launcher import client_channel
 from rag_common.corpus import CorpusVersions
 from rag_common.credentials import Credentials
 from rag_common.tiered_cache import redis_client
@@ -36,7 +35,7 @@ async def create_backup(
     """Stream an archive of the store at `target` into a file; keep the newest `keep`."""
     path = archive_path(destination)
     partial = path.with_name(path.name + ".partial")
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with client_channel(target) as channel:
         stub = pb_grpc.RetrievalServiceStub(channel)
         with partial.open("wb") as sink:
             call = stub.CreateBackup(
@@ -67,7 +66,7 @@ async def restore_backup(
             while piece := source.read(PIECE_BYTES):
                 yield pb.RestoreBackupRequest(data=piece)
 
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with client_channel(target) as channel:
         stub = pb_grpc.RetrievalServiceStub(channel)
         reply = await stub.RestoreBackup(
             pieces(), timeout=timeout_s, metadata=credentials.metadata("retrieval", None)

@@ -19,6 +19,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rag_common.credentials import Credentials
+from rag_common.settings import ServiceSettings
+from rag_common.tls import TlsFiles, write_development_ca
 
 SERVICES = ("embedding", "retrieval", "generation", "query")
 DEFAULT_PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}
@@ -101,9 +103,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def health_status(address: str, call_timeout_s: float = 1.0) -> str:
+def client_channel(address: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """A channel from the command line: TLS with `tls`, or with the RAG_TLS_* files when
+    they are set (the certificate is also the client certificate internal ports ask for),
+    else plaintext."""
+    tls = tls or TlsFiles.from_settings(ServiceSettings())
+    if tls is None:
+        return grpc.aio.insecure_channel(address)
+    return grpc.aio.secure_channel(address, tls.channel_credentials())
+
+
+async def health_status(
+    address: str, call_timeout_s: float = 1.0, tls: TlsFiles | None = None
+) -> str:
     """The standard health status of a server ('SERVING', 'NOT_SERVING', 'UNREACHABLE')."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with client_channel(address, tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             request = health_pb2.HealthCheckRequest(service="")
@@ -124,6 +138,8 @@ class LocalCluster:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     # Settings of one process only (a replica's metrics port, say), over `env`.
     process_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Certificates from `use_tls()`: every port TLS, internal ones mTLS.
+    tls_dir: Path | None = None
 
     @classmethod
     def on_free_ports(cls, data_dir: Path, env: dict[str, str] | None = None) -> LocalCluster:
@@ -135,9 +151,30 @@ class LocalCluster:
             dict(env or {}),
         )
 
+    def use_tls(self) -> TlsFiles:
+        """Serve every port over TLS (mTLS between services) with a development CA in
+        `<data_dir>/tls`, made if missing; returns the files a client (`cli`) calls with."""
+        self.tls_dir = self.data_dir / "tls"
+        if not (self.tls_dir / "ca.pem").exists():
+            write_development_ca(self.tls_dir, [*SERVICES, "cli"], ["localhost", "127.0.0.1"])
+        return self.client_tls()
+
+    def client_tls(self) -> TlsFiles | None:
+        """The files a client of this cluster calls with (None without TLS)."""
+        if self.tls_dir is None:
+            return None
+        return TlsFiles(*(path.read_bytes() for path in self.tls_paths("cli")))
+
+    def tls_paths(self, name: str) -> tuple[Path, Path, Path]:
+        """Certificate, key and CA files of `name` (a service, or `cli`)."""
+        folder = self.tls_dir
+        return folder / f"{name}.pem", folder / f"{name}-key.pem", folder / "ca.pem"
+
     def credentials(self, service: str = "tests") -> Credentials:
         """Credentials signed with this cluster's key, for calls straight to its services."""
-        return Credentials(self.service_env("query")["RAG_IDENTITY_KEY"], service)
+        return Credentials(
+            self.service_env("query")["RAG_IDENTITY_KEY"], service, self.client_tls()
+        )
 
     def address(self, service: str) -> str:
         """host:port of a service."""
@@ -181,6 +218,10 @@ class LocalCluster:
         env.update(self.env)
         base = base_service(service).upper()
         env[f"RAG_{base}_METRICS_PORT"] = str(self.metrics_ports[service])
+        if self.tls_dir is not None:
+            cert, key, ca = self.tls_paths(base_service(service))
+            env |= {"RAG_TLS_CERT_FILE": str(cert), "RAG_TLS_KEY_FILE": str(key)}
+            env["RAG_TLS_CA_FILE"] = str(ca)
         if "#" in service:  # a replica: its own port and, for embedded stores, its own folder
             env[f"RAG_{base}_PORT"] = str(self.ports[service])
             env[f"RAG_{base}_DATA_DIR"] = str(self.data_dir / service.replace("#", "-"))
@@ -223,7 +264,8 @@ class LocalCluster:
                         f"{service} exited with {process.returncode}; see "
                         f"{self.log_dir / (service + '.log')}"
                     )
-                if await health_status(self.address(service), 0.5) == "SERVING":
+                status = await health_status(self.address(service), 0.5, self.client_tls())
+                if status == "SERVING":
                     ready[service] = time.monotonic() - started
             if time.monotonic() - started > within_s:
                 missing = sorted(set(self.processes) - set(ready))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 import time
@@ -31,11 +32,13 @@ from rag_cli.launcher import (
     DEV_API_KEY,
     SERVICES,
     LocalCluster,
+    client_channel,
     health_status,
     local_identity_key,
 )
 from rag_common.credentials import Credentials
 from rag_common.identity import ROLES
+from rag_common.tls import write_development_ca
 from rag_query.config import ApiKey
 
 console = Console()
@@ -79,7 +82,7 @@ async def ingest(args: argparse.Namespace) -> int:
         console.print("no .md, .txt or .rst files found")
         return 1
     chunks = 0
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    async with client_channel(args.target) as channel:
         stub = document_service_pb2_grpc.DocumentServiceStub(channel)
         with Progress(console=console, transient=len(paths) < 2) as progress:
             task = progress.add_task("ingesting", total=len(paths))
@@ -102,7 +105,7 @@ async def ingest(args: argparse.Namespace) -> int:
 async def query(args: argparse.Namespace) -> int:
     """Ask a question and print the answer, its sources and timings."""
     options = query_service_pb2.QueryOptions(top_k=args.top_k, provider=args.provider)
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    async with client_channel(args.target) as channel:
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
         try:
             if args.stream:
@@ -193,7 +196,7 @@ async def health(args: argparse.Namespace) -> int:
 
 async def health_details(address: str):
     """HealthDetailsService's report, or None when the service does not answer."""
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with client_channel(address) as channel:
         stub = health_details_service_pb2_grpc.HealthDetailsServiceStub(channel)
         try:
             return await stub.GetHealthDetails(
@@ -228,6 +231,18 @@ def _state(value: int) -> str:
     name = health_details_service_pb2.HealthState.Name(value).removeprefix("HEALTH_STATE_")
     colour = {"HEALTHY": "green", "DEGRADED": "yellow"}.get(name, "red")
     return f"[{colour}]{name.lower()}[/{colour}]"
+
+
+async def certs_command(args: argparse.Namespace) -> int:
+    """Write a development CA and a certificate and key for each service and the CLI."""
+    hosts = ["localhost", "127.0.0.1", *args.hosts]
+    for path in write_development_ca(args.folder, [*SERVICES, "cli"], hosts):
+        console.print(str(path))
+    console.print(
+        "each service: RAG_TLS_CERT_FILE=<service>.pem RAG_TLS_KEY_FILE=<service>-key.pem "
+        "RAG_TLS_CA_FILE=ca.pem (the CA's own key, ca-key.pem, is for development only)"
+    )
+    return 0
 
 
 async def keys_command(args: argparse.Namespace) -> int:
@@ -276,6 +291,15 @@ async def up(args: argparse.Namespace) -> int:
     `LocalCluster.start`).
     """
     cluster = LocalCluster(args.data_dir)
+    if args.tls:
+        cluster.use_tls()
+        client = dict(zip(("CERT", "KEY", "CA"), cluster.tls_paths("cli"), strict=True))
+        exports = {f"RAG_TLS_{kind}_FILE": str(path) for kind, path in client.items()}
+        os.environ.update(exports)  # this launcher's own calls (the demo) present them too
+        console.print(
+            "TLS on every port, mTLS between services; for the CLI: "
+            + " ".join(f"export {name}={value}" for name, value in exports.items())
+        )
     console.print(f"starting {', '.join(SERVICES)} (logs in {cluster.log_dir}) ...")
     try:
         cluster.start()
@@ -397,6 +421,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("up", help="start the four services locally")
     s.add_argument("--demo", action="store_true", help="ingest the docs and ask a question")
+    s.add_argument(
+        "--tls", action="store_true", help="TLS on every port, mTLS between the services"
+    )
     s.set_defaults(func=up)
 
     s = sub.add_parser("serve", help="run one service in the foreground (what a container runs)")
@@ -440,6 +467,18 @@ def parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=health)
 
+    s = sub.add_parser("certs", help="a development CA and a certificate per service")
+    s.add_argument("folder", type=Path)
+    s.add_argument(
+        "--host",
+        dest="hosts",
+        action="append",
+        default=[],
+        help="a DNS name or IP the certificates are valid for (repeat); always localhost "
+        "and 127.0.0.1",
+    )
+    s.set_defaults(func=certs_command)
+
     s = sub.add_parser("keys", help="API keys")
     s.add_argument("action", choices=["create"])
     s.add_argument("--tenant", required=True)
@@ -477,6 +516,6 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2
-    if code == 0 and args.command not in ("up", "health", "advise", "keys"):
+    if code == 0 and args.command not in ("up", "health", "advise", "keys", "certs"):
         console.print(f"[dim]{time.perf_counter() - started:.2f}s[/dim]")
     sys.exit(code)

@@ -322,3 +322,37 @@ def test_scheduled_backups_archive_the_embedded_store_onto_their_own_volume():
     # A Qdrant server is backed up the same way (retrieval asks it for a snapshot).
     server = render({"backup": {"enabled": True}, "qdrant": {"url": "http://qdrant:6333"}})
     assert of_kind(server, "CronJob")
+
+
+def test_tls_mounts_one_secret_everywhere_and_probes_a_plaintext_health_port():
+    values = {
+        "tls": {"enabled": True, "secretName": "rag-tls", "probePort": 8086},
+        "backup": {"enabled": True},
+        "existingSecret": "rag-secrets",
+    }
+    objects = render(values)
+    for obj in objects:
+        if obj["kind"] not in CUSTOM_RESOURCES:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    for service, spec in pod_specs(objects).items():
+        [container] = spec["containers"]
+        secrets = {v["name"]: v.get("secret", {}).get("secretName") for v in spec["volumes"]}
+        assert secrets["tls"] == "rag-tls", service
+        assert "/etc/rag/tls" in {m["mountPath"] for m in container["volumeMounts"]}, service
+        if service in SETTINGS:
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["grpc"]["port"] == 8086, (service, probe)
+        else:  # helm test and backups call the services: their client certificate
+            env = {e["name"]: e.get("value") for e in container["env"]}
+            assert env["RAG_TLS_CA_FILE"] == "/etc/rag/tls/ca.crt", service
+    for config_map in of_kind(objects, "ConfigMap"):
+        service = component(config_map)
+        if service in SETTINGS:
+            data = config_map["data"]
+            assert data["RAG_TLS_CERT_FILE"] == "/etc/rag/tls/tls.crt"
+            assert data[f"RAG_{service.upper()}_PROBE_PORT"] == "8086"
+
+
+def test_tls_without_a_secret_is_refused_by_name():
+    with pytest.raises(Exception, match="tls.secretName"):
+        render({"tls": {"enabled": True}})

@@ -13,6 +13,7 @@ from rag_common import context, status, tracing
 from rag_common.breaker import BreakerState, CircuitBreaker, guarded, record_cancelled
 from rag_common.credentials import Credentials
 from rag_common.identity import REQUEST_ID_KEY, Identity
+from rag_common.tls import TlsFiles
 
 # Round-robin over every address the target resolves to, and let gRPC itself retry a call
 # that found a replica unavailable (the only status that is always safe to retry: the call
@@ -44,33 +45,41 @@ def channel_target(target: str) -> str:
     return target
 
 
-def open_channel(target: str) -> grpc.aio.Channel:
-    """An insecure channel with keepalive, round-robin and gRPC's own UNAVAILABLE retry.
+def open_channel(target: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
+    """A channel with keepalive, round-robin and gRPC's own UNAVAILABLE retry; TLS with
+    this process's client certificate when `tls` is given, else plaintext.
 
     `target` is `host:port`, several `ip:port` separated by commas, or `dns:///name:port`
     (a headless Kubernetes Service resolves to every replica).
     """
-    return grpc.aio.insecure_channel(
+    options = [
+        ("grpc.service_config", _SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # gRPC's default reconnect backoff grows to 120 s, so a replica that restarted
+        # could stay unused for minutes; cap it so recovery takes about a second.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.min_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        # A dns:/// target is resolved again when a server closes a connection for its
+        # age (see ServiceSettings.max_connection_age_s); at most this often.
+        ("grpc.dns_min_time_between_resolutions_ms", 5000),
+        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ]
+    # When tracing is on: each call's span, and the trace context in its metadata.
+    interceptors = tracing.client_interceptors()
+    if tls is None:
+        return grpc.aio.insecure_channel(
+            channel_target(target), options=options, interceptors=interceptors
+        )
+    return grpc.aio.secure_channel(
         channel_target(target),
-        # When tracing is on: each call's span, and the trace context in its metadata.
-        interceptors=tracing.client_interceptors(),
-        options=[
-            ("grpc.service_config", _SERVICE_CONFIG),
-            ("grpc.enable_retries", 1),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.keepalive_timeout_ms", 10_000),
-            ("grpc.keepalive_permit_without_calls", 1),
-            # gRPC's default reconnect backoff grows to 120 s, so a replica that restarted
-            # could stay unused for minutes; cap it so recovery takes about a second.
-            ("grpc.initial_reconnect_backoff_ms", 200),
-            ("grpc.min_reconnect_backoff_ms", 200),
-            ("grpc.max_reconnect_backoff_ms", 1000),
-            # A dns:/// target is resolved again when a server closes a connection for its
-            # age (see ServiceSettings.max_connection_age_s); at most this often.
-            ("grpc.dns_min_time_between_resolutions_ms", 5000),
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-        ],
+        tls.channel_credentials(),
+        options=options,
+        interceptors=interceptors,
     )
 
 

@@ -20,6 +20,7 @@ import jwt
 from rag_common.errors import Unauthenticated
 from rag_common.identity import Identity
 from rag_common.settings import ServiceSettings
+from rag_common.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,13 @@ class Caller:
 
 
 class Credentials:
-    """Signs this service's outbound calls and checks its inbound ones, with one key."""
+    """Signs this service's outbound calls and checks its inbound ones, with one key; and
+    the TLS files its channels use (None: plaintext)."""
 
-    def __init__(self, key: str, service: str) -> None:
+    def __init__(self, key: str, service: str, tls: TlsFiles | None = None) -> None:
         self._key = key.encode()
         self.service = service
+        self.tls = tls
 
     @property
     def configured(self) -> bool:
@@ -123,7 +126,9 @@ class Credentials:
 
 def service_credentials(settings: ServiceSettings, service: str) -> Credentials:
     """This service's credentials from its settings; says so once when there is no key."""
-    credentials = Credentials(settings.identity_key.get_secret_value(), service)
+    credentials = Credentials(
+        settings.identity_key.get_secret_value(), service, TlsFiles.from_settings(settings)
+    )
     if not credentials.configured:
         log.error(
             "RAG_IDENTITY_KEY is unset or shorter than 32 characters: internal calls are "

@@ -29,7 +29,11 @@ class EmbeddingClient(ServiceClient):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
-            open_channel(target), "embedding", timeout_s, breaker, credentials=credentials
+            open_channel(target, credentials.tls),
+            "embedding",
+            timeout_s,
+            breaker,
+            credentials=credentials,
         )
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
 

@@ -27,6 +27,7 @@ from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings, env_name
 from rag_common.signals import SignalWindow
 from rag_common.stall_guard import StallGuard
+from rag_common.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
@@ -96,6 +97,7 @@ class ServiceHost:
             ],
         )
         self.port = 0
+        self._probes: grpc.aio.Server | None = None
         self._companions: list[
             tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]
         ] = []
@@ -125,10 +127,19 @@ class ServiceHost:
         names = [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self._server, pool=_own_files(names))
         address = f"{self._settings.host}:{self._settings.port}"
-        self.port = self._server.add_insecure_port(address)
+        tls = TlsFiles.from_settings(self._settings)
+        if tls is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            credentials = tls.server_credentials(
+                require_client_certs=self._settings.require_client_certs
+            )
+            self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise RuntimeError(f"could not bind {address}")
         await self._server.start()
+        if self._settings.probe_port:
+            await self._start_probes(self._settings.probe_port)
         for start, _ in self._companions:
             await start()
         if self._settings.metrics_port:
@@ -139,6 +150,15 @@ class ServiceHost:
         # restarts a pod that is merely not ready.
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         return self.port
+
+    async def _start_probes(self, port: int) -> None:
+        # Kubernetes' gRPC probes speak no TLS: health alone, on a port of its own, from the
+        # same HealthServicer, so it reports exactly what the main port would.
+        self._probes = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._probes)
+        if self._probes.add_insecure_port(f"{self._settings.host}:{port}") == 0:
+            raise RuntimeError(f"could not bind the probe port {port}")
+        await self._probes.start()
 
     async def mark_serving(self) -> None:
         """Report SERVING for the whole server and each of its services."""
@@ -153,6 +173,8 @@ class ServiceHost:
         await self._health.enter_graceful_shutdown()
         # stop(grace) refuses new calls at once and cancels those still running after `grace`.
         await self._server.stop(self.grace_period_s if grace is None else grace)
+        if self._probes is not None:
+            await self._probes.stop(0)
         for _, stop in reversed(self._companions):
             await stop()
 

@@ -33,6 +33,31 @@ class ServiceSettings(BaseSettings):
         "internal calls with; one variable for all four. Without it internal services refuse "
         "every call. `rag up` makes one for the processes it starts.",
     )
+    tls_cert_file: str = Field(
+        "",
+        validation_alias=AliasChoices("RAG_TLS_CERT_FILE"),
+        description="PEM certificate (chain) of this process, for its port and as its client "
+        "certificate; with the key and CA below, every port speaks TLS. Empty: plaintext.",
+    )
+    tls_key_file: str = Field(
+        "", validation_alias=AliasChoices("RAG_TLS_KEY_FILE"), description="Its PEM key."
+    )
+    tls_ca_file: str = Field(
+        "",
+        validation_alias=AliasChoices("RAG_TLS_CA_FILE"),
+        description="PEM CA bundle every peer (server or client) is verified against.",
+    )
+    require_client_certs: bool = Field(
+        True,
+        description="With TLS, refuse callers without a certificate the CA signed (mTLS).",
+    )
+    probe_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="A plaintext port serving only grpc.health.v1, for Kubernetes probes "
+        "(which speak no TLS) when the main port does; 0: none.",
+    )
     call_timeout_s: float = Field(
         30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."
     )

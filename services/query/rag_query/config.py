@@ -27,6 +27,11 @@ class QuerySettings(RedisSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_QUERY_", extra="ignore", frozen=True)
 
     port: int = Field(50051, ge=0, le=65535, description="Port to listen on.")
+    require_client_certs: bool = Field(
+        False,
+        description="With TLS, also ask public callers for a client certificate; they prove "
+        "who they are with API keys, so off by default.",
+    )
     max_message_bytes: int = Field(
         8 * 1024 * 1024,
         ge=1024,

@@ -59,6 +59,13 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 
 {{/* The gRPC port of a component. */}}
+{{/* The port Kubernetes probes ask: the service's own, or with TLS the plaintext one
+     that serves only health. */}}
+{{- define "rag.probePort" -}}
+{{- $root := index . 0 -}}
+{{- if $root.Values.tls.enabled }}{{ $root.Values.tls.probePort }}{{ else }}{{ include "rag.port" . }}{{ end }}
+{{- end }}
+
 {{- define "rag.port" -}}
 {{- index (index . 0).Values.ports (index . 1) }}
 {{- end }}
@@ -135,6 +142,12 @@ podAntiAffinity:
 {{- if $root.Values.metrics.enabled }}
 {{ $prefix }}METRICS_PORT: {{ $root.Values.metrics.port | quote }}
 {{- end }}
+{{- if $root.Values.tls.enabled }}
+RAG_TLS_CERT_FILE: "/etc/rag/tls/tls.crt"
+RAG_TLS_KEY_FILE: "/etc/rag/tls/tls.key"
+RAG_TLS_CA_FILE: "/etc/rag/tls/ca.crt"
+{{ $prefix }}PROBE_PORT: {{ $root.Values.tls.probePort | quote }}
+{{- end }}
 {{- if $root.Values.tracing.enabled }}
 OTEL_TRACES_EXPORTER: "otlp"
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ $root.Values.tracing.otlpEndpoint | quote }}
@@ -199,5 +212,32 @@ RAG_GENERATION_PROVIDERS: {{ toJson $root.Values.generation.providers | quote }}
       optional: {{ not (has $key (list "RAG_QUERY_API_KEYS" "RAG_IDENTITY_KEY")) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* With tls.enabled: the TLS files as env entries, their mount and their volume, for the
+     pods that call the services from outside a component (helm test, backups). */}}
+{{- define "rag.tlsEnv" -}}
+{{- if .Values.tls.enabled }}
+- {name: RAG_TLS_CERT_FILE, value: /etc/rag/tls/tls.crt}
+- {name: RAG_TLS_KEY_FILE, value: /etc/rag/tls/tls.key}
+- {name: RAG_TLS_CA_FILE, value: /etc/rag/tls/ca.crt}
+{{- end }}
+{{- end }}
+
+{{- define "rag.tlsMount" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  mountPath: /etc/rag/tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "rag.tlsVolume" -}}
+{{- if .Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ required "tls.secretName is required with tls.enabled" .Values.tls.secretName }}
+    defaultMode: 0400
 {{- end }}
 {{- end }}

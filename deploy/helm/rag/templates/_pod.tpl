@@ -54,18 +54,18 @@ spec:
       # Loading a model takes a while; liveness starts counting only after it.
       startupProbe:
         grpc:
-          port: {{ include "rag.port" . }}
+          port: {{ include "rag.probePort" . }}
         periodSeconds: 5
         failureThreshold: 60
       {{- end }}
       readinessProbe:
         grpc:
-          port: {{ include "rag.port" . }}
+          port: {{ include "rag.probePort" . }}
         periodSeconds: 5
         failureThreshold: 2
       livenessProbe:
         grpc:
-          port: {{ include "rag.port" . }}
+          port: {{ include "rag.probePort" . }}
           # SERVING while the process answers at all; readiness (the overall status) also
           # turns NOT_SERVING during warm-up, maintenance and shutdown.
           service: liveness
@@ -78,6 +78,7 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- include "rag.tlsMount" $root | nindent 8 }}
         {{- if and (eq $component "retrieval") (not (include "rag.retrievalStateless" $root)) }}
         - name: data
           mountPath: /data
@@ -85,6 +86,7 @@ spec:
   volumes:
     - name: tmp
       emptyDir: {}
+    {{- include "rag.tlsVolume" $root | nindent 4 }}
   {{- with $values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

@@ -48,7 +48,11 @@ class GenerationClient(ServiceClient):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
-            open_channel(target), "generation", timeout_s, breaker, credentials=credentials
+            open_channel(target, credentials.tls),
+            "generation",
+            timeout_s,
+            breaker,
+            credentials=credentials,
         )
         self._stub = pb_grpc.GenerationServiceStub(self._channel)
 

@@ -27,7 +27,11 @@ class RetrievalClient(ServiceClient):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
-            open_channel(target), "retrieval", timeout_s, breaker, credentials=credentials
+            open_channel(target, credentials.tls),
+            "retrieval",
+            timeout_s,
+            breaker,
+            credentials=credentials,
         )
         self._stub = pb_grpc.RetrievalServiceStub(self._channel)
 

@@ -1,0 +1,149 @@
+"""TLS on every port, mTLS between services, and a development CA to try both with.
+
+One certificate and key per process serve both its own port and its calls to the others (a
+client certificate), and one CA bundle verifies every peer. Internal services require a
+client certificate signed by that CA (RAG_<SERVICE>_REQUIRE_CLIENT_CERTS, on by default);
+the public port asks for none, since its callers prove who they are with API keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from rag_common.settings import ServiceSettings
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The PEM bytes of this process's certificate chain, its key and the CA bundle."""
+
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+    @classmethod
+    def from_settings(cls, settings: ServiceSettings) -> TlsFiles | None:
+        """The configured files, or None for plaintext (all three unset)."""
+        paths = (settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+        if not any(paths):
+            return None
+        if not all(paths):
+            raise ValueError(
+                "TLS needs all of RAG_TLS_CERT_FILE, RAG_TLS_KEY_FILE and RAG_TLS_CA_FILE"
+            )
+        cert, key, ca = (Path(p).read_bytes() for p in paths)
+        return cls(cert, key, ca)
+
+    def server_credentials(self, *, require_client_certs: bool) -> grpc.ServerCredentials:
+        """For this process's port; with `require_client_certs`, only peers the CA signed."""
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.ca,
+            require_client_auth=require_client_certs,
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """For calls to the other services: verify them by the CA, show our certificate."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+
+def write_development_ca(folder: Path, names: list[str], hosts: list[str]) -> list[Path]:
+    """A CA (ca.pem) and, for each name, `<name>.pem` and `<name>-key.pem` signed by it,
+    valid for `hosts` (DNS names or IP addresses) and for one year. Not for production:
+    the CA's key is written beside the certificates."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rag development CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    written = [_write(folder / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))]
+    written.append(_write(folder / "ca-key.pem", _key_pem(ca_key), secret=True))
+    sans = [_san(host) for host in hosts]
+    for name in names:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                # Both ends: each service is a server to its callers and a client of its callees.
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        written.append(
+            _write(folder / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        )
+        written.append(_write(folder / f"{name}-key.pem", _key_pem(key), secret=True))
+    return written
+
+
+def _key_pem(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _san(host: str):
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _write(path: Path, data: bytes, *, secret: bool = False) -> Path:
+    path.write_bytes(data)
+    if secret:
+        path.chmod(0o600)
+    return path

@@ -1,0 +1,120 @@
+"""TLS on the ports, mTLS on the internal ones, with certificates from `rag certs`."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rag.v1 import embedding_service_pb2 as pb
+from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+from rag_cli.launcher import free_port
+from rag_common.settings import ServiceSettings
+from rag_common.tls import TlsFiles, write_development_ca
+from rag_embedding.servicer import servicers
+from tests.conftest import start_host
+from tests.support.signed import credentials
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("certs")
+    write_development_ca(folder, ["embedding", "query"], ["localhost", "127.0.0.1"])
+    return folder
+
+
+def files(certs, name: str) -> TlsFiles:
+    return TlsFiles(*(p.read_bytes() for p in tls_paths(certs, name)))
+
+
+def tls_paths(certs, name: str):
+    return certs / f"{name}.pem", certs / f"{name}-key.pem", certs / "ca.pem"
+
+
+def tls_settings(certs, name: str, **more) -> ServiceSettings:
+    cert, key, ca = tls_paths(certs, name)
+    return ServiceSettings(
+        port=0,
+        grace_period_s=1.0,
+        RAG_TLS_CERT_FILE=str(cert),
+        RAG_TLS_KEY_FILE=str(key),
+        RAG_TLS_CA_FILE=str(ca),
+        **more,
+    )
+
+
+async def embed(channel: grpc.aio.Channel) -> int:
+    stub = pb_grpc.EmbeddingServiceStub(channel)
+    metadata = credentials("embedding").metadata("embedding", None)
+    reply = await stub.Embed(pb.EmbedRequest(texts=["over tls"]), metadata=metadata, timeout=10)
+    return len(reply.embeddings)
+
+
+async def test_an_internal_port_admits_only_callers_with_a_certificate_the_ca_signed(
+    embedder, certs, tmp_path
+):
+    host = await start_host(servicers(embedder), tls_settings(certs, "embedding"))
+    address = f"127.0.0.1:{host.port}"
+    try:
+        with_cert = files(certs, "query").channel_credentials()
+        async with grpc.aio.secure_channel(address, with_cert) as channel:
+            assert await embed(channel) == 1
+        without = grpc.ssl_channel_credentials(root_certificates=files(certs, "query").ca)
+        stranger_dir = tmp_path / "other-ca"
+        write_development_ca(stranger_dir, ["query"], ["127.0.0.1"])
+        stranger = files(stranger_dir, "query")  # a certificate, but from another CA
+        strange = grpc.ssl_channel_credentials(
+            root_certificates=files(certs, "query").ca,
+            private_key=stranger.key,
+            certificate_chain=stranger.cert,
+        )
+        for credentials_ in (without, strange):
+            async with grpc.aio.secure_channel(address, credentials_) as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await embed(channel)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with grpc.aio.insecure_channel(address) as channel:  # no TLS at all
+            with pytest.raises(grpc.aio.AioRpcError):
+                await embed(channel)
+    finally:
+        await host.stop(0)
+
+
+async def test_a_port_without_client_auth_takes_any_tls_caller(embedder, certs):
+    settings = tls_settings(certs, "embedding", require_client_certs=False)
+    host = await start_host(servicers(embedder), settings)
+    try:
+        ca_only = grpc.ssl_channel_credentials(root_certificates=files(certs, "query").ca)
+        async with grpc.aio.secure_channel(f"127.0.0.1:{host.port}", ca_only) as channel:
+            assert await embed(channel) == 1
+    finally:
+        await host.stop(0)
+
+
+def test_half_a_tls_configuration_is_refused(certs):
+    cert, _, _ = tls_paths(certs, "query")
+    with pytest.raises(ValueError, match="RAG_TLS_KEY_FILE"):
+        TlsFiles.from_settings(ServiceSettings(RAG_TLS_CERT_FILE=str(cert)))
+    assert TlsFiles.from_settings(ServiceSettings()) is None
+
+
+async def test_probes_get_plaintext_health_and_nothing_else_beside_a_tls_port(embedder, certs):
+    probe = free_port()
+    host = await start_host(servicers(embedder), tls_settings(certs, "embedding", probe_port=probe))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{probe}") as channel:
+            status = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="liveness"), timeout=5
+            )
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await embed(channel)
+            assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        await host.mark_not_serving()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{probe}") as channel:
+            status = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await host.stop(0)
