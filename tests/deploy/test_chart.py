@@ -354,5 +354,5 @@ def test_tls_mounts_one_secret_everywhere_and_probes_a_plaintext_health_port():
 
 
 def test_tls_without_a_secret_is_refused_by_name():
-    with pytest.raises(Exception, match="tls.secretName"):
+    with pytest.raises(Exception, match=r"tls\.secretName"):
         render({"tls": {"enabled": True}})
