@@ -84,3 +84,26 @@ async def test_a_caller_that_gives_up_does_not_cancel_a_shared_text(executor):
     impatient.cancel()
     assert await patient == [[6.0, 0.0]]
     await batcher.close()
+
+
+async def test_texts_whose_callers_all_left_are_not_encoded(executor):
+    encoder = RecordingEncoder(delay_s=0.2)
+    batcher = DynamicBatcher(encoder, executor, max_batch=1, max_wait_s=0.001)
+    busy = asyncio.ensure_future(batcher.submit(["keeps the model busy"], 0))
+    await asyncio.sleep(0.05)  # now encoding; the next texts queue behind it
+    gone = asyncio.ensure_future(batcher.submit(["nobody waits for me"], 0))
+    shared = [asyncio.ensure_future(batcher.submit(["one of two left"], 0)) for _ in range(2)]
+    waiting = asyncio.ensure_future(batcher.submit(["still wanted"], 0))
+    await asyncio.sleep(0.01)
+    gone.cancel()  # its deadline passed, say
+    shared[0].cancel()
+    assert await waiting == [[12.0, 0.0]]
+    assert await shared[1] == [[15.0, 0.0]]  # one caller left: still encoded
+    await busy
+    encoded = [t for b in encoder.batches for t in b]
+    assert "nobody waits for me" not in encoded
+    assert encoded.count("one of two left") == 1
+    assert batcher.dropped == 1
+    # Asked again later, it is encoded like any other text.
+    assert await batcher.submit(["nobody waits for me"], 0) == [[19.0, 0.0]]
+    await batcher.close()

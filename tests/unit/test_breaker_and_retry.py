@@ -6,7 +6,7 @@ import pytest
 
 from rag_common import context
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, guarded
-from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from rag_common.retry import RetryPolicy, retrying
 
 
@@ -59,6 +59,19 @@ def test_callers_mistakes_never_open_it():
     for _ in range(10):
         b.record_failure(InvalidArgument("question", "empty"))
     assert b.state is BreakerState.CLOSED
+
+
+@pytest.mark.parametrize(
+    "reason", ["RATE_LIMITED", "TENANT_CONCURRENCY", "CONNECTION_STREAMS", "LLM_BUDGET_EXHAUSTED"]
+)
+def test_one_tenants_limits_never_open_it_for_every_tenant(reason):
+    b = breaker(Clock())
+    for _ in range(10):
+        b.record_failure(ResourceExhausted("over its limit", reason=reason))
+    assert b.state is BreakerState.CLOSED
+    for _ in range(10):  # shedding under load is the dependency's own trouble
+        b.record_failure(ResourceExhausted("overloaded", reason="CACHED_ONLY"))
+    assert b.state is BreakerState.OPEN
 
 
 def test_half_open_lets_a_bounded_number_of_probes_through_then_decides():

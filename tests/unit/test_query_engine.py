@@ -42,19 +42,24 @@ class Retriever:
 class Generator:
     def __init__(self) -> None:
         self.down = False
+        self.spent = False  # the caller's tenant has used its day's LLM budget
         self.delay_s = 0.0
         self.calls = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
+        if self.spent:
+            raise ResourceExhausted("budget spent", reason="LLM_BUDGET_EXHAUSTED")
 
     async def generate(self, question, sources, options, identity):
         self.calls += 1
         await asyncio.sleep(self.delay_s)
-        if self.down:
-            raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
+        self._check()
         return GeneratedText("Thirty days [1].", "fake", cited_sources=(1,))
 
     async def stream(self, question, sources, options, identity):
-        if self.down:
-            raise Unavailable("every generation provider failed", reason="ALL_PROVIDERS_FAILED")
+        self._check()
         yield "Thirty"
         yield " days [1]."
         yield GeneratedText("Thirty days [1].", "fake")
@@ -102,6 +107,18 @@ async def test_dead_retrieval_without_a_cached_retrieval_is_unavailable(parts):
     parts[1].down = True
     with pytest.raises(Unavailable):
         await engine(parts).answer(question(), ACME)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_spent_llm_budget_answers_with_the_sources_and_says_why(parts, streaming):
+    parts[2].spent = True
+    e = engine(parts)
+    if streaming:
+        answer = [item async for item in e.stream(question(), ACME)][-1]
+    else:
+        answer = await e.answer(question(), ACME)
+    assert answer.degraded == ["llm_budget_exhausted"]
+    assert "[1] Handbook" in answer.text
 
 
 async def test_dead_generation_answers_with_the_sources(parts):

@@ -21,6 +21,7 @@ from rag_common.errors import (
     DeadlineExceeded,
     InvalidArgument,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -49,8 +50,18 @@ class BreakerPolicy:
     half_open_probes: int = 1  # calls let through at once while half-open
 
 
+# Refusals that concern one tenant or caller (its rate, its share, its budget), not the
+# dependency's health: counted, one tenant over its limits would cut off every other.
+TENANT_LIMITS = frozenset(
+    {"RATE_LIMITED", "TENANT_CONCURRENCY", "CONNECTION_STREAMS", "LLM_BUDGET_EXHAUSTED"}
+)
+
+
 def counts_as_failure(exc: BaseException) -> bool:
-    """Default rule: the caller's own mistakes never open a breaker; everything else does."""
+    """Default rule: the caller's own mistakes and its tenant's limits never open a breaker;
+    everything else does."""
+    if isinstance(exc, ResourceExhausted) and exc.reason in TENANT_LIMITS:
+        return False
     return not isinstance(exc, InvalidArgument | Unauthenticated | PermissionDenied)
 
 

@@ -61,6 +61,12 @@ def current_identity() -> Identity:
     return identity
 
 
+def current_tenant() -> str:
+    """The caller's tenant, or an empty string outside a call with an identity."""
+    identity = _identity.get()
+    return identity.tenant if identity is not None else ""
+
+
 def remaining_seconds(default: float) -> float:
     """Seconds left before the current deadline, or `default` when none is set.
 

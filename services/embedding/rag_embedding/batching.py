@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
@@ -26,8 +27,10 @@ class DynamicBatcher(Generic[K]):
     `quiet_s`, or when its first text has waited `max_wait_s`: a burst of callers lands in one
     batch, while a lone caller waits only `quiet_s`. While one batch encodes the next fills
     up, so under load batches grow by themselves and many single-text callers get close to
-    batch throughput. A text already
-    queued or encoding for the same kind is not encoded again: its callers share the result.
+    batch throughput. A text already queued or encoding for the same kind is not encoded
+    again: its callers share the result. A queued text whose every caller has gone
+    (cancelled, past its deadline) is dropped before it is encoded: the model's time goes
+    to callers still waiting.
     """
 
     def __init__(
@@ -48,7 +51,10 @@ class DynamicBatcher(Generic[K]):
         # Each text's future gets its vector and the size of the batch it was encoded in.
         self._pending: dict[tuple[K, str], asyncio.Future[tuple[Vector, int]]] = {}
         self._worker: asyncio.Task[None] | None = None
+        self._waiting: Counter[tuple[K, str]] = Counter()  # callers per queued text
+        self._encoding: set[tuple[K, str]] = set()
         self.batches = 0  # how many encoder calls were made (for tests and metrics)
+        self.dropped = 0  # queued texts no caller waited for any more
         self.batch_sizes = Distribution(BATCH_SIZE_BUCKETS)
 
     @property
@@ -61,19 +67,35 @@ class DynamicBatcher(Generic[K]):
         if self._worker is None:
             self._worker = asyncio.create_task(self._run(), name="embedding-batcher")
         loop = asyncio.get_running_loop()
-        futures = []
-        for text in texts:
-            key = (kind, text)
+        futures, keys = [], [(kind, text) for text in texts]
+        for key in keys:
             future = self._pending.get(key)
             if future is None:
                 future = loop.create_future()
                 self._pending[key] = future
                 self._queue.put_nowait(key)
+            self._waiting[key] += 1
             futures.append(future)
-        # shield: one caller giving up must not cancel a result other callers share.
-        results = await asyncio.gather(*(asyncio.shield(f) for f in futures))
+        try:
+            # shield: one caller giving up must not cancel a result other callers share.
+            results = await asyncio.gather(*(asyncio.shield(f) for f in futures))
+        finally:
+            self._leave(keys)
         tracing.annotate(batch_size=max(size for _, size in results) if results else 0)
         return [vector for vector, _ in results]
+
+    def _leave(self, keys: list[tuple[K, str]]) -> None:
+        """These callers stopped waiting; drop the queued texts nobody waits for now."""
+        for key in keys:
+            self._waiting[key] -= 1
+            if self._waiting[key] > 0:
+                continue
+            del self._waiting[key]
+            future = self._pending.get(key)
+            if future is not None and not future.done() and key not in self._encoding:
+                del self._pending[key]  # its queue entry is skipped when it comes up
+                future.cancel()
+                self.dropped += 1
 
     async def close(self) -> None:
         """Stop taking batches; texts still queued fail."""
@@ -87,20 +109,29 @@ class DynamicBatcher(Generic[K]):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            if first not in self._pending:
+                continue  # dropped while queued
+            batch = {first: None}  # ordered, and each text once
             deadline = loop.time() + self._max_wait_s
             while len(batch) < self._max_batch:
                 if not self._queue.empty():
-                    batch.append(self._queue.get_nowait())
-                    continue
-                left = min(deadline - loop.time(), self._quiet_s)
-                if left <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), left))
-                except TimeoutError:
-                    break  # the burst is over
-            await self._encode_batch(loop, batch)
+                    key = self._queue.get_nowait()
+                else:
+                    left = min(deadline - loop.time(), self._quiet_s)
+                    if left <= 0:
+                        break
+                    try:
+                        key = await asyncio.wait_for(self._queue.get(), left)
+                    except TimeoutError:
+                        break  # the burst is over
+                if key in self._pending:
+                    batch[key] = None
+            self._encoding = set(batch)
+            try:
+                await self._encode_batch(loop, list(batch))
+            finally:
+                self._encoding = set()
 
     async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
         by_kind: dict[K, list[str]] = {}

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from rag_common import context, tracing
-from rag_common.errors import InvalidArgument, RagError, Unavailable
+from rag_common.errors import InvalidArgument, Unavailable
 from rag_common.tiered_cache import TieredCache
 from rag_embedding.batching import DynamicBatcher
 
@@ -123,7 +123,7 @@ class Embedder:
         if self.cache is None:
             return await self.batcher.submit(texts, purpose)
         # The whole request is looked up in one round trip; only the misses are encoded.
-        tenant = _tenant()
+        tenant = context.current_tenant()
         keys = [_cache_key(model.name, purpose, tenant, text) for text in texts]
         cached = await self.cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]
@@ -179,10 +179,3 @@ def _cache_key(model: str, purpose: Purpose, tenant: str, text: str) -> str:
     speed (returned in every answer's timings) would tell one tenant what another asked."""
     digest = hashlib.sha256(f"{tenant}\0{text}".encode()).hexdigest()[:32]
     return f"emb:{model}:{purpose.value}:{digest}"
-
-
-def _tenant() -> str:
-    try:
-        return context.current_identity().tenant
-    except RagError:  # in-process use without a caller (benchmarks, warm-up)
-        return ""

@@ -1,4 +1,4 @@
-"""The embedding service's own Prometheus families: batches, queue and cache."""
+"""The embedding service's own Prometheus families: batches, queue, drops and cache."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ def embedding_families(embedder: Embedder) -> list[Metric]:
             {service: embedder.batcher.batch_sizes},
         ),
         queue,
+        counter_family(
+            "rag_embedding_dropped_texts",
+            "Queued texts dropped unencoded because every caller had gone.",
+            ["service"],
+            {service: embedder.batcher.dropped},
+        ),
     ]
     if embedder.cache is not None:
         counts = dict(embedder.cache.counts)  # one C-level copy: safe off the event loop

@@ -6,7 +6,9 @@ from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.tiered_cache import redis_from_settings
 from rag_generation.adapters.extractive import ExtractiveModel
+from rag_generation.budgets import BudgetLimits, DailyBudgets
 from rag_generation.config import GenerationSettings, ProviderConfig
 from rag_generation.metrics import generation_families
 from rag_generation.providers import ChatModel, counts_against_provider
@@ -56,7 +58,16 @@ def build_generator(settings: GenerationSettings) -> Generator:
     tiering = TieringRule(
         settings.simple_question_max_chars, tuple(settings.complex_question_words)
     )
-    return Generator(routes, default_max_tokens=settings.default_max_tokens, tiering=tiering)
+    budgets = DailyBudgets(
+        BudgetLimits(settings.tenant_daily_tokens, settings.tenant_daily_cost_usd),
+        redis_from_settings(settings),
+    )
+    return Generator(
+        routes,
+        default_max_tokens=settings.default_max_tokens,
+        tiering=tiering,
+        budgets=budgets,
+    )
 
 
 async def serve(settings: GenerationSettings) -> None:

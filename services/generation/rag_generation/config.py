@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from rag_common.settings import ServiceSettings
+from rag_common.settings import RedisSettings
 
 ProviderKind = Literal["openai", "anthropic", "local", "extractive"]
 Tier = Literal["main", "small"]
@@ -42,12 +42,21 @@ _SHORTHANDS: dict[str, dict[str, Any]] = {
 }
 
 
-class GenerationSettings(ServiceSettings):
+class GenerationSettings(RedisSettings):
     """Which providers answer, how traffic is split, and how failures are handled."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_GENERATION_", extra="ignore", frozen=True)
 
     port: int = Field(50053, ge=0, le=65535, description="Port to listen on.")
+    tenant_daily_tokens: int = Field(
+        0,
+        ge=0,
+        description="Tokens one tenant may spend on paid providers a day (UTC); then only free "
+        "ones (local, extractive) answer it. 0: no limit. Shared through Redis when set.",
+    )
+    tenant_daily_cost_usd: float = Field(
+        0.0, ge=0, description="USD one tenant may spend on paid providers a day; 0: no limit."
+    )
     providers: list[ProviderConfig] = Field(
         default_factory=lambda: [ProviderConfig(**_SHORTHANDS[n]) for n in _SHORTHANDS],
         description="Providers as a JSON list of objects (see 'LLM providers'); the strings "

@@ -8,7 +8,6 @@ from collections import Counter
 from prometheus_client.core import Metric
 
 from rag_common import context
-from rag_common.errors import RagError
 from rag_common.metrics import counter_family
 from rag_generation.models import Generation
 
@@ -24,7 +23,7 @@ class UsageStats:
 
     def generated(self, generation: Generation) -> None:
         """Count one answer (whole or partial) a provider wrote for the current caller."""
-        key = (generation.provider, _tenant())
+        key = (generation.provider, context.current_tenant())
         usage = generation.usage
         self.tokens[(*key, "input")] += usage.input_tokens
         self.tokens[(*key, "output")] += usage.output_tokens
@@ -34,13 +33,6 @@ class UsageStats:
     def failed(self, provider: str, reason: str) -> None:
         """Count one request a provider failed (after its retries)."""
         self.failures[(provider, reason)] += 1
-
-
-def _tenant() -> str:
-    try:
-        return context.current_identity().tenant
-    except RagError:  # called without an identity (in-process use)
-        return ""
 
 
 def generation_families(stats: UsageStats) -> list[Metric]:

@@ -10,8 +10,15 @@ from dataclasses import dataclass
 
 from rag_common import context, tracing
 from rag_common.breaker import BreakerState
-from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from rag_common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    RagError,
+    ResourceExhausted,
+    Unavailable,
+)
 from rag_common.retry import LLM_PROVIDER, retrying
+from rag_generation.budgets import BudgetLimits, DailyBudgets
 from rag_generation.citations import cited_sources
 from rag_generation.config import ProviderConfig
 from rag_generation.metrics import UsageStats
@@ -51,6 +58,7 @@ class Generator:
         default_max_tokens: int,
         tiering: TieringRule | None = None,
         rng: random.Random | None = None,
+        budgets: DailyBudgets | None = None,
     ) -> None:
         if not routes:
             raise ValueError("at least one provider is required")
@@ -60,6 +68,7 @@ class Generator:
         self._tiering = tiering or TieringRule()
         self._rng = rng or random.Random()
         self.usage = UsageStats()  # read by the metrics endpoint
+        self._budgets = budgets or DailyBudgets(BudgetLimits())
 
     @property
     def provider_names(self) -> list[str]:
@@ -97,7 +106,8 @@ class Generator:
         self._validate(request)
         tier = self._tiering.tier(request.question)
         failed: list[str] = []
-        for route in self._plan(request, tier):
+        routes, held_back = await self._candidates(request, tier)
+        for route in routes:
             if not route.breaker.allow():
                 continue
             prompt = self._prompt(route, request)
@@ -110,8 +120,10 @@ class Generator:
                 route.breaker.release_probe()
                 raise
             route.breaker.record_success()
-            return self._generation(route, prompt, completion, failed, tier)
-        raise _all_failed(failed)
+            generation = self._generation(route, prompt, completion, failed, tier)
+            await self._charge(route, generation)
+            return generation
+        raise self._nothing_answered(failed, held_back)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str | StreamEnd]:
         """Pieces of the answer, then a StreamEnd.
@@ -124,7 +136,8 @@ class Generator:
         self._validate(request)
         tier = self._tiering.tier(request.question)
         failed: list[str] = []
-        for route in self._plan(request, tier):
+        routes, held_back = await self._candidates(request, tier)
+        for route in routes:
             if not route.breaker.allow():
                 continue
             prompt = self._prompt(route, request)
@@ -149,7 +162,9 @@ class Generator:
             except ProviderError as exc:
                 route.breaker.record_failure(exc)
                 partial = Completion("".join(pieces), usage)
-                yield StreamEnd(self._generation(route, prompt, partial, failed, tier, True))
+                generation = self._generation(route, prompt, partial, failed, tier, True)
+                await self._charge(route, generation)
+                yield StreamEnd(generation)
                 raise Unavailable(
                     f"provider {route.name} failed after answering in part",
                     reason="STREAM_INTERRUPTED",
@@ -159,9 +174,11 @@ class Generator:
                 await rest.aclose()
             route.breaker.record_success()
             completion = Completion("".join(pieces), usage)
-            yield StreamEnd(self._generation(route, prompt, completion, failed, tier))
+            generation = self._generation(route, prompt, completion, failed, tier)
+            await self._charge(route, generation)
+            yield StreamEnd(generation)
             return
-        raise _all_failed(failed)
+        raise self._nothing_answered(failed, held_back)
 
     async def _complete(self, route: Route, prompt: Prompt) -> Completion:
         async for attempt in self._retrying(route):
@@ -237,8 +254,32 @@ class Generator:
     def _remaining() -> float:
         return context.remaining_seconds(_NO_DEADLINE_S)
 
-    def _plan(self, request: GenerationRequest, tier: str) -> list[Route]:
-        return plan(self._ready, tier=tier, preferred=request.provider, rng=self._rng)
+    async def _candidates(self, request: GenerationRequest, tier: str) -> tuple[list[Route], bool]:
+        """The providers to try, in order; without the paid ones when the caller's tenant
+        has spent its day's budget (then True: some were held back)."""
+        routes = plan(self._ready, tier=tier, preferred=request.provider, rng=self._rng)
+        if not await self._budgets.spent(context.current_tenant()):
+            return routes, False
+        free = [r for r in routes if not _paid(r.config)]
+        return free, len(free) < len(routes)
+
+    async def _charge(self, route: Route, generation: Generation) -> None:
+        if _paid(route.config):
+            usage = generation.usage
+            await self._budgets.charge(
+                context.current_tenant(),
+                usage.input_tokens + usage.output_tokens,
+                usage.cost_usd,
+            )
+
+    def _nothing_answered(self, failed: list[str], held_back: bool) -> RagError:
+        if held_back and not failed:
+            return ResourceExhausted(
+                "this tenant has spent today's LLM budget and no free provider is configured",
+                reason="LLM_BUDGET_EXHAUSTED",
+                retry_after_s=round(self._budgets.seconds_to_reset()),
+            )
+        return _all_failed(failed)
 
     def _prompt(self, route: Route, request: GenerationRequest) -> Prompt:
         max_tokens = request.max_tokens or self._default_max_tokens
@@ -323,6 +364,10 @@ class Generator:
             },
         )
         failed.append(route.name)
+
+
+def _paid(config: ProviderConfig) -> bool:
+    return config.price_input_per_mtok > 0 or config.price_output_per_mtok > 0
 
 
 def _cost(config: ProviderConfig, usage: Usage) -> float:

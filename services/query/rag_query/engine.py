@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_TOKENS_LIMIT = 4096
 MIN_BUDGET_MS, MAX_BUDGET_MS = 100, 60_000
 RETRIEVAL_CACHED, NO_CONTEXT, LLM_UNAVAILABLE = "retrieval_cached", "no_context", "llm_unavailable"
+LLM_BUDGET = "llm_budget_exhausted"
 CACHED_ONLY, OVERLOADED = "cached_only", "overloaded"
 
 
@@ -219,12 +220,12 @@ class QueryEngine:
                             yield item
                 if answer is None:
                     raise Unavailable("generation ended without an answer")
-            except (TimeoutError, Unavailable, DeadlineExceeded) as exc:
+            except (TimeoutError, Unavailable, DeadlineExceeded, ResourceExhausted) as exc:
                 if sent_text:
                     if isinstance(exc, TimeoutError):
                         raise DeadlineExceeded("the answer ran past its time budget") from None
                     raise
-                generated = self._without_llm(progress, type(exc).__name__)
+                generated = self._without_llm(progress, exc)
                 yield generated.text
                 answer = self._finish(generated, progress, generate_started)
             else:
@@ -376,16 +377,24 @@ class QueryEngine:
         progress.retrieve_ms = max(0.0, elapsed - progress.embed_ms)
         return progress
 
-    def _without_llm(self, progress: _Progress, cause: str) -> GeneratedText:
-        """The retrieved sources in place of an answer, when no provider could write one."""
+    def _without_llm(self, progress: _Progress, exc: Exception) -> GeneratedText:
+        """The retrieved sources in place of an answer, when no provider could (or, for a
+        tenant past its day's LLM budget, may) write one."""
+        if isinstance(exc, ResourceExhausted) and exc.reason == "LLM_BUDGET_EXHAUSTED":
+            reason = LLM_BUDGET
+        else:
+            reason = LLM_UNAVAILABLE
         if not progress.sources:
+            if reason == LLM_BUDGET:
+                raise exc
             raise Unavailable(
                 "no answer could be generated and no sources were found in time",
                 reason="NO_ANSWER",
             )
-        progress.degraded.append(LLM_UNAVAILABLE)
-        log.warning("generation degraded", extra={"cause": cause})
-        tracing.event("degraded", reason=LLM_UNAVAILABLE, cause=cause)
+        progress.degraded.append(reason)
+        cause = type(exc).__name__
+        log.warning("generation degraded", extra={"cause": cause, "degraded": reason})
+        tracing.event("degraded", reason=reason, cause=cause)
         lines = ["No answer could be generated right now. The most relevant passages:"]
         for number, chunk in enumerate(progress.sources, start=1):
             snippet = " ".join(chunk.text.split())[:200]
