@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 class FairUsePolicy:
     """Limits per tenant, per principal and per connection; 0 turns a limit off."""
 
-    tenant_rate: float = 100.0  # calls per second, sustained
-    tenant_burst: int = 200
-    principal_rate: float = 50.0
-    principal_burst: int = 100
+    tenant_rate: float = 0.0  # calls per second, sustained
+    tenant_burst: int = 400
+    principal_rate: float = 0.0
+    principal_burst: int = 200
     tenant_concurrency: int = 64  # calls one tenant may have running at once, per replica
     connection_streams: int = 32  # streaming calls one connection may hold open
 

@@ -58,13 +58,19 @@ class QuerySettings(RedisSettings):
         return keys
 
     tenant_rate_limit: float = Field(
-        100.0, ge=0, description="Calls a second one tenant may make, sustained; 0: no limit."
+        0.0,
+        ge=0,
+        description="Calls a second one tenant may make, sustained (0: no limit; the "
+        "production values set 200).",
     )
-    tenant_burst: int = Field(200, ge=1, description="Calls a tenant may make at once above it.")
+    tenant_burst: int = Field(400, ge=1, description="Calls a tenant may make at once above it.")
     principal_rate_limit: float = Field(
-        50.0, ge=0, description="Calls a second one API key may make, sustained; 0: no limit."
+        0.0,
+        ge=0,
+        description="Calls a second one API key may make, sustained (0: no limit; the "
+        "production values set 100).",
     )
-    principal_burst: int = Field(100, ge=1, description="Calls a key may make at once above it.")
+    principal_burst: int = Field(200, ge=1, description="Calls a key may make at once above it.")
     tenant_max_concurrent: int = Field(
         64, ge=0, description="Calls one tenant may have running at once per replica; 0: any."
     )
