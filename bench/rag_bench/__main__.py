@@ -25,7 +25,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus, embedding, observability, routing
+from rag_bench import corpus, embedding, fairness, observability, routing
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster, free_port
@@ -214,11 +214,17 @@ async def semantic_cache_rates() -> None:
 async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
     per_scenario = requests * len(CONCURRENCIES)
-    # The first share for the plain runs, the second for the traced ones: never a repeat.
-    questions = corpus.questions(2 * per_scenario + 10)
-    plain, traced_questions = questions[: per_scenario + 10], questions[per_scenario:]
+    # A share each for the plain runs, the traced ones and the fairness runs: never a repeat.
+    questions = corpus.questions(2 * per_scenario + 110)
+    plain, traced_questions = questions[: per_scenario + 10], questions[per_scenario:-100]
+    fair_questions = questions[-100:]
     env = {
-        "RAG_QUERY_API_KEYS": json.dumps({API_KEY: {"tenant": TENANT, "roles": ["writer"]}}),
+        "RAG_QUERY_API_KEYS": json.dumps(
+            {
+                API_KEY: {"tenant": TENANT, "roles": ["writer"]},
+                fairness.FLOOD_KEY: {"tenant": fairness.FLOOD_TENANT, "roles": ["writer"]},
+            }
+        ),
         "RAG_GENERATION_PROVIDERS": '["extractive"]',
         **{
             f"RAG_{s.upper()}_LOG_LEVEL": "WARNING"
@@ -234,6 +240,7 @@ async def main(chunks: int, requests: int) -> None:
             ingest_s = await ingest(cluster, chunks)
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
             runs = await grpc_runs(cluster, plain, requests)
+            fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
             service_rate = await embedding.service_texts_per_s(
                 cluster.address("embedding"), cluster.credentials("bench")
             )
@@ -275,6 +282,7 @@ async def main(chunks: int, requests: int) -> None:
         f"{hit[8].rps / echo[8].rps:.2f}x the echo server's {echo[8].rps:.0f}"
     )
     print(observability.summary(runs))
+    print(fair)
     await semantic_cache_rates()
     await generation_scenarios(requests)
 

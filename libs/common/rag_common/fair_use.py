@@ -35,7 +35,7 @@ class FairUsePolicy:
     tenant_burst: int = 400
     principal_rate: float = 0.0
     principal_burst: int = 200
-    tenant_concurrency: int = 64  # calls one tenant may have running at once, per replica
+    tenant_concurrency: int = 32  # calls one tenant may have running at once, per replica
     connection_streams: int = 32  # streaming calls one connection may hold open
 
 

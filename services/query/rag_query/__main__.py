@@ -69,6 +69,7 @@ def build_host(
             retrieval_share=settings.retrieval_budget_share,
             min_generation_s=settings.min_generation_ms / 1000,
             max_pipeline_queries=settings.max_pipeline_queries,
+            pipeline_concurrency=settings.pipeline_concurrency,
         ),
         maintenance=maintenance,
         retrieval_cache=LocalTTLCache(

@@ -72,7 +72,10 @@ class QuerySettings(RedisSettings):
     )
     principal_burst: int = Field(200, ge=1, description="Calls a key may make at once above it.")
     tenant_max_concurrent: int = Field(
-        64, ge=0, description="Calls one tenant may have running at once per replica; 0: any."
+        32,
+        ge=0,
+        description="Calls one tenant may have running at once per replica (half the "
+        "pipeline by default, so another tenant always finds room); 0: any.",
     )
     connection_max_streams: int = Field(
         32, ge=0, description="Streaming calls one connection may hold open; 0: any."
@@ -96,9 +99,16 @@ class QuerySettings(RedisSettings):
     max_pipeline_queries: int = Field(
         64,
         ge=1,
-        description="Questions answered through retrieval and generation at once; beyond "
-        "it only cached answers are served (degraded: cached_only) and the rest are refused "
-        "at once with RESOURCE_EXHAUSTED, instead of queueing.",
+        description="Questions past the caches, running or waiting for a place; beyond it "
+        "only cached answers are served (degraded: cached_only) and the rest are refused at "
+        "once with RESOURCE_EXHAUSTED, instead of queueing.",
+    )
+    pipeline_concurrency: int = Field(
+        8,
+        ge=1,
+        description="Questions going through embedding, retrieval and generation at once; "
+        "the others wait, each tenant taking its turn, for at most the retrieval share of "
+        "their budget.",
     )
     retrieval_cache_entries: int = Field(
         10_000, ge=1, description="Recent retrievals kept as a fallback for late retrieval."

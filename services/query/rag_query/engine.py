@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 from rag_common import context, tracing
@@ -28,6 +28,7 @@ from rag_common.errors import (
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
 from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
+from rag_query.fair_gate import FairGate, GateFull
 from rag_query.maintenance import Maintenance
 from rag_query.metrics import QueryStats
 from rag_query.models import Answer, GeneratedText, Question, Timings
@@ -53,7 +54,8 @@ class QueryPolicy:
     default_budget_s: float = 5.0
     retrieval_share: float = 0.5
     min_generation_s: float = 0.3
-    max_pipeline_queries: int = 64  # beyond it, cached answers only (cached_only)
+    max_pipeline_queries: int = 64  # running and waiting; beyond it, cached answers only
+    pipeline_concurrency: int = 8  # running at once; the others wait, tenants in turn
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,14 @@ class QueryEngine:
         # Whether retrieval and generation are both failing (their breakers open): then
         # nothing but a cached answer can be whole, and cache hits are flagged so.
         self._dependencies_down = dependencies_down
-        self._in_flight = 0  # questions in the pipeline (not served from a cache)
+        # Questions past the caches: a few at a time, tenants taking turns for the rest.
+        self._gate = FairGate(self._policy.pipeline_concurrency, self._policy.max_pipeline_queries)
         self.stats = QueryStats()  # read by the metrics endpoint and the health signals
 
     @property
     def pipeline_in_flight(self) -> int:
-        """Questions going through retrieval and generation now (the query queue depth)."""
-        return self._in_flight
+        """Questions in or waiting for retrieval and generation (the query queue depth)."""
+        return self._gate.admitted
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
@@ -192,10 +195,7 @@ class QueryEngine:
         """
         started, version, scope, mode = lookup.started, lookup.version, lookup.scope, lookup.mode
         overloaded = mode == OVERLOADED
-        with (
-            self._in_pipeline(counted=not overloaded),
-            context.tighter_deadline(self._budget_s(question)),
-        ):
+        async with self._pipeline(question, identity.tenant, overloaded=overloaded):
             progress = await self._find_sources(question, identity, version, scope, overloaded)
             if progress.cached is not None:
                 for event in _replay(self._from_cache(progress.cached, started, mode)):
@@ -254,20 +254,28 @@ class QueryEngine:
         queued behind the pipeline. Retrieval and generation both down: their breakers
         already make every other path fail fast; cached answers are flagged as such.
         """
-        if self._in_flight >= self._policy.max_pipeline_queries:
+        if self._gate.full:
             return OVERLOADED
         if self._dependencies_down():
             return "dependencies_down"
         return ""
 
-    @contextlib.contextmanager
-    def _in_pipeline(self, *, counted: bool) -> Iterator[None]:
-        """Count a question going through retrieval and generation."""
-        self._in_flight += counted
-        try:
-            yield
-        finally:
-            self._in_flight -= counted
+    @contextlib.asynccontextmanager
+    async def _pipeline(
+        self, question: Question, tenant: str, *, overloaded: bool
+    ) -> AsyncIterator[None]:
+        """The question's time budget, and a place in the pipeline: waited for in turn with
+        other tenants' questions, for at most the retrieval share of that budget; none while
+        overloaded (then only a semantic cache hit can answer, and it needs none)."""
+        with context.tighter_deadline(self._budget_s(question)):
+            async with contextlib.AsyncExitStack() as stack:
+                if not overloaded:
+                    wait_s = self._time_left() * self._policy.retrieval_share
+                    try:
+                        await stack.enter_async_context(self._gate.place(tenant, wait_s))
+                    except GateFull:
+                        raise _overloaded() from None
+                yield
 
     def _cache_scope(
         self, question: Question, identity: Identity, version: str | None

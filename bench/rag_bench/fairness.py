@@ -1,0 +1,100 @@
+"""Fairness: one tenant's answers while another floods the suite at concurrency 64.
+
+Tenant B asks one question at a time, alone and then while tenant A keeps 64 questions in
+flight. The target (issue #9): B's p95 within 1.5x of its unloaded value, and no answer of
+B's degraded to no_context. A's refusals (its share of the calls at once) are counted too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import grpc
+
+from rag.v1 import common_pb2
+from rag.v1 import document_service_pb2 as doc_pb
+from rag.v1 import document_service_pb2_grpc as doc_grpc
+from rag.v1 import query_service_pb2 as pb
+from rag.v1 import query_service_pb2_grpc as pb_grpc
+from rag_bench import corpus
+from rag_bench.stats import Run
+from rag_common.status import error_info
+
+FLOOD_KEY, FLOOD_TENANT = "flood-key", "flood"
+FLOOD_CONCURRENCY = 64
+TARGET_RATIO = 1.5
+
+
+async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks: int) -> str:
+    """B alone, then B under A's flood: the two runs' summary, with the target beside it."""
+    flood = [("authorization", f"Bearer {FLOOD_KEY}")]
+    quiet = [("authorization", f"Bearer {quiet_key}")]
+    options = pb.QueryOptions(provider="extractive")
+    async with grpc.aio.insecure_channel(address) as channel:
+        documents = doc_grpc.DocumentServiceStub(channel)
+        for start, batch in _batches(corpus.documents(flood_chunks, seed=3), 100):
+            request = doc_pb.IngestDocumentsRequest(
+                documents=[common_pb2.Document(id=f"f{start}-{i}", text=t) for i, t in batch]
+            )
+            await documents.IngestDocuments(request, metadata=flood, timeout=300)
+        stub = pb_grpc.QueryServiceStub(channel)
+        half = len(questions) // 2
+        alone, alone_degraded = await _ask_each(stub, questions[:half], quiet, options)
+        stop = asyncio.Event()
+        outcomes: Counter[str] = Counter()
+        flooders = [
+            asyncio.ensure_future(_flood(stub, n, flood, options, stop, outcomes))
+            for n in range(FLOOD_CONCURRENCY)
+        ]
+        await asyncio.sleep(1.0)  # the flood is at full strength before B asks
+        loaded, loaded_degraded = await _ask_each(stub, questions[half:], quiet, options)
+        stop.set()
+        await asyncio.gather(*flooders)
+    ratio = loaded.percentile(95) / alone.percentile(95)
+    verdict = "met" if ratio <= TARGET_RATIO and not loaded_degraded["no_context"] else "MISSED"
+    return (
+        f"\nfairness: tenant B one at a time, alone vs while tenant A floods at "
+        f"c{FLOOD_CONCURRENCY}:\n"
+        f"  B p50 {alone.percentile(50):.1f} -> {loaded.percentile(50):.1f} ms, p95 "
+        f"{alone.percentile(95):.1f} -> {loaded.percentile(95):.1f} ms ({ratio:.2f}x; target "
+        f"<= {TARGET_RATIO}x with no no_context: {verdict})\n"
+        f"  B degraded alone {dict(alone_degraded) or 'never'}, under the flood "
+        f"{dict(loaded_degraded) or 'never'}; A's calls: {dict(outcomes)}"
+    )
+
+
+async def _ask_each(stub, questions, metadata, options) -> tuple[Run, Counter[str]]:
+    run, degraded = Run("tenant B", 1), Counter()
+    started = time.perf_counter()
+    for question in questions:
+        began = time.perf_counter()
+        reply = await stub.Query(
+            pb.QueryRequest(question=question, options=options), metadata=metadata, timeout=30
+        )
+        run.add((time.perf_counter() - began) * 1000)
+        degraded.update(reply.degraded)
+    run.wall_s = time.perf_counter() - started
+    return run, degraded
+
+
+async def _flood(stub, worker: int, metadata, options, stop: asyncio.Event, outcomes) -> None:
+    number = 0
+    while not stop.is_set():
+        number += 1
+        question = f"What does the flood ask about runbook {worker}-{number}?"
+        try:
+            await stub.Query(
+                pb.QueryRequest(question=question, options=options), metadata=metadata, timeout=30
+            )
+            outcomes["answered"] += 1
+        except grpc.aio.AioRpcError as exc:
+            info = error_info(exc)
+            outcomes[info.reason if info else exc.code().name] += 1
+            await asyncio.sleep(0.05)  # a refused client backs off a little, as SDKs do
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield start, items[start : start + size]

@@ -1,0 +1,95 @@
+"""Fair admission to the question pipeline: a few questions at a time, tenants taking turns.
+
+At most `running` questions go through embedding, retrieval and generation at once (more
+only slow every one of them down on the same CPUs); the rest wait in one queue per tenant,
+and a freed place goes to the next tenant in turn, not to the longest queue. A tenant with
+64 questions waiting therefore delays another tenant's one question by one turn, not by 64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+
+
+class GateFull(Exception):
+    """No place for this question: too many are admitted already, or its wait ran out."""
+
+
+class FairGate:
+    """`running` places, and room for `admitted` questions in all (running and waiting)."""
+
+    def __init__(self, running: int, admitted: int) -> None:
+        self._capacity = min(running, admitted)
+        self._admitted_limit = admitted
+        self._running = 0
+        # Tenants with questions waiting, in turn order; each with its waiters, oldest first.
+        self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
+        self._waiting_count = 0
+
+    @property
+    def admitted(self) -> int:
+        """Questions running or waiting now."""
+        return self._running + self._waiting_count
+
+    @property
+    def full(self) -> bool:
+        """Whether a new question would be refused."""
+        return self.admitted >= self._admitted_limit
+
+    @contextlib.asynccontextmanager
+    async def place(self, tenant: str, wait_s: float) -> AsyncIterator[None]:
+        """Hold a running place for `tenant`'s question, waiting at most `wait_s` for it."""
+        if self.full:
+            raise GateFull("too many questions admitted")
+        if self._running < self._capacity and not self._waiting:
+            self._running += 1
+        else:
+            await self._wait_turn(tenant, wait_s)
+        try:
+            yield
+        finally:
+            self._running -= 1
+            self._let_next_in()
+
+    async def _wait_turn(self, tenant: str, wait_s: float) -> None:
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(tenant, deque()).append(turn)
+        self._waiting_count += 1
+        try:
+            await asyncio.wait_for(asyncio.shield(turn), wait_s)
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            if turn.done() and not turn.cancelled():
+                # The place was given just as the wait ended: hand it on, not lose it.
+                self._running -= 1
+                self._let_next_in()
+            else:
+                turn.cancel()
+                self._forget(tenant, turn)
+            if isinstance(exc, TimeoutError):
+                raise GateFull("no place in time") from None
+            raise
+
+    def _let_next_in(self) -> None:
+        while self._waiting and self._running < self._capacity:
+            tenant, turns = next(iter(self._waiting.items()))
+            turn = turns.popleft()
+            self._waiting_count -= 1
+            if turns:
+                self._waiting.move_to_end(tenant)  # its next question waits for the others
+            else:
+                del self._waiting[tenant]
+            if not turn.done():
+                self._running += 1
+                turn.set_result(None)
+
+    def _forget(self, tenant: str, turn: asyncio.Future[None]) -> None:
+        turns = self._waiting.get(tenant)
+        if turns is None or turn not in turns:
+            return
+        turns.remove(turn)
+        self._waiting_count -= 1
+        if not turns:
+            del self._waiting[tenant]
