@@ -24,6 +24,7 @@ from rag_query.documents import Documents
 from rag_query.engine import QueryEngine, QueryPolicy, sources_size
 from rag_query.maintenance import Maintenance
 from rag_query.metrics import query_families
+from rag_query.oidc import OidcConfig, OidcVerifier
 from rag_query.semantic_cache import SemanticCache, SharedEntries
 from rag_query.servicer import servicers
 
@@ -32,6 +33,22 @@ log = logging.getLogger(__name__)
 # Ingest and admin calls take as long as their documents do: not latency samples for the
 # p95 signal (the chart's latency alert leaves out the same methods).
 UNTIMED = ("/rag.v1.DocumentService/", "/rag.v1.AdminService/")
+
+
+def oidc_verifier(settings: QuerySettings) -> OidcVerifier | None:
+    """The JWT verifier the settings ask for, or None (API keys only)."""
+    if not settings.oidc_issuer:
+        return None
+    return OidcVerifier(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_file=settings.oidc_jwks_file,
+            jwks_url=settings.oidc_jwks_url,
+            tenant_claim=settings.oidc_tenant_claim,
+            roles_claim=settings.oidc_roles_claim,
+        )
+    )
 
 
 def build_host(
@@ -106,7 +123,7 @@ def build_host(
             maintenance,
             snippet_chars=settings.snippet_chars,
         ),
-        resolve_identity=Authenticator(settings.api_keys),
+        resolve_identity=Authenticator(settings.api_keys, oidc_verifier(settings)),
         name="query",
         checker=checker,
         cache_lookups=engine.stats.hits_and_lookups,

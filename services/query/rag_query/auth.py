@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from rag_common.errors import PermissionDenied, Unauthenticated
 from rag_common.identity import ADMIN, OPERATOR, READER, WRITER, Identity
 from rag_query.config import ApiKey
+from rag_query.oidc import OidcVerifier, looks_like_jwt
 
 # The role each public method needs; a method not listed needs admin.
 METHOD_ROLES = {
@@ -36,13 +37,16 @@ def key_digest(configured: str) -> bytes:
 
 
 class Authenticator:
-    """Resolves `authorization: Bearer <key>` to an Identity and enforces the method's role.
+    """Resolves `authorization: Bearer <api key or JWT>` to an Identity and enforces the
+    method's role.
 
     Keys are held only as SHA-256 digests, so a memory dump or a log line never shows one.
-    Identity headers a caller sends itself are ignored: only the key decides the tenant.
+    A JWT is verified by `oidc` (the issuer's keys) when configured. Identity headers a
+    caller sends itself are ignored: only the key or the token decides the tenant.
     """
 
-    def __init__(self, keys: Mapping[str, ApiKey]) -> None:
+    def __init__(self, keys: Mapping[str, ApiKey], oidc: OidcVerifier | None = None) -> None:
+        self._oidc = oidc
         self._identities = {
             key_digest(key): Identity(
                 principal=cfg.principal or f"key-{key_digest(key).hex()[:8]}",
@@ -64,7 +68,11 @@ class Authenticator:
             raise Unauthenticated(
                 "authorization must be 'Bearer <api key>'", reason="MALFORMED_CREDENTIALS"
             )
-        identity = self._identities.get(_digest(token.strip()))
+        token = token.strip()
+        if self._oidc is not None and looks_like_jwt(token):
+            identity = self._oidc.identity(token)
+        else:
+            identity = self._identities.get(_digest(token))
         if identity is None:
             raise Unauthenticated("unknown API key", reason="INVALID_API_KEY")
         required = METHOD_ROLES.get(method, ADMIN)

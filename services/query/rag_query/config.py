@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from rag_common.settings import RedisSettings
@@ -48,6 +48,16 @@ class QuerySettings(RedisSettings):
         repr=False,
     )
 
+    @model_validator(mode="after")
+    def _oidc_is_whole(self) -> QuerySettings:
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("RAG_QUERY_OIDC_AUDIENCE is required with RAG_QUERY_OIDC_ISSUER")
+        if self.oidc_issuer and bool(self.oidc_jwks_url) == bool(self.oidc_jwks_file):
+            raise ValueError(
+                "set one of RAG_QUERY_OIDC_JWKS_URL and RAG_QUERY_OIDC_JWKS_FILE with the issuer"
+            )
+        return self
+
     @field_validator("api_keys")
     @classmethod
     def _hashed_keys_are_whole(cls, keys: dict[str, ApiKey]) -> dict[str, ApiKey]:
@@ -80,6 +90,17 @@ class QuerySettings(RedisSettings):
     connection_max_streams: int = Field(
         32, ge=0, description="Streaming calls one connection may hold open; 0: any."
     )
+    oidc_issuer: str = Field(
+        "",
+        description="Accept bearer JWTs from this OIDC issuer (its `iss`); empty: API keys only.",
+    )
+    oidc_audience: str = Field("", description="The `aud` those tokens must carry.")
+    oidc_jwks_url: str = Field(
+        "", description="The issuer's JWKS, fetched at start and when a new key id appears."
+    )
+    oidc_jwks_file: str = Field("", description="Or the JWKS as a file (read at start).")
+    oidc_tenant_claim: str = Field("tenant", description="Claim that names the tenant.")
+    oidc_roles_claim: str = Field("roles", description="Claim that lists the roles.")
     embedding_target: str = Field("127.0.0.1:50054", description="EmbeddingService address.")
     retrieval_target: str = Field("127.0.0.1:50052", description="RetrievalService address.")
     generation_target: str = Field("127.0.0.1:50053", description="GenerationService address.")
