@@ -67,6 +67,11 @@ def current_tenant() -> str:
     return identity.tenant if identity is not None else ""
 
 
+def has_deadline() -> bool:
+    """Whether the current request has a deadline (its caller's, or one set inside)."""
+    return _deadline.get() is not None
+
+
 def remaining_seconds(default: float) -> float:
     """Seconds left before the current deadline, or `default` when none is set.
 

@@ -119,7 +119,13 @@ def build_host(
         settings,
         servicers(
             engine,
-            Documents(retrieval, maintenance, versions),
+            Documents(
+                retrieval,
+                maintenance,
+                versions,
+                chars_per_s=settings.ingest_chars_per_s,
+                base_timeout_s=settings.call_timeout_s,
+            ),
             maintenance,
             snippet_chars=settings.snippet_chars,
         ),

@@ -101,6 +101,12 @@ class QuerySettings(RedisSettings):
     oidc_jwks_file: str = Field("", description="Or the JWKS as a file (read at start).")
     oidc_tenant_claim: str = Field("tenant", description="Claim that names the tenant.")
     oidc_roles_claim: str = Field("roles", description="Claim that lists the roles.")
+    ingest_chars_per_s: float = Field(
+        10_000.0,
+        gt=0,
+        description="Ingest speed assumed for a call that came without a deadline: it gets "
+        "the call timeout plus its characters at this speed (1,000,000 characters: 130 s).",
+    )
     embedding_target: str = Field("127.0.0.1:50054", description="EmbeddingService address.")
     retrieval_target: str = Field("127.0.0.1:50052", description="RetrievalService address.")
     generation_target: str = Field("127.0.0.1:50053", description="GenerationService address.")

@@ -6,8 +6,10 @@ cached answers stop being served.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
+from rag_common import context
 from rag_common.corpus import CorpusVersions
 from rag_common.domain import DocumentInput, UpsertResult
 from rag_common.errors import InvalidArgument, RagError
@@ -24,10 +26,17 @@ class Documents:
         writer: DocumentWriter,
         maintenance: Maintenance,
         versions: CorpusVersions | None = None,
+        *,
+        chars_per_s: float = 10_000.0,
+        base_timeout_s: float = 30.0,
     ) -> None:
         self._writer = writer
         self._maintenance = maintenance
         self._versions = versions
+        # Without a deadline from the caller, an ingest gets the time its size needs:
+        # the fixed call timeout alone would cut off every large document, however allowed.
+        self._chars_per_s = chars_per_s
+        self._base_timeout_s = base_timeout_s
 
     async def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity
@@ -36,8 +45,9 @@ class Documents:
         self._maintenance.check()
         stored: list[UpsertResult] = []
         try:
-            async for result in self._writer.upsert(documents, identity):
-                stored.append(result)
+            with self._time_for(documents):
+                async for result in self._writer.upsert(documents, identity):
+                    stored.append(result)
         except RagError as exc:
             if isinstance(exc, InvalidArgument):
                 raise  # rejected before anything was stored
@@ -47,6 +57,13 @@ class Documents:
             # Even a failed call may have changed something: move the version either way.
             await self._corpus_changed(identity)
         return stored
+
+    def _time_for(self, documents: Sequence[DocumentInput]) -> contextlib.AbstractContextManager:
+        """The caller's deadline if it set one, else one that fits these documents."""
+        if context.has_deadline():
+            return contextlib.nullcontext()
+        chars = sum(len(d.text) for d in documents)
+        return context.tighter_deadline(self._base_timeout_s + chars / self._chars_per_s)
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant."""
