@@ -61,6 +61,11 @@ def current_identity() -> Identity:
     return identity
 
 
+def caller() -> Identity | None:
+    """The caller's identity, or None (not resolved, or refused)."""
+    return _identity.get()
+
+
 def current_tenant() -> str:
     """The caller's tenant, or an empty string outside a call with an identity."""
     identity = _identity.get()

@@ -8,6 +8,10 @@ class, so an error keeps its meaning across hops.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rag_common.identity import Identity
 
 ERROR_DOMAIN = "rag.v1"
 
@@ -46,10 +50,22 @@ class Unauthenticated(RagError):
 
 
 class PermissionDenied(RagError):
-    """The caller is known but its roles do not allow the call."""
+    """The caller is known but its roles do not allow the call; `caller` is who it is (for
+    the audit log, never for the reply)."""
 
     code = "PERMISSION_DENIED"
     default_reason = "PERMISSION_DENIED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        caller: Identity | None = None,
+    ) -> None:
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.caller = caller
 
 
 class NotFound(RagError):

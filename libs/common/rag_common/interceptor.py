@@ -12,7 +12,8 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from rag_common import context, status, tracing
-from rag_common.errors import InvalidArgument, RagError
+from rag_common.audit import AuditLog
+from rag_common.errors import InvalidArgument, PermissionDenied, RagError
 from rag_common.fair_use import FairUse
 from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
 from rag_common.metrics import RpcMetrics
@@ -44,11 +45,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         *,
         untimed: tuple[str, ...] = (),
         fair_use: FairUse | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._resolve_identity = resolve_identity
         self._metrics = metrics
         self._signals = signals
         self._fair_use = fair_use
+        self._audit = audit
         # Method prefixes whose calls are long by nature (bulk ingest): counted, but not
         # latency samples for the p95 signal.
         self._untimed = untimed
@@ -86,7 +89,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     def _call(self, method: str) -> _Call:
         timed = not method.startswith(self._untimed)
-        return _Call(method, self._metrics, self._signals, self._sampler, timed=timed)
+        return _Call(
+            method, self._metrics, self._signals, self._sampler, timed=timed, audit=self._audit
+        )
 
     async def _admit(
         self, method: str, ctx: grpc.aio.ServicerContext, *, streaming: bool = False
@@ -111,7 +116,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
         tracing.annotate(request_id=request_id)  # a trace can be found by its request id
         # Resolved after the scope exists so that a rejection is logged with its request id.
-        identity = self._resolve_identity(method, metadata)
+        try:
+            identity = self._resolve_identity(method, metadata)
+        except PermissionDenied as exc:
+            context.set_identity(exc.caller)  # known, only not allowed: the audit names it
+            raise
         context.set_identity(identity)
         return identity
 
@@ -127,6 +136,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             try:
                 await self._admit(method, ctx)
                 request = _decoded_stream(request) if client_stream else _decoded(request)
+                call.request = request
                 response = await behavior(request, ctx)
             except BaseException as exc:
                 await call.abort(ctx, exc)
@@ -140,7 +150,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             call = self._call(method)
             try:
                 await self._admit(method, ctx, streaming=True)
-                async for message in behavior(_decoded(request), ctx):
+                call.request = _decoded(request)
+                async for message in behavior(call.request, ctx):
                     yield message
             except BaseException as exc:
                 await call.abort(ctx, exc)
@@ -235,8 +246,11 @@ class _Call:
         sampler: _LogSampler,
         *,
         timed: bool,
+        audit: AuditLog | None = None,
     ) -> None:
         self._method = method
+        self._audit = audit
+        self.request: Any = None  # once decoded: what the audit line names
         self._metrics = metrics
         self._signals = signals
         self._sampler = sampler
@@ -249,6 +263,8 @@ class _Call:
         seconds = time.perf_counter() - self._started
         self._metrics.finished(self._method, code, seconds, reason)
         self._signals.record(code, seconds, timed=self._timed)
+        if self._audit is not None:
+            self._audit.record(self._method, context.caller(), self.request, code, reason)
         if reason:
             extra["reason"] = reason
         suppressed = self._sampler.admit(self._method, code)

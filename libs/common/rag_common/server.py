@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from rag.v1 import health_details_service_pb2, health_details_service_pb2_grpc
 from rag_common import logs, tracing
+from rag_common.audit import AuditLog
 from rag_common.fair_use import FairUse
 from rag_common.health_details import HealthChecker
 from rag_common.health_servicer import HealthDetailsServicer
@@ -66,6 +67,7 @@ class ServiceHost:
         cache_lookups: Callable[[], tuple[int, int]] | None = None,
         untimed: tuple[str, ...] = (),
         fair_use: FairUse | None = None,
+        audited: tuple[str, ...] = (),
     ) -> None:
         self._settings = settings
         self._health = health.aio.HealthServicer()
@@ -77,7 +79,13 @@ class ServiceHost:
         self.metrics.watch_signals(self.signals)
         self._servicers = [*servicers, _health_details(self.checker)]
         interceptor = ServerInterceptor(
-            resolve_identity, self.metrics, self.signals, untimed=untimed, fair_use=fair_use
+            resolve_identity,
+            self.metrics,
+            self.signals,
+            untimed=untimed,
+            fair_use=fair_use,
+            # Writes, deletes and admin calls (`audited`), and every denied call.
+            audit=AuditLog(audited),
         )
         self._server = grpc.aio.server(
             # The stall guard drives every stream, so it comes first; then tracing, whose

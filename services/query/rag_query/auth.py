@@ -81,5 +81,6 @@ class Authenticator:
                 f"this call needs the '{required}' role",
                 reason="ROLE_REQUIRED",
                 metadata={"required_role": required},
+                caller=identity,
             )
         return identity

@@ -82,6 +82,7 @@ async def serve(settings: RetrievalSettings) -> None:
         name="retrieval",
         checker=checker,
         untimed=UNTIMED,
+        audited=UNTIMED,  # the same calls: writes, deletes, backups and restores
     )
 
     async def close() -> None:
