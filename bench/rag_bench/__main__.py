@@ -28,7 +28,7 @@ from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_bench import corpus, embedding, fairness, observability, routing
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
-from rag_cli.launcher import LocalCluster, free_port
+from rag_cli.launcher import LocalCluster, client_channel, free_port
 from rag_common.identity import Identity
 from rag_query.engine import QueryEngine
 from rag_query.models import Question
@@ -81,7 +81,7 @@ async def grpc_runs(
 ) -> list[Run]:
     """Query through the services, then the same questions again: answer cache hits."""
     options = pb.QueryOptions(provider="extractive")
-    async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
+    async with client_channel(cluster.address("query"), cluster.client_tls()) as channel:
         stub = pb_grpc.QueryServiceStub(channel)
 
         async def ask(question: str) -> dict:
@@ -214,9 +214,11 @@ async def semantic_cache_rates() -> None:
 async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
     per_scenario = requests * len(CONCURRENCIES)
-    # A share each for the plain runs, the traced ones and the fairness runs: never a repeat.
-    questions = corpus.questions(2 * per_scenario + 110)
-    plain, traced_questions = questions[: per_scenario + 10], questions[per_scenario:-100]
+    # A share each for the plain, traced, TLS and fairness runs: never a repeat.
+    questions = corpus.questions(3 * per_scenario + 110)
+    plain = questions[: per_scenario + 10]
+    traced_questions = questions[per_scenario : 2 * per_scenario + 10]
+    tls_questions = questions[2 * per_scenario : 3 * per_scenario + 10]
     fair_questions = questions[-100:]
     env = {
         "RAG_QUERY_API_KEYS": json.dumps(
@@ -249,9 +251,16 @@ async def main(chunks: int, requests: int) -> None:
             cluster.stop()
         # The same stored corpus, served again with every span exported and every
         # /metrics endpoint scraped once a second: what observability costs.
-        runs += await observability.traced_runs(
+        runs += await observability.restarted_runs(
             LocalCluster.on_free_ports(data_dir, env=env | observability.TRACING_ENV),
             lambda cluster: grpc_runs(cluster, traced_questions, requests, observability.LABEL),
+        )
+        secured = LocalCluster.on_free_ports(data_dir, env=env)
+        secured.use_tls()
+        runs += await observability.restarted_runs(
+            secured,
+            lambda cluster: grpc_runs(cluster, tls_questions, requests, observability.TLS_LABEL),
+            scrape=False,
         )
         local_rate = embedding.in_process_texts_per_s()
         runs += await in_process_runs(data_dir, plain, requests)
@@ -282,6 +291,11 @@ async def main(chunks: int, requests: int) -> None:
         f"{hit[8].rps / echo[8].rps:.2f}x the echo server's {echo[8].rps:.0f}"
     )
     print(observability.summary(runs))
+    print(
+        observability.summary(
+            runs, observability.TLS_LABEL, "TLS on every port and mTLS between services, vs. off"
+        )
+    )
     print(fair)
     await semantic_cache_rates()
     await generation_scenarios(requests)
