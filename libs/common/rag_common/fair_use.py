@@ -175,7 +175,8 @@ class FairUse:
                 "close one first",
                 reason="CONNECTION_STREAMS",
             )
-        await self._take_tokens(identity)
+        # Counted before the (possibly remote) token check, so calls arriving meanwhile
+        # see this one and cannot all slip under the cap together.
         self._by_tenant[tenant] += 1
         if streaming:
             self._streams_by_peer[peer] += 1
@@ -190,6 +191,11 @@ class FairUse:
             if streaming:
                 _release(self._streams_by_peer, peer)
 
+        try:
+            await self._take_tokens(identity)
+        except BaseException:
+            release()
+            raise
         return release
 
     async def _take_tokens(self, identity: Identity) -> None:
