@@ -145,9 +145,14 @@ class QueryEngine:
         lookup = await self._lookup(question, identity)
         if lookup.hit is not None:  # straight back: a cache hit is the hot path
             return lookup.hit
-        async for event in self._events(question, identity, lookup, streaming=False):
-            if isinstance(event, Answer):
-                return event
+        # Closed here, in this call's context, when it returns early: left to the garbage
+        # collector, the generator would be closed from another context, where undoing
+        # the deadline it set fails.
+        events = self._events(question, identity, lookup, streaming=False)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                if isinstance(event, Answer):
+                    return event
         raise AssertionError("unreachable: every path ends with an Answer or an error")
 
     async def stream(
@@ -163,8 +168,10 @@ class QueryEngine:
             for event in _replay(lookup.hit):
                 yield event
             return
-        async for event in self._events(question, identity, lookup, streaming=True):
-            yield event
+        events = self._events(question, identity, lookup, streaming=True)
+        async with contextlib.aclosing(events):
+            async for event in events:
+                yield event
 
     async def _lookup(self, question: Question, identity: Identity) -> _Lookup:
         """Checks, the corpus version, and the exact cache: what both calls start with."""
