@@ -107,3 +107,26 @@ async def test_texts_whose_callers_all_left_are_not_encoded(executor):
     # Asked again later, it is encoded like any other text.
     assert await batcher.submit(["nobody waits for me"], 0) == [[19.0, 0.0]]
     await batcher.close()
+
+
+async def test_a_question_waits_for_one_small_ingest_batch_not_the_whole_ingest(executor):
+    encoder = RecordingEncoder(delay_s=0.01)
+    batcher = DynamicBatcher(
+        encoder,
+        executor,
+        max_batch=64,
+        max_wait_s=0.005,
+        lane=lambda kind: 0 if kind == 1 else 1,  # kind 1: questions; kind 2: ingest
+        lane_batch={1: 8},
+    )
+    ingest = asyncio.ensure_future(batcher.submit([f"chunk {i:03d}" for i in range(200)], 2))
+    await asyncio.sleep(0.015)  # the ingest has started
+    question = await batcher.submit(["the question"], 1)
+    assert question == [[12.0, 1.0]]
+    order = [t for b in encoder.batches for t in b]
+    # Encoded after at most two ingest batches of 8 (the one running and one being filled),
+    # with most of the 200 chunks still to come.
+    assert order.index("the question") <= 16
+    assert max(len(b) for b in encoder.batches if b[0].startswith("chunk")) <= 8
+    assert len(await ingest) == 200  # and the ingest still finishes, whole
+    await batcher.close()

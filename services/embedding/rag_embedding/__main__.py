@@ -44,6 +44,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         max_texts=settings.max_texts,
         max_text_chars=settings.max_text_chars,
         max_batch=settings.max_batch,
+        max_document_batch=settings.max_document_batch,
         max_wait_s=settings.max_wait_ms / 1000,
         quiet_s=settings.batch_quiet_ms / 1000,
         cache=cache,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
@@ -31,6 +31,11 @@ class DynamicBatcher(Generic[K]):
     again: its callers share the result. A queued text whose every caller has gone
     (cancelled, past its deadline) is dropped before it is encoded: the model's time goes
     to callers still waiting.
+
+    Texts wait in lanes (`lane` of their kind; 0 first): a batch is taken from the first
+    lane with texts, and a batch of a later lane stops filling as soon as an earlier lane
+    has one, and holds at most `lane_batch[lane]` texts. Questions (lane 0) thus wait for at
+    most one small batch of a bulk ingest (lane 1), never for the whole ingest.
     """
 
     def __init__(
@@ -41,13 +46,18 @@ class DynamicBatcher(Generic[K]):
         max_batch: int,
         max_wait_s: float,
         quiet_s: float = 0.001,
+        lane: Callable[[K], int] = lambda _: 0,
+        lane_batch: Mapping[int, int] | None = None,
     ) -> None:
         self._encode = encode
         self._executor = executor
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._quiet_s = min(quiet_s, max_wait_s)
-        self._queue: asyncio.Queue[tuple[K, str]] = asyncio.Queue()
+        self._lane = lane
+        self._lane_batch = dict(lane_batch or {})
+        self._lanes: defaultdict[int, deque[tuple[K, str]]] = defaultdict(deque)
+        self._arrived = asyncio.Event()
         # Each text's future gets its vector and the size of the batch it was encoded in.
         self._pending: dict[tuple[K, str], asyncio.Future[tuple[Vector, int]]] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -60,7 +70,7 @@ class DynamicBatcher(Generic[K]):
     @property
     def queue_depth(self) -> int:
         """Texts waiting for a batch."""
-        return self._queue.qsize()
+        return sum(len(lane) for lane in list(self._lanes.values()))
 
     async def submit(self, texts: Sequence[str], kind: K) -> list[Vector]:
         """Vectors for `texts`, in order, encoded together with other callers' texts."""
@@ -73,7 +83,8 @@ class DynamicBatcher(Generic[K]):
             if future is None:
                 future = loop.create_future()
                 self._pending[key] = future
-                self._queue.put_nowait(key)
+                self._lanes[self._lane(kind)].append(key)
+                self._arrived.set()
             self._waiting[key] += 1
             futures.append(future)
         try:
@@ -109,29 +120,44 @@ class DynamicBatcher(Generic[K]):
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._queue.get()
-            if first not in self._pending:
-                continue  # dropped while queued
-            batch = {first: None}  # ordered, and each text once
-            deadline = loop.time() + self._max_wait_s
-            while len(batch) < self._max_batch:
-                if not self._queue.empty():
-                    key = self._queue.get_nowait()
-                else:
-                    left = min(deadline - loop.time(), self._quiet_s)
-                    if left <= 0:
-                        break
-                    try:
-                        key = await asyncio.wait_for(self._queue.get(), left)
-                    except TimeoutError:
-                        break  # the burst is over
-                if key in self._pending:
-                    batch[key] = None
+            batch = await self._next_batch(loop)
+            if not batch:
+                continue  # every text taken had been dropped while queued
             self._encoding = set(batch)
             try:
                 await self._encode_batch(loop, list(batch))
             finally:
                 self._encoding = set()
+
+    async def _next_batch(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[K, str], None]:
+        """Texts of the first lane that has any: a burst of them, up to the lane's limit."""
+        while (lane := self._first_lane()) is None:
+            self._arrived.clear()
+            await self._arrived.wait()
+        limit = min(self._lane_batch.get(lane, self._max_batch), self._max_batch)
+        queue = self._lanes[lane]
+        batch: dict[tuple[K, str], None] = {}  # ordered, and each text once
+        deadline = loop.time() + self._max_wait_s
+        while True:
+            while queue and len(batch) < limit:
+                key = queue.popleft()
+                if key in self._pending:
+                    batch[key] = None
+            earlier = self._first_lane()
+            if len(batch) >= limit or (earlier is not None and earlier < lane):
+                return batch  # full, or a question is waiting behind this bulk batch
+            left = min(deadline - loop.time(), self._quiet_s)
+            if left <= 0:
+                return batch
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), left)
+            except TimeoutError:
+                return batch  # the burst is over
+
+    def _first_lane(self) -> int | None:
+        lanes = [lane for lane, queue in self._lanes.items() if queue]
+        return min(lanes) if lanes else None
 
     async def _encode_batch(self, loop: asyncio.AbstractEventLoop, batch: list) -> None:
         by_kind: dict[K, list[str]] = {}

@@ -26,6 +26,12 @@ class EmbeddingSettings(RedisSettings):
     max_batch: int = Field(
         64, ge=1, description="Most texts from concurrent calls encoded together."
     )
+    max_document_batch: int = Field(
+        16,
+        ge=1,
+        description="Most ingest texts in one model call: questions are encoded first, and "
+        "wait for at most one such batch.",
+    )
     max_wait_ms: float = Field(
         10.0, ge=0, description="Longest a text waits for others to fill its batch."
     )

@@ -64,6 +64,7 @@ class Embedder:
         max_texts: int,
         max_text_chars: int,
         max_batch: int = 64,
+        max_document_batch: int = 16,
         max_wait_s: float = 0.010,
         quiet_s: float = 0.001,
         cache: TieredCache | None = None,
@@ -81,6 +82,9 @@ class Embedder:
             max_batch=max_batch,
             max_wait_s=max_wait_s,
             quiet_s=quiet_s,
+            # Questions first; ingest in small batches, so a question waits for one at most.
+            lane=lambda purpose: 0 if purpose is Purpose.QUERY else 1,
+            lane_batch={1: max_document_batch},
         )
 
     async def start(self) -> None:
