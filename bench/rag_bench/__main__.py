@@ -215,11 +215,11 @@ async def main(chunks: int, requests: int) -> None:
     """Run every scenario and print the table."""
     per_scenario = requests * len(CONCURRENCIES)
     # A share each for the plain, traced, TLS and fairness runs: never a repeat.
-    questions = corpus.questions(3 * per_scenario + 110)
+    questions = corpus.questions(3 * per_scenario + 170)
     plain = questions[: per_scenario + 10]
     traced_questions = questions[per_scenario : 2 * per_scenario + 10]
     tls_questions = questions[2 * per_scenario : 3 * per_scenario + 10]
-    fair_questions = questions[-100:]
+    fair_questions, ingest_questions = questions[-160:-60], questions[-60:]
     env = {
         "RAG_QUERY_API_KEYS": json.dumps(
             {
@@ -243,6 +243,9 @@ async def main(chunks: int, requests: int) -> None:
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
             runs = await grpc_runs(cluster, plain, requests)
             fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
+            fair += await fairness.during_ingest(
+                cluster.address("query"), API_KEY, ingest_questions, 600
+            )
             service_rate = await embedding.service_texts_per_s(
                 cluster.address("embedding"), cluster.credentials("bench")
             )

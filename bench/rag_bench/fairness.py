@@ -1,8 +1,10 @@
-"""Fairness: one tenant's answers while another floods the suite at concurrency 64.
+"""Fairness: one tenant's answers while another floods the suite, with questions at
+concurrency 64 or with a bulk ingest.
 
-Tenant B asks one question at a time, alone and then while tenant A keeps 64 questions in
-flight. The target (issue #9): B's p95 within 1.5x of its unloaded value, and no answer of
-B's degraded to no_context. A's refusals (its share of the calls at once) are counted too.
+Tenant B asks one question at a time, alone, then while tenant A keeps 64 questions in
+flight, then while A ingests documents as fast as it can. The targets (issues #9, #13): B's
+p95 within 1.5x of its unloaded value, and no answer of B's degraded to no_context. A's
+refusals, and its ingest speed, are counted too.
 """
 
 from __future__ import annotations
@@ -62,6 +64,43 @@ async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks:
         f"<= {TARGET_RATIO}x with no no_context: {verdict})\n"
         f"  B degraded alone {dict(alone_degraded) or 'never'}, under the flood "
         f"{dict(loaded_degraded) or 'never'}; A's calls: {dict(outcomes)}"
+    )
+
+
+async def during_ingest(address: str, quiet_key: str, questions: list[str], chunks: int) -> str:
+    """B alone, then B while A ingests `chunks` chunks, two calls at a time."""
+    flood = [("authorization", f"Bearer {FLOOD_KEY}")]
+    quiet = [("authorization", f"Bearer {quiet_key}")]
+    options = pb.QueryOptions(provider="extractive")
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.QueryServiceStub(channel)
+        documents = doc_grpc.DocumentServiceStub(channel)
+        half = len(questions) // 2
+        alone, _ = await _ask_each(stub, questions[:half], quiet, options)
+        batches = list(_batches(corpus.documents(chunks, seed=9), 50))
+        started = time.perf_counter()
+
+        async def writer(lane: int) -> None:
+            for start, batch in batches[lane::2]:
+                request = doc_pb.IngestDocumentsRequest(
+                    documents=[common_pb2.Document(id=f"i{start}-{i}", text=t) for i, t in batch]
+                )
+                await documents.IngestDocuments(request, metadata=flood, timeout=300)
+
+        ingest = asyncio.ensure_future(asyncio.gather(writer(0), writer(1)))
+        await asyncio.sleep(0.5)
+        loaded, degraded = await _ask_each(stub, questions[half:], quiet, options)
+        await ingest
+        ingest_s = time.perf_counter() - started
+    ratio = loaded.percentile(95) / alone.percentile(95)
+    verdict = "met" if ratio <= TARGET_RATIO and not degraded["no_context"] else "MISSED"
+    return (
+        f"\nqueries during a bulk ingest: tenant B one at a time, alone vs while tenant A "
+        f"ingests {chunks} chunks:\n"
+        f"  B p50 {alone.percentile(50):.1f} -> {loaded.percentile(50):.1f} ms, p95 "
+        f"{alone.percentile(95):.1f} -> {loaded.percentile(95):.1f} ms ({ratio:.2f}x; target "
+        f"<= {TARGET_RATIO}x with no no_context: {verdict}); B degraded "
+        f"{dict(degraded) or 'never'}; A ingested {chunks / ingest_s:.0f} chunks/s meanwhile"
     )
 
 

@@ -18,6 +18,7 @@ K = TypeVar("K")  # what the encoder needs to tell texts apart (here: purpose)
 Vector = list[float]
 Encode = Callable[[Sequence[str], K], list[Vector]]
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_RECENT_S = 1.0  # an earlier lane this recently active keeps later lanes' batches small
 
 
 class DynamicBatcher(Generic[K]):
@@ -34,8 +35,10 @@ class DynamicBatcher(Generic[K]):
 
     Texts wait in lanes (`lane` of their kind; 0 first): a batch is taken from the first
     lane with texts, and a batch of a later lane stops filling as soon as an earlier lane
-    has one, and holds at most `lane_batch[lane]` texts. Questions (lane 0) thus wait for at
-    most one small batch of a bulk ingest (lane 1), never for the whole ingest.
+    has one. While an earlier lane has had texts in the last second, a later lane's batches
+    hold at most `lane_batch[lane]` texts; otherwise they fill up like any other. Questions
+    (lane 0) thus wait for at most one small batch of a bulk ingest (lane 1), never for the
+    whole ingest, and an ingest with no questions around runs at full batch speed.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class DynamicBatcher(Generic[K]):
         self._lane = lane
         self._lane_batch = dict(lane_batch or {})
         self._lanes: defaultdict[int, deque[tuple[K, str]]] = defaultdict(deque)
+        self._seen_at: dict[int, float] = {}  # when each lane last had a text
         self._arrived = asyncio.Event()
         # Each text's future gets its vector and the size of the batch it was encoded in.
         self._pending: dict[tuple[K, str], asyncio.Future[tuple[Vector, int]]] = {}
@@ -83,7 +87,9 @@ class DynamicBatcher(Generic[K]):
             if future is None:
                 future = loop.create_future()
                 self._pending[key] = future
-                self._lanes[self._lane(kind)].append(key)
+                lane = self._lane(kind)
+                self._lanes[lane].append(key)
+                self._seen_at[lane] = loop.time()
                 self._arrived.set()
             self._waiting[key] += 1
             futures.append(future)
@@ -134,7 +140,9 @@ class DynamicBatcher(Generic[K]):
         while (lane := self._first_lane()) is None:
             self._arrived.clear()
             await self._arrived.wait()
-        limit = min(self._lane_batch.get(lane, self._max_batch), self._max_batch)
+        limit = self._max_batch
+        if any(loop.time() - at < _RECENT_S for other, at in self._seen_at.items() if other < lane):
+            limit = min(self._lane_batch.get(lane, self._max_batch), self._max_batch)
         queue = self._lanes[lane]
         batch: dict[tuple[K, str], None] = {}  # ordered, and each text once
         deadline = loop.time() + self._max_wait_s

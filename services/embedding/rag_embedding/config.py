@@ -27,10 +27,11 @@ class EmbeddingSettings(RedisSettings):
         64, ge=1, description="Most texts from concurrent calls encoded together."
     )
     max_document_batch: int = Field(
-        16,
+        4,
         ge=1,
-        description="Most ingest texts in one model call: questions are encoded first, and "
-        "wait for at most one such batch.",
+        description="Most ingest texts in one model call while questions are coming in: they "
+        "are encoded first, and wait for at most one such batch (without questions, ingest "
+        "batches fill to max_batch).",
     )
     max_wait_ms: float = Field(
         10.0, ge=0, description="Longest a text waits for others to fill its batch."
