@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import os
 import signal
 import sys
 import time
@@ -82,7 +81,7 @@ async def ingest(args: argparse.Namespace) -> int:
         console.print("no .md, .txt or .rst files found")
         return 1
     chunks = 0
-    async with client_channel(args.target) as channel:
+    async with client_channel(args.target, getattr(args, "tls", None)) as channel:
         stub = document_service_pb2_grpc.DocumentServiceStub(channel)
         with Progress(console=console, transient=len(paths) < 2) as progress:
             task = progress.add_task("ingesting", total=len(paths))
@@ -105,7 +104,7 @@ async def ingest(args: argparse.Namespace) -> int:
 async def query(args: argparse.Namespace) -> int:
     """Ask a question and print the answer, its sources and timings."""
     options = query_service_pb2.QueryOptions(top_k=args.top_k, provider=args.provider)
-    async with client_channel(args.target) as channel:
+    async with client_channel(args.target, getattr(args, "tls", None)) as channel:
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
         try:
             if args.stream:
@@ -292,10 +291,9 @@ async def up(args: argparse.Namespace) -> int:
     """
     cluster = LocalCluster(args.data_dir)
     if args.tls:
-        cluster.use_tls()
+        args.tls = cluster.use_tls()  # the files this launcher's own calls (the demo) use
         client = dict(zip(("CERT", "KEY", "CA"), cluster.tls_paths("cli"), strict=True))
         exports = {f"RAG_TLS_{kind}_FILE": str(path) for kind, path in client.items()}
-        os.environ.update(exports)  # this launcher's own calls (the demo) present them too
         console.print(
             "TLS on every port, mTLS between services; for the CLI: "
             + " ".join(f"export {name}={value}" for name, value in exports.items())
