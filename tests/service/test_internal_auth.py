@@ -19,11 +19,14 @@ from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_common.credentials import Credentials
 from rag_common.embedding_client import EmbeddingClient
+from rag_common.errors import Unavailable
 from rag_common.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings
 from rag_generation.servicer import servicers as generation_servicers
+from rag_query.adapters.retrieval_client import RetrievalClient
+from rag_query.models import QueryOptions
 from rag_retrieval.__main__ import build_retriever, build_store
 from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
@@ -113,3 +116,21 @@ async def test_an_internal_port_refuses_every_call_not_signed_for_it(ports, expe
             for call in calls(channel, audience):
                 await expect_error(call(metadata), grpc.StatusCode.UNAUTHENTICATED, reason)
     assert await retriever.count(VICTIM) == 0  # nothing was planted
+
+
+async def test_a_service_whose_key_differs_gets_unavailable_to_pass_on_not_unauthenticated(
+    ports,
+):
+    # Two services rolled out with different keys: the caller of the first is not at fault.
+    addresses, _ = ports
+    client = RetrievalClient(
+        addresses["retrieval"],
+        timeout_s=5,
+        credentials=Credentials("another-key-that-is-long-enough-0123456789", "query"),
+    )
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await client.retrieve("tides?", [0.0] * 384, QueryOptions(top_k=1), VICTIM)
+        assert refused.value.reason == "DEPENDENCY_AUTH_FAILED"
+    finally:
+        await client.close()

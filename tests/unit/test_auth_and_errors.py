@@ -101,3 +101,12 @@ def test_a_status_without_details_from_a_dead_peer_is_unavailable():
     assert isinstance(decoded, Unavailable)
     assert decoded.metadata["dependency"] == "generation"
     assert "refused" not in decoded.message
+
+
+def test_a_dependency_refusing_our_credentials_is_unavailable_not_the_callers_fault():
+    refused = Unauthenticated("credential made with another key", reason="INVALID_CREDENTIAL")
+    code, message, trailers = encode(refused)
+    decoded = decode(FakeRpcError(code, message, trailers), dependency="retrieval")
+    assert isinstance(decoded, Unavailable)  # the caller's own key was fine
+    assert decoded.reason == "DEPENDENCY_AUTH_FAILED"
+    assert decoded.metadata["dependency"] == "retrieval"

@@ -88,6 +88,15 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
     the dependency; codes the taxonomy does not model count as the dependency unavailable.
     """
     code = rpc_error.code()
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        # The dependency refused *our* credentials (a key or certificate that differs
+        # between services): the deployment's fault, never the caller's, so the caller
+        # must not be told its own key is wrong.
+        return Unavailable(
+            f"{dependency} refused this service's credentials",
+            reason="DEPENDENCY_AUTH_FAILED",
+            metadata={"dependency": dependency},
+        )
     cls = ERRORS_BY_CODE.get(code.name, Unavailable)
     info = error_info(rpc_error)
     if info is None:
