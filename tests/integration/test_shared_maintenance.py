@@ -24,24 +24,25 @@ async def test_every_replica_follows_the_switch_within_its_poll(tmp_path):
 
     second.on_change = noted
     try:
-        for replica in (first, second):
-            await replica.start()
-        await first.set(True, "upgrading until 14:00")
-        await asyncio.sleep(0.3)
-        with pytest.raises(Unavailable, match="until 14:00"):
+        async with asyncio.timeout(30):
+            for replica in (first, second):
+                await replica.start()
+            await first.set(True, "upgrading until 14:00")
+            await asyncio.sleep(0.3)
+            with pytest.raises(Unavailable, match="until 14:00"):
+                second.check()
+            await first.set(False)
+            await asyncio.sleep(0.3)
             second.check()
-        await first.set(False)
-        await asyncio.sleep(0.3)
-        second.check()
-        assert changes == [True, False]  # health followed both moves
-        late = Maintenance(redis_client(server.url))
-        await first.set(True, "still upgrading")
-        await late.start()  # a replica started now begins in maintenance
-        assert late.reason() == "still upgrading"
-        await late.close()
+            assert changes == [True, False]  # health followed both moves
+            late = Maintenance(redis_client(server.url))
+            await first.set(True, "still upgrading")
+            await late.start()  # a replica started now begins in maintenance
+            assert late.reason() == "still upgrading"
+            await late.close()
     finally:
         for replica in (first, second):
-            await replica.close()
+            await asyncio.wait_for(replica.close(), 5)
         server.stop()
 
 
