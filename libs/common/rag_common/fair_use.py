@@ -11,7 +11,6 @@ connection opening streams it never reads, is refused before any work starts.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -20,11 +19,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
-from rag_common.breaker import BreakerPolicy, CircuitBreaker
-from rag_common.errors import ResourceExhausted, Unavailable
+from rag_common.breaker import CircuitBreaker
+from rag_common.errors import ResourceExhausted
 from rag_common.identity import Identity
-
-log = logging.getLogger(__name__)
+from rag_common.tiered_cache import redis_breaker, redis_failed
 
 
 @dataclass(frozen=True)
@@ -115,9 +113,7 @@ class SharedBuckets:
         self._script = client.register_script(_TAKE_ALL)
         self._local = local or LocalBuckets()
         # The caches' breaker when given: one verdict per Redis, whoever finds it down.
-        self.breaker = breaker or CircuitBreaker(
-            "redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0)
-        )
+        self.breaker = breaker or redis_breaker()
 
     async def take(self, buckets: list[tuple[str, float, int]]) -> float:
         """Take a token from each of (key, rate, burst), or none: the seconds to wait."""
@@ -126,13 +122,7 @@ class SharedBuckets:
                 args = [value for _, rate, burst in buckets for value in (rate, burst)]
                 wait = float(await self._script(keys=[k for k, _, _ in buckets], args=args))
             except (RedisError, OSError) as exc:
-                was = self.breaker.state
-                self.breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
-                if self.breaker.state is not was:
-                    log.warning(
-                        "redis unavailable; rate limits per replica until it returns",
-                        extra={"error": type(exc).__name__},
-                    )
+                redis_failed(self.breaker, exc, "rate limits per replica")
             else:
                 self.breaker.record_success()
                 return wait

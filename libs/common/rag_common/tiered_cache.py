@@ -39,6 +39,22 @@ def redis_client(url: str, *, cluster: bool = False, timeout_s: float = 0.25) ->
     return Redis.from_url(url, **options)
 
 
+def redis_breaker() -> CircuitBreaker:
+    """The breaker every use of an optional Redis sits behind: open after three failures,
+    a probe five seconds later."""
+    return CircuitBreaker("redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0))
+
+
+def redis_failed(breaker: CircuitBreaker, exc: Exception, fallback: str) -> None:
+    """Count a Redis failure; say once, when the breaker opens, what happens meanwhile."""
+    was = breaker.state
+    breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
+    if breaker.state is not was:
+        log.warning(
+            f"redis unavailable; {fallback} until it returns", extra={"error": type(exc).__name__}
+        )
+
+
 class RedisLayer:
     """One namespace of keys in Redis, with a TTL, behind a breaker."""
 
@@ -53,9 +69,7 @@ class RedisLayer:
         self._client = client
         self._prefix = f"rag:{namespace}:"
         self._ttl_ms = int(ttl_s * 1000)
-        self.breaker = breaker or CircuitBreaker(
-            "redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0)
-        )
+        self.breaker = breaker or redis_breaker()
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values in order, None for misses; all misses while Redis is failing."""
@@ -100,13 +114,7 @@ class RedisLayer:
         await self._client.aclose()
 
     def _failed(self, exc: Exception) -> None:
-        was = self.breaker.state
-        self.breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
-        if self.breaker.state is not was:
-            log.warning(
-                "redis unavailable; caching in-process only until it returns",
-                extra={"error": type(exc).__name__},
-            )
+        redis_failed(self.breaker, exc, "caching in-process only")
 
 
 class TieredCache:

@@ -10,7 +10,6 @@ a budget by what they cost; the next question after them finds it spent.
 from __future__ import annotations
 
 import datetime
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
-from rag_common.breaker import BreakerPolicy, CircuitBreaker
-from rag_common.errors import Unavailable
-
-log = logging.getLogger(__name__)
+from rag_common.tiered_cache import redis_breaker, redis_failed
 
 _DAY_S = 86_400
 
@@ -53,9 +49,7 @@ class DailyBudgets:
         self._shared = shared
         self._clock = clock
         self._local: dict[tuple[str, str], tuple[int, float]] = {}
-        self.breaker = CircuitBreaker(
-            "redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0)
-        )
+        self.breaker = redis_breaker()
 
     def seconds_to_reset(self) -> float:
         """Until the budgets start again (midnight UTC)."""
@@ -117,10 +111,4 @@ class DailyBudgets:
             del self._local[key]
 
     def _failed(self, exc: Exception) -> None:
-        was = self.breaker.state
-        self.breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
-        if self.breaker.state is not was:
-            log.warning(
-                "redis unavailable; LLM budgets counted per replica until it returns",
-                extra={"error": type(exc).__name__},
-            )
+        redis_failed(self.breaker, exc, "LLM budgets counted per replica")
