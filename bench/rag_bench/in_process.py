@@ -8,7 +8,7 @@ from rag_common.domain import ScoredChunk
 from rag_common.identity import Identity
 from rag_generation.models import Generation, GenerationRequest
 from rag_generation.router import Generator, StreamEnd
-from rag_query.models import GeneratedText, QueryOptions
+from rag_query.models import GeneratedText, QueryOptions, RetrievedContext
 from rag_retrieval.models import RetrieveQuery
 from rag_retrieval.retriever import Retriever
 
@@ -21,7 +21,7 @@ class LocalRetriever:
 
     async def retrieve(
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
-    ) -> list[ScoredChunk]:
+    ) -> RetrievedContext:
         """Search in-process."""
         query = RetrieveQuery(
             text=question,
@@ -29,8 +29,11 @@ class LocalRetriever:
             top_k=options.top_k,
             conditions=options.conditions,
             score_threshold=options.score_threshold,
+            mode=options.search_mode,
+            rerank=options.rerank,
         )
-        return (await self._retriever.retrieve(query, identity)).chunks
+        result = await self._retriever.retrieve(query, identity)
+        return RetrievedContext(result.chunks, result.degraded)
 
 
 def generated_text(generation: Generation) -> GeneratedText:

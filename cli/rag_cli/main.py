@@ -1,4 +1,4 @@
-"""The `rag` command: up, serve, ingest, query, health, advise, keys, backup, restore."""
+"""The `rag` command: up, serve, ingest, query, eval, health, advise, keys, backup, restore."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from rag.v1 import (
     query_service_pb2,
     query_service_pb2_grpc,
 )
-from rag_cli import advise, files, keys
+from rag_cli import advise, evaluate, files, keys
 from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import (
     DEV_API_KEY,
@@ -120,6 +120,63 @@ async def query(args: argparse.Namespace) -> int:
             return _fail(exc)
     print_answer_details(reply)
     return 0
+
+
+async def eval_command(args: argparse.Namespace) -> int:
+    """Score retrieval on a labelled question set; with --compare, each search side by side."""
+    questions = evaluate.load_questions(args.questions, args.split)
+    if not questions:
+        where = f" with split {args.split!r}" if args.split else ""
+        console.print(f"no questions in {args.questions}{where}")
+        return 1
+    variants = evaluate.COMPARED if args.compare else (evaluate.DEFAULT,)
+    async with client_channel(args.target, getattr(args, "tls", None)) as channel:
+        try:
+            if args.documents:
+                chunks = await evaluate.ingest(
+                    channel, args.documents, _metadata(args), args.timeout
+                )
+                console.print(f"ingested {args.documents} as {chunks} chunks")
+            outcomes = await evaluate.evaluate(
+                channel,
+                questions,
+                variants,
+                _metadata(args),
+                timeout_s=args.timeout,
+                provider=args.provider,
+            )
+        except grpc.aio.AioRpcError as exc:
+            return _fail(exc)
+    console.print(eval_table(outcomes, len(questions)))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(evaluate.to_json(outcomes))
+        console.print(f"[dim]written to {args.json}[/dim]")
+    return 0
+
+
+def eval_table(outcomes: list[evaluate.Outcome], questions: int) -> Table:
+    """One row per variant: ranking quality, citations, latency and what degraded."""
+    table = Table(title=f"{questions} questions")
+    table.add_column("search", no_wrap=True)
+    for column in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "cites", "p50 ms", "p95 ms"):
+        table.add_column(column, justify="right")
+    table.add_column("notes")
+    for o in outcomes:
+        notes = [f"{reason}: {n}" for reason, n in sorted(o.degraded.items())]
+        if o.cached:
+            notes.append(f"cached: {o.cached}")
+        table.add_row(
+            o.variant,
+            *(f"{o.recall[k]:.3f}" for k in evaluate.CUTOFFS),
+            f"{o.mrr_at_10:.3f}",
+            f"{o.ndcg_at_10:.3f}",
+            f"{o.cites_relevant:.2f}",
+            f"{o.latency_ms.get('p50', 0):.0f}",
+            f"{o.latency_ms.get('p95', 0):.0f}",
+            ", ".join(notes),
+        )
+    return table
 
 
 async def _stream_answer(stub, args, options) -> query_service_pb2.QueryResponse:
@@ -439,6 +496,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--stream", action="store_true", help="print the answer as it is written")
     s.set_defaults(func=query)
 
+    s = sub.add_parser("eval", help="score retrieval on a labelled question set")
+    s.add_argument("questions", type=Path, help='JSONL: {"id", "question", "relevant": [ids]}')
+    s.add_argument("--documents", type=Path, help='JSONL {"id", "text", "title"} to ingest first')
+    s.add_argument("--split", default="", help='only questions with this "split" (e.g. test)')
+    s.add_argument("--compare", action="store_true", help="dense, hybrid and hybrid+rerank")
+    s.add_argument("--provider", default="extractive", help="provider that writes answers")
+    s.add_argument("--json", type=Path, help="also write the figures to this file")
+    s.set_defaults(func=eval_command)
+
     s = sub.add_parser("backup", help="archive the whole vector store (operator)")
     s.add_argument("destination", type=Path, help="a .tar.gz file, or a folder for a new one")
     s.add_argument("--retrieval", default="127.0.0.1:50052", help="RetrievalService address")
@@ -511,7 +577,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # Ctrl-C is how `rag up` is meant to end; its services were already stopped.
         code = 0 if args.command == "up" else 130
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, evaluate.BadInput) as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2
     if code == 0 and args.command not in ("up", "health", "advise", "keys", "certs"):

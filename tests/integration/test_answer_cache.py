@@ -13,7 +13,7 @@ from rag_query.answer_cache import AnswerCache
 from rag_query.documents import Documents
 from rag_query.engine import QueryEngine
 from rag_query.maintenance import Maintenance
-from rag_query.models import GeneratedText, Question
+from rag_query.models import GeneratedText, Question, RetrievedContext
 from rag_query.semantic_cache import SemanticCache, SharedEntries
 from tests.support.redis_servers import RedisServer
 
@@ -31,7 +31,7 @@ class Corpus:
         return [[1.0] for _ in texts]
 
     async def retrieve(self, question, vector, options, identity):
-        return [ScoredChunk("hours", 0, 0.9, self.text)]
+        return RetrievedContext([ScoredChunk("hours", 0, 0.9, self.text)])
 
     async def generate(self, question, sources, options, identity):
         self.generations += 1

@@ -13,8 +13,10 @@ import pytest
 from rag_common.domain import Condition, Operator
 from rag_retrieval.adapters.edge_store import EdgeStore
 from rag_retrieval.adapters.qdrant_store import QdrantStore
+from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord
 from rag_retrieval.retriever import chunk_id
+from rag_retrieval.store import LexicalQuery
 
 DIM = 8
 
@@ -25,15 +27,22 @@ def unit(*components: float) -> list[float]:
     return [v / norm for v in vector]
 
 
-def record(tenant: str, document: str, index: int, vector: list[float], **metadata: str):
+BM25 = Bm25Terms(chunk_size=800)
+
+
+def record(
+    tenant: str, document: str, index: int, vector: list[float], text: str = "", **metadata: str
+):
+    text = text or f"{document} chunk {index}"
     return ChunkRecord(
         id=chunk_id(tenant, document, index),
         tenant=tenant,
         document_id=document,
         chunk_index=index,
-        text=f"{document} chunk {index}",
+        text=text,
         vector=vector,
         chunk_count=index + 1,
+        terms=BM25.document(text),
         title=document.title(),
         source=f"/docs/{document}.md",
         metadata=metadata,
@@ -64,13 +73,16 @@ async def store(request, tmp_path):
     await store.close()
 
 
-async def search(store, tenant="acme", vector=None, conditions=(), top_k=10, threshold=None):
+async def search(
+    store, tenant="acme", vector=None, conditions=(), top_k=10, threshold=None, lexical=None
+):
     return await store.search(
         tenant,
         vector or unit(1, 0),
         conditions=conditions,
         top_k=top_k,
         score_threshold=threshold,
+        lexical=lexical,
     )
 
 
@@ -132,3 +144,36 @@ async def test_data_survives_close_and_reopen(store):
         assert (await search(reopened))[0].document_id == "north"
     finally:
         await reopened.close()
+
+
+def lexical(question: str, weight: float = 2.0) -> LexicalQuery:
+    return LexicalQuery(
+        BM25.query(question), candidates=10, dense_weight=1.0, lexical_weight=weight, rrf_k=60
+    )
+
+
+async def test_hybrid_search_fuses_the_lexical_index_in_under_tenant_and_filters(store):
+    # Far from the query vector, but the only chunk naming the valve.
+    await store.upsert(
+        [
+            record("acme", "valve", 0, unit(0, 0, 1), "The zorblax valve seals it.", lang="en"),
+            record("globex", "valve", 0, unit(0, 0, 1), "zorblax zorblax zorblax", lang="en"),
+        ]
+    )
+    dense = await search(store, top_k=3)
+    assert "valve" not in {h.document_id for h in dense}
+    hits = await search(store, top_k=3, lexical=lexical("where is the zorblax valve"))
+    assert hits[0].document_id == "valve" and "zorblax valve" in hits[0].text
+    assert hits[0].score > 1.5 / 61  # more than the dense ranking alone can give: weight 2
+    globex = await search(store, tenant="globex", lexical=lexical("zorblax"))
+    assert [h.text for h in globex if h.document_id == "valve"] == ["zorblax zorblax zorblax"]
+    german = Condition("lang", Operator.EQUALS, ("de",))
+    filtered = await search(store, conditions=[german], lexical=lexical("zorblax"))
+    assert {h.document_id for h in filtered} == {"east"}
+    # A threshold on similarity holds for what BM25 finds, too.
+    close = await search(store, threshold=0.9, lexical=lexical("zorblax"))
+    assert {h.document_id for h in close} == {"north"}
+
+
+async def test_hybrid_search_without_terms_is_the_dense_search(store):
+    assert await search(store, lexical=lexical("what is it")) == await search(store)

@@ -41,9 +41,11 @@ def doc(id: str, text: str, **metadata: str) -> common_pb2.Document:
 class Stack:
     """Embedding and retrieval servers, and a way to restart retrieval on the same folder."""
 
-    def __init__(self, embedder, data_dir) -> None:
+    def __init__(self, embedder, data_dir, **settings) -> None:
         self.embedder = embedder
-        self.settings = RetrievalSettings(data_dir=data_dir, chunk_size=200, chunk_overlap=40)
+        self.settings = RetrievalSettings(
+            data_dir=data_dir, chunk_size=200, chunk_overlap=40, **settings
+        )
 
     async def start(self) -> None:
         self.embedding_host = await start_host(embedding_servicers(self.embedder))

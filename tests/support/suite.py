@@ -44,17 +44,19 @@ class Suite:
 
 @contextlib.asynccontextmanager
 async def in_process_suite(
-    embedder, data_dir: Path, settings: QuerySettings
+    embedder, data_dir: Path, settings: QuerySettings, retrieval: RetrievalSettings | None = None
 ) -> AsyncIterator[Suite]:
-    """Embedding, retrieval (embedded store in `data_dir`), generation (extractive) and
-    query with `settings`, each on its own port; stopped on exit."""
+    """Embedding, retrieval (embedded store in `data_dir`, `retrieval`'s settings otherwise),
+    generation (extractive) and query with `settings`, each on its own port; stopped on exit."""
     hosts, clients = [], []
     embedding_host = await start_host(embedding_servicers(embedder))
     hosts.append(embedding_host)
     embedding = EmbeddingClient(
         f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
     )
-    retrieval_settings = RetrievalSettings(data_dir=data_dir)
+    retrieval_settings = (retrieval or RetrievalSettings()).model_copy(
+        update={"data_dir": data_dir}
+    )
     store = build_store(retrieval_settings)
     retriever = build_retriever(retrieval_settings, embedding, store)
     await retriever.start()

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from rag_retrieval.chunking import chunk_text
+from rag_retrieval.chunking import chunk_document, chunk_text
 from rag_retrieval.retriever import chunk_id
 
 TEXT = "\n\n".join(
@@ -53,3 +53,85 @@ def test_chunk_ids_are_stable_and_differ_by_tenant_document_and_index():
     assert chunk_id("acme", "doc", 0) == chunk_id("acme", "doc", 0)
     ids = {chunk_id(t, d, i) for t in ("acme", "globex") for d in ("a", "b") for i in range(3)}
     assert len(ids) == 12
+
+
+MARKDOWN = (
+    "# Billing guide\n\nIntro text about invoices and what they contain.\n\n## Refunds\n\n"
+    + " ".join(f"Step {i} of the process takes a working day to complete." for i in range(30))
+    + """
+
+```python
+# not a heading: a comment inside code
+print("hello")
+```
+
+### Partial refunds
+
+Only the unused months come back.
+
+## Taxes
+
+VAT is added per country.
+"""
+)
+
+
+def test_a_chunk_deep_in_a_markdown_section_carries_its_heading_path():
+    chunks = chunk_document(MARKDOWN, size=300, overlap=40)
+    deep = [c for c in chunks if "Step 20 " in c.text]
+    assert deep and all(c.headings == ("Billing guide", "Refunds") for c in deep)
+    # The chunk that starts inside "Partial refunds" is under it, one level below Refunds;
+    # a "#" line inside a code fence never counts as a heading.
+    last = chunks[-1]
+    assert last.text.startswith("unused months come back.")
+    assert last.headings == ("Billing guide", "Refunds", "Partial refunds")
+
+
+def section(name: str) -> str:
+    return " ".join(f"{name} note {i} says to read the changelog first." for i in range(30))
+
+
+RST = f"""=========
+Reference
+=========
+
+Installation
+============
+
+{section("Install")}
+
+Upgrading
+---------
+
+{section("Upgrade")}
+
+Rolling back
+~~~~~~~~~~~~
+
+{section("Rollback")}
+
+Configuration
+=============
+
+{section("Config")}
+"""
+
+
+def test_rst_headings_nest_by_the_order_their_adornments_first_appear():
+    def under(note: str) -> tuple[str, ...]:
+        # Note 20 of a section is far past its heading: the chunk holding it starts inside.
+        return next(c.headings for c in chunk_document(RST, 300, 40) if note in c.text)
+
+    assert under("Install note 20") == ("Reference", "Installation")
+    assert under("Upgrade note 20") == ("Reference", "Installation", "Upgrading")
+    assert under("Rollback note 20") == ("Reference", "Installation", "Upgrading", "Rolling back")
+    # Back to the "=" underline: a sibling of Installation, the deeper sections closed.
+    assert under("Config note 20") == ("Reference", "Configuration")
+
+
+def test_indexed_text_leads_with_title_and_headings_but_stored_text_is_untouched():
+    chunk = chunk_document(MARKDOWN, size=300, overlap=40)[3]
+    indexed = chunk.indexed_text("Acme handbook")
+    assert indexed.startswith("Acme handbook > Billing guide > Refunds\n")
+    assert indexed.endswith(chunk.text)
+    assert chunk_document("plain words only", 300, 40)[0].indexed_text("") == "plain words only"

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from rag_common.domain import ScoredChunk
-from rag_generation.adapters.extractive import NO_SOURCES_ANSWER, ExtractiveModel
+from rag_generation.adapters.extractive import NO_SOURCES_ANSWER, ExtractiveModel, prose
 from rag_generation.prompt import SYSTEM_PROMPT, build_prompt
 
 
@@ -48,3 +48,39 @@ async def test_extractive_picks_the_sentence_that_answers_and_cites_it():
 async def test_extractive_without_sources_says_it_found_nothing():
     prompt = build_prompt("Anything?", [], context_window=4096, max_tokens=50)
     assert (await ExtractiveModel().complete(prompt)).text == NO_SOURCES_ANSWER
+
+
+async def test_extractive_answers_in_prose_never_quoting_commands_code_or_tables():
+    readme = """Install the suite with two commands.
+
+```sh
+make run
+make test
+```
+
+    pip install rag-suite --upgrade
+
+$ rag up --demo
+rag ingest --tenant demo docs/
+
+| setting | default |
+|---------|---------|
+| port    | 50051   |
+
+The demo starts every service on this machine and answers questions over the README."""
+    prompt = build_prompt(
+        "How do I start the demo with make run?",
+        [chunk(1, readme)],
+        context_window=4096,
+        max_tokens=80,
+    )
+    answer = (await ExtractiveModel().complete(prompt)).text
+    for code in ("make run", "make test", "pip install", "rag up", "rag ingest", "|", "50051"):
+        assert code not in answer
+    assert "The demo starts every service on this machine" in answer
+    assert "[1]" in answer
+
+
+def test_prose_keeps_sentences_that_mention_flags_in_passing():
+    text = "Pass --tenant to choose the tenant, as the guide explains."
+    assert prose(text) == text

@@ -16,7 +16,7 @@ from rag_common.tiered_cache import TieredCache
 from rag_query.answer_cache import AnswerCache
 from rag_query.engine import QueryEngine, QueryPolicy
 from rag_query.maintenance import Maintenance
-from rag_query.models import GeneratedText, QueryOptions, Question
+from rag_query.models import GeneratedText, QueryOptions, Question, RetrievedContext
 
 ACME = Identity("p", "acme", frozenset({"reader"}))
 CHUNK = ScoredChunk("handbook", 0, 0.9, "Employees get 30 days of vacation.", title="Handbook")
@@ -36,7 +36,7 @@ class Retriever:
         if self.down:
             raise Unavailable("retrieval is unavailable", reason="DEPENDENCY_UNAVAILABLE")
         await asyncio.sleep(self.delay_s)
-        return [CHUNK]
+        return RetrievedContext([CHUNK])
 
 
 class Generator:

@@ -15,6 +15,24 @@ _OPERATORS = {
     common_pb2.FILTER_OPERATOR_NOT_IN: Operator.NOT_IN,
 }
 _OPERATORS_PB = {op: value for value, op in _OPERATORS.items()}
+_SEARCH_MODES = {
+    common_pb2.SEARCH_MODE_UNSPECIFIED: "",
+    common_pb2.SEARCH_MODE_DENSE: "dense",
+    common_pb2.SEARCH_MODE_HYBRID: "hybrid",
+}
+_SEARCH_MODES_PB = {mode: value for value, mode in _SEARCH_MODES.items()}
+
+
+def search_mode_from_pb(value: int, field: str) -> str:
+    """ "dense", "hybrid" or "" (the server's default); an unknown value is rejected."""
+    if value not in _SEARCH_MODES:
+        raise InvalidArgument(field, f"unknown search mode {value}; use DENSE or HYBRID")
+    return _SEARCH_MODES[value]
+
+
+def search_mode_to_pb(mode: str) -> int:
+    """A search mode back to the wire."""
+    return _SEARCH_MODES_PB[mode]
 
 
 def conditions_from_pb(

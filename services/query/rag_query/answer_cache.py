@@ -24,6 +24,8 @@ def answer_scope(tenant: str, version: str, question: Question) -> tuple:
         repr(options.score_threshold),
         options.max_tokens,
         options.provider,
+        options.search_mode,
+        repr(options.rerank),
     )
 
 

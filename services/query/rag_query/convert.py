@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rag.v1 import common_pb2, document_service_pb2
 from rag.v1 import query_service_pb2 as pb
-from rag_common.convert import conditions_from_pb, source_to_pb
+from rag_common.convert import conditions_from_pb, search_mode_from_pb, source_to_pb
 from rag_common.domain import UpsertResult
 from rag_query.models import Answer, QueryOptions, Question
 
@@ -25,6 +25,8 @@ def question_from_pb(request: pb.QueryRequest | pb.StreamQueryRequest) -> Questi
             max_tokens=options.max_tokens,
             provider=options.provider,
             budget_ms=options.budget_ms,
+            search_mode=search_mode_from_pb(options.search_mode, "options.search_mode"),
+            rerank=options.rerank if options.HasField("rerank") else None,
         ),
     )
 

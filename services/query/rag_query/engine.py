@@ -353,6 +353,8 @@ class QueryEngine:
             options.top_k,
             options.conditions,
             options.score_threshold,
+            options.search_mode,
+            options.rerank,
         )
         share = self._budget_s(question) * self._policy.retrieval_share
         try:
@@ -366,10 +368,10 @@ class QueryEngine:
                         return progress
                     if refuse_misses:
                         raise _overloaded()
-                    progress.sources = await self._retriever.retrieve(
-                        question.text, vector, options, identity
-                    )
-            if key:
+                    found = await self._retriever.retrieve(question.text, vector, options, identity)
+                    progress.sources = found.chunks
+                    progress.degraded.extend(found.degraded)
+            if key and not found.degraded:  # a fallback stands in for whole retrievals only
                 self._retrievals.put(key, progress.sources)
         except (TimeoutError, DeadlineExceeded, Unavailable) as exc:
             if refuse_misses:  # no semantic hit could be looked for: refuse at once

@@ -17,6 +17,16 @@ class QueryOptions:
     max_tokens: int = 0
     provider: str = ""
     budget_ms: int = 0
+    search_mode: str = ""  # "dense" or "hybrid"; empty: retrieval's default
+    rerank: bool | None = None  # None: rerank when retrieval has a reranker
+
+
+@dataclass(frozen=True)
+class RetrievedContext:
+    """Chunks retrieval found, best first, and why they may be less than asked for."""
+
+    chunks: list[ScoredChunk]
+    degraded: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.identity import Identity
-from rag_query.models import GeneratedText, QueryOptions
+from rag_query.models import GeneratedText, QueryOptions, RetrievedContext
 
 
 class ContextRetriever(Protocol):
@@ -15,7 +15,7 @@ class ContextRetriever(Protocol):
 
     async def retrieve(
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
-    ) -> list[ScoredChunk]:
+    ) -> RetrievedContext:
         """Best first, inside the caller's tenant."""
         ...
 

@@ -9,7 +9,8 @@ from rag_common.health_servicer import client_probe
 from rag_common.server import ServiceHost, run_service, service_main
 from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
-from rag_retrieval.retriever import Retriever
+from rag_retrieval.rerank import Reranker, RerankPolicy, RerankStage
+from rag_retrieval.retriever import Retriever, SearchPolicy
 from rag_retrieval.servicer import servicers
 from rag_retrieval.store import VectorStore
 
@@ -38,8 +39,35 @@ def build_store(settings: RetrievalSettings) -> VectorStore:
     )
 
 
+def build_reranker(settings: RetrievalSettings) -> Reranker | None:
+    """The configured reranker adapter, or None."""
+    if settings.reranker == "none":
+        return None
+    from rag_retrieval.adapters import rerankers
+
+    key = settings.reranker_api_key.get_secret_value()
+    if settings.reranker == "tei":
+        return rerankers.TeiReranker(settings.reranker_url, api_key=key)
+    if settings.reranker == "cohere":
+        return rerankers.CohereReranker(
+            settings.reranker_url, model=settings.reranker_model, api_key=key
+        )
+    assert settings.reranker_path is not None  # the settings validator requires it
+    return rerankers.CrossEncoderReranker(settings.reranker_path)
+
+
 def build_retriever(settings: RetrievalSettings, embedder, store=None) -> Retriever:
     """A Retriever over `store` (default: the configured one), embedding through `embedder`."""
+    reranker = build_reranker(settings)
+    rerank = reranker and RerankStage(
+        reranker,
+        RerankPolicy(
+            candidates=settings.rerank_candidates,
+            budget_share=settings.rerank_budget_share,
+            timeout_s=settings.rerank_timeout_s,
+            max_concurrent=settings.rerank_max_concurrent,
+        ),
+    )
     return Retriever(
         store or build_store(settings),
         embedder,
@@ -51,6 +79,14 @@ def build_retriever(settings: RetrievalSettings, embedder, store=None) -> Retrie
         default_top_k=settings.default_top_k,
         max_top_k=settings.max_top_k,
         embed_batch_size=settings.embed_batch_size,
+        search=SearchPolicy(
+            default_mode=settings.search_mode,
+            fusion_candidates=settings.fusion_candidates,
+            dense_weight=settings.dense_weight,
+            lexical_weight=settings.lexical_weight,
+            rrf_k=settings.rrf_k,
+        ),
+        rerank=rerank,
     )
 
 
@@ -73,6 +109,7 @@ async def serve(settings: RetrievalSettings) -> None:
         [
             Dependency("vector_store", store_probe, retriever.store_breaker),
             Dependency("embedding", client_probe(embedding), embedding.breaker),
+            *_reranker_dependency(retriever),
         ],
     )
     host = ServiceHost(
@@ -90,6 +127,13 @@ async def serve(settings: RetrievalSettings) -> None:
         await embedding.close()
 
     await run_service("retrieval", host, warm_up=retriever.start, close=close)
+
+
+def _reranker_dependency(retriever: Retriever) -> list[Dependency]:
+    """The reranker as a health dependency, judged by its breaker alone: probing it would
+    cost a model call, and a failing reranker only degrades ordering."""
+    stage = retriever.rerank_stage
+    return [] if stage is None else [Dependency("reranker", breaker=stage.breaker)]
 
 
 def main() -> None:

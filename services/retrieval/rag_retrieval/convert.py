@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag.v1 import retrieval_service_pb2 as pb
-from rag_common.convert import conditions_from_pb, source_to_pb
+from rag_common.convert import conditions_from_pb, search_mode_from_pb, source_to_pb
 from rag_common.domain import UpsertResult
 from rag_retrieval.models import RetrieveQuery, RetrieveResult
 
@@ -18,6 +18,8 @@ def query_from_pb(request: pb.RetrieveRequest) -> RetrieveQuery:
         top_k=request.top_k,
         conditions=conditions_from_pb(request.filters),
         score_threshold=request.score_threshold if request.HasField("score_threshold") else None,
+        mode=search_mode_from_pb(request.search_mode, "search_mode"),
+        rerank=request.rerank if request.HasField("rerank") else None,
     )
 
 
@@ -27,6 +29,8 @@ def retrieve_response_to_pb(result: RetrieveResult) -> pb.RetrieveResponse:
         chunks=[source_to_pb(c) for c in result.chunks],
         embed_ms=result.embed_ms,
         search_ms=result.search_ms,
+        rerank_ms=result.rerank_ms,
+        degraded=result.degraded,
     )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rag_common.domain import Condition, ScoredChunk
+from rag_retrieval.lexical import SparseTerms
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class ChunkRecord:
     text: str
     vector: list[float]
     chunk_count: int  # chunks of the document version this chunk belongs to
+    terms: SparseTerms = field(default_factory=SparseTerms.empty)  # BM25 weights, indexed text
     title: str = ""
     source: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
@@ -33,12 +35,16 @@ class RetrieveQuery:
     top_k: int = 0
     conditions: tuple[Condition, ...] = ()
     score_threshold: float | None = None
+    mode: str = ""  # "dense" or "hybrid"; empty: the service's default
+    rerank: bool | None = None  # None: rerank when a reranker is configured
 
 
 @dataclass(frozen=True)
 class RetrieveResult:
-    """Hits, best first, with where the time went."""
+    """Hits, best first, with where the time went and any degradation."""
 
     chunks: list[ScoredChunk]
     embed_ms: float
     search_ms: float
+    rerank_ms: float = 0.0
+    degraded: tuple[str, ...] = ()

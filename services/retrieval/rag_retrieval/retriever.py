@@ -7,20 +7,34 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from rag_common import tracing
 from rag_common.breaker import CircuitBreaker, guarded
 from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
 from rag_retrieval import validation
-from rag_retrieval.chunking import chunk_text
+from rag_retrieval.chunking import chunk_document
+from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
-from rag_retrieval.store import VectorStore
+from rag_retrieval.rerank import NO_RERANK, RerankStage
+from rag_retrieval.store import LexicalQuery, VectorStore
 
 log = logging.getLogger(__name__)
 
 # Fixed namespace so that (tenant, document, chunk) always maps to the same point id.
 _CHUNK_NAMESPACE = uuid.UUID("6f1d8f3e-2b7a-4c52-9a0e-3c1b5d7e9f21")
+
+
+@dataclass(frozen=True)
+class SearchPolicy:
+    """How a search runs when its request does not say."""
+
+    default_mode: str = "dense"  # or "hybrid"
+    fusion_candidates: int = 50  # chunks each index contributes to fusion
+    dense_weight: float = 1.0
+    lexical_weight: float = 0.2
+    rrf_k: int = 10
 
 
 def chunk_id(tenant: str, document_id: str, chunk_index: int) -> str:
@@ -45,6 +59,8 @@ class Retriever:
         max_top_k: int,
         embed_batch_size: int = 64,
         store_breaker: CircuitBreaker | None = None,
+        search: SearchPolicy | None = None,
+        rerank: RerankStage | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -57,6 +73,9 @@ class Retriever:
         self._max_top_k = max_top_k
         self._embed_batch_size = embed_batch_size
         self.store_breaker = store_breaker or CircuitBreaker("vector_store")
+        self._search = search or SearchPolicy()
+        self._terms = Bm25Terms(chunk_size)
+        self.rerank_stage = rerank
 
     async def start(self) -> None:
         """Open the store and search it once, so the first caller does not pay for it."""
@@ -74,8 +93,10 @@ class Retriever:
         )
 
     async def close(self) -> None:
-        """Persist and close the store."""
+        """Persist and close the store (and the reranker)."""
         await self._store.close()
+        if self.rerank_stage is not None:
+            await self.rerank_stage.close()
 
     async def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity
@@ -94,14 +115,16 @@ class Retriever:
             documents, max_documents=self._max_documents, max_chars=self._max_document_chars
         )
         per_document = [
-            chunk_text(doc.text, self._chunk_size, self._chunk_overlap) for doc in documents
+            chunk_document(doc.text, self._chunk_size, self._chunk_overlap) for doc in documents
         ]
+        # Both indexes see a chunk with its document's title and its section headings.
         texts = [
-            f"{doc.title}\n{chunk}" if doc.title else chunk
+            chunk.indexed_text(doc.title)
             for doc, chunks in zip(documents, per_document, strict=True)
             for chunk in chunks
         ]
         vectors = iter(await self._embed_documents(texts))
+        indexed = iter(texts)
         for doc, chunks in zip(documents, per_document, strict=True):
             records = [
                 ChunkRecord(
@@ -109,9 +132,10 @@ class Retriever:
                     tenant=identity.tenant,
                     document_id=doc.id,
                     chunk_index=index,
-                    text=chunk,
+                    text=chunk.text,
                     vector=next(vectors),
                     chunk_count=len(chunks),
+                    terms=self._terms.document(next(indexed)),
                     title=doc.title,
                     source=doc.source,
                     metadata=dict(doc.metadata),
@@ -153,7 +177,8 @@ class Retriever:
         return await self._store.count(identity.tenant)
 
     async def retrieve(self, query: RetrieveQuery, identity: Identity) -> RetrieveResult:
-        """Chunks of the caller's tenant closest to the question, best first."""
+        """Chunks of the caller's tenant closest to the question, best first: dense or
+        hybrid, then reranked when a reranker is configured (or asked for)."""
         validation.check_query(query, max_top_k=self._max_top_k, dimension=self._vector_size)
         embed_ms = 0.0
         vector = list(query.vector)
@@ -163,21 +188,52 @@ class Retriever:
             embed_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         top_k = query.top_k or self._default_top_k
-        with tracing.span("store.search", top_k=top_k, filters=len(query.conditions)) as span:
+        rerank = bool(query.text) and (
+            self.rerank_stage is not None if query.rerank is None else query.rerank
+        )
+        stage = self.rerank_stage if rerank else None
+        fetch = max(top_k, stage.policy.candidates) if stage else top_k
+        lexical = self._lexical_query(query, fetch)
+        with tracing.span(
+            "store.search", top_k=fetch, filters=len(query.conditions), hybrid=lexical is not None
+        ) as span:
             chunks = await guarded(
                 self.store_breaker,
                 lambda: self._store.search(
                     identity.tenant,
                     vector,
                     conditions=query.conditions,
-                    top_k=top_k,
+                    top_k=fetch,
                     score_threshold=query.score_threshold,
+                    lexical=lexical,
                 ),
             )
             chunks = await self._drop_stale(identity.tenant, chunks)
+            # Rank fusion ties often (ranks 2 and 3 in one index, 3 and 2 in the other):
+            # break ties the same way every time, so one question always gets one order.
+            chunks.sort(key=lambda c: (-c.score, c.document_id, c.chunk_index))
             tracing.annotate(span, hits=len(chunks), breaker=self.store_breaker.state.value)
         search_ms = (time.perf_counter() - started) * 1000
-        return RetrieveResult(chunks=chunks, embed_ms=embed_ms, search_ms=search_ms)
+        if not rerank:
+            return RetrieveResult(chunks[:top_k], embed_ms, search_ms)
+        if stage is None:  # asked for, but no reranker is configured
+            return RetrieveResult(chunks[:top_k], embed_ms, search_ms, degraded=(NO_RERANK,))
+        reranked = await stage.rerank(query.text, chunks, top_k)
+        degraded = () if reranked.reranked else (NO_RERANK,)
+        return RetrieveResult(reranked.chunks, embed_ms, search_ms, reranked.rerank_ms, degraded)
+
+    def _lexical_query(self, query: RetrieveQuery, fetch: int) -> LexicalQuery | None:
+        """The BM25 half of a hybrid search, or None for a dense one."""
+        if (query.mode or self._search.default_mode) != "hybrid" or not query.text:
+            return None
+        policy = self._search
+        return LexicalQuery(
+            terms=self._terms.query(query.text),
+            candidates=max(fetch, policy.fusion_candidates),
+            dense_weight=policy.dense_weight,
+            lexical_weight=policy.lexical_weight,
+            rrf_k=policy.rrf_k,
+        )
 
     async def _drop_stale(self, tenant: str, chunks: list[ScoredChunk]) -> list[ScoredChunk]:
         """Leave out, and remove, chunks past the end of their document's current version.

@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rag_common.domain import Condition, Operator, ScoredChunk
+from rag_retrieval.lexical import SparseTerms
 from rag_retrieval.models import ChunkRecord
 
 TENANT = "tenant"
 DOCUMENT_ID = "document_id"
 CHUNK_INDEX = "chunk_index"
 CHUNK_COUNT = "chunk_count"
+
+
+@dataclass(frozen=True)
+class LexicalQuery:
+    """The lexical half of a hybrid search and how it is fused with the dense half.
+
+    Each index returns its best `candidates`; reciprocal rank fusion scores a chunk
+    sum(weight / (rrf_k + rank)) over the indexes that found it.
+    """
+
+    terms: SparseTerms
+    candidates: int
+    dense_weight: float
+    lexical_weight: float
+    rrf_k: int
 
 
 class VectorStore(Protocol):
@@ -67,8 +84,14 @@ class VectorStore(Protocol):
         conditions: Sequence[Condition],
         top_k: int,
         score_threshold: float | None,
+        lexical: LexicalQuery | None = None,
     ) -> list[ScoredChunk]:
-        """The `top_k` chunks of `tenant` closest to `vector` that meet every condition."""
+        """The `top_k` chunks of `tenant` closest to `vector` that meet every condition.
+
+        With `lexical` (and terms in it), a hybrid search: the dense and the lexical index
+        each search under the same filter and their rankings are fused (scores are then
+        fusion scores); `score_threshold` still bounds every chunk's cosine similarity.
+        """
         ...
 
 

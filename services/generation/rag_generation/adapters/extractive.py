@@ -17,9 +17,41 @@ _STOPWORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its of on or that the "
     "this to was what when where which who why will with you your".split()
 )
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_PROMPT = re.compile(r"^\s*(\$|%|>>>|\.\.\.|#!|[A-Za-z0-9_.-]+[@:][^ ]*[$#])\s")
+_TABLE = re.compile(r"^\s*[+|].*[+|]\s*$|^\s*[=+|:\- ]{3,}\s*$|\|.*\|")
+_HEADING = re.compile(r"^\s*#{1,6}\s")
+# A line with an option flag or a path and no sentence ending is a command, not prose.
+_COMMAND = re.compile(r"(^|\s)(--?[A-Za-z]|\./|~/|/usr/|\|\s|&&|>\s?/)")
+_SENTENCE_ENDING = re.compile(r"[.!?:;,]\s*$")
 _MAX_SENTENCES = 3
 _MAX_SENTENCE_CHARS = 400
 NO_SOURCES_ANSWER = "I could not find anything about this in your documents."
+
+
+def prose(text: str) -> str:
+    """`text` without what should never be quoted as an answer's sentence: fenced and
+    indented code, shell and REPL lines, commands, tables and headings."""
+    kept: list[str] = []
+    in_fence = False
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            kept.append("")
+            continue
+        # Indented after a blank or a dropped line: a code block, not a wrapped paragraph.
+        indented = line.startswith(("    ", "\t")) and (not kept or kept[-1] == "")
+        if in_fence or indented or _not_prose(line):
+            kept.append("")  # a paragraph break: sentences never join across the gap
+        else:
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _not_prose(line: str) -> bool:
+    if _PROMPT.match(line) or _TABLE.search(line) or _HEADING.match(line):
+        return True
+    return bool(_COMMAND.search(line)) and not _SENTENCE_ENDING.search(line)
 
 
 def _terms(text: str) -> list[str]:
@@ -71,7 +103,7 @@ class ExtractiveModel:
         candidates = [
             (number, _SPACES.sub(" ", sentence).strip())
             for number, chunk in enumerate(prompt.sources, start=1)
-            for sentence in _SENTENCE_END.split(chunk.text)
+            for sentence in _SENTENCE_END.split(prose(chunk.text))
             if len(sentence.strip()) >= 12
         ]
         question = set(_terms(prompt.question))
@@ -86,7 +118,7 @@ class ExtractiveModel:
 
         ranked = [c for c in sorted(candidates, key=score, reverse=True) if score(c) > 0]
         chosen = ranked[:_MAX_SENTENCES] or candidates[:1]
-        if not chosen:
+        if not chosen:  # the sources hold no prose at all: quote the best one as it is
             return [f"{prompt.sources[0].text[:_MAX_SENTENCE_CHARS]} [1]"]
         return [f"{_shorten(sentence)} [{number}]" for number, sentence in chosen]
 

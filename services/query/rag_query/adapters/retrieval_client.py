@@ -8,11 +8,16 @@ from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
 from rag_common.channel import ServiceClient, open_channel
-from rag_common.convert import conditions_to_pb, documents_to_pb, source_from_pb
+from rag_common.convert import (
+    conditions_to_pb,
+    documents_to_pb,
+    search_mode_to_pb,
+    source_from_pb,
+)
 from rag_common.credentials import Credentials
-from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
+from rag_common.domain import DocumentInput, UpsertResult
 from rag_common.identity import Identity
-from rag_query.models import QueryOptions
+from rag_query.models import QueryOptions, RetrievedContext
 
 
 class RetrievalClient(ServiceClient):
@@ -37,18 +42,23 @@ class RetrievalClient(ServiceClient):
 
     async def retrieve(
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
-    ) -> list[ScoredChunk]:
+    ) -> RetrievedContext:
         """Chunks nearest to `vector` in the caller's tenant."""
         request = pb.RetrieveRequest(
             query=question,
             query_vector=vector,
             top_k=options.top_k,
             filters=conditions_to_pb(options.conditions),
+            search_mode=search_mode_to_pb(options.search_mode),
         )
         if options.score_threshold is not None:
             request.score_threshold = options.score_threshold
+        if options.rerank is not None:
+            request.rerank = options.rerank
         response = await self._unary(self._stub.Retrieve, request, identity)
-        return [source_from_pb(c) for c in response.chunks]
+        return RetrievedContext(
+            [source_from_pb(c) for c in response.chunks], tuple(response.degraded)
+        )
 
     async def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity

@@ -16,6 +16,7 @@ import qdrant_edge as qe
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import InvalidArgument, Unavailable
 from rag_retrieval import store
+from rag_retrieval.lexical import LEXICAL_VECTOR, SparseTerms
 from rag_retrieval.models import ChunkRecord
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,9 @@ class EdgeStore:
             for field in (store.TENANT, store.DOCUMENT_ID):
                 op = qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
                 self._shard.update(op)
+        # Idempotent, and gives stores made before hybrid search their lexical index; their
+        # chunks join it as they are re-ingested (dense search finds them meanwhile).
+        self._shard.update(qe.UpdateOperation.create_sparse_vector(LEXICAL_VECTOR, qe.Modifier.Idf))
         log.info("edge store open", extra={"path": str(self._path)})
 
     async def close(self) -> None:
@@ -77,7 +81,9 @@ class EdgeStore:
 
     async def upsert(self, chunks: Sequence[ChunkRecord]) -> None:
         """Insert or replace chunks by id."""
-        points = [qe.Point(c.id, list(c.vector), store.chunk_payload(c)) for c in chunks]
+        points = [
+            qe.Point(c.id, _vectors(c.vector, c.terms), store.chunk_payload(c)) for c in chunks
+        ]
         await self._run(lambda: self._shard.update(qe.UpdateOperation.upsert_points(points)))
 
     async def delete(self, tenant: str, document_id: str, *, from_chunk: int = 0) -> None:
@@ -150,15 +156,42 @@ class EdgeStore:
         conditions: Sequence[Condition],
         top_k: int,
         score_threshold: float | None,
+        lexical: store.LexicalQuery | None = None,
     ) -> list[ScoredChunk]:
-        """Nearest chunks of `tenant` that meet every condition."""
-        request = qe.QueryRequest(
-            limit=top_k,
-            query=qe.Query.Nearest(list(vector)),
-            filter=store.build_filter(qe, tenant, conditions),
-            with_payload=True,
-            score_threshold=score_threshold,
-        )
+        """Nearest chunks of `tenant` that meet every condition; fused with the lexical
+        index's best when `lexical` has terms."""
+        selector = store.build_filter(qe, tenant, conditions)
+        dense = qe.Query.Nearest(list(vector))
+        if lexical and lexical.terms:
+            similar = qe.Prefetch(
+                limit=lexical.candidates,
+                query=dense,
+                filter=selector,
+                score_threshold=score_threshold,
+            )
+            matching = qe.Prefetch(
+                limit=lexical.candidates,
+                query=qe.Query.Nearest(_sparse(lexical.terms), using=LEXICAL_VECTOR),
+                filter=selector,
+                # With a threshold, BM25 ranks only chunks similar enough to pass it.
+                prefetches=None if score_threshold is None else [similar],
+            )
+            request = qe.QueryRequest(
+                limit=top_k,
+                prefetches=[similar, matching],
+                query=qe.Fusion.Rrf(
+                    k=lexical.rrf_k, weights=[lexical.dense_weight, lexical.lexical_weight]
+                ),
+                with_payload=True,
+            )
+        else:
+            request = qe.QueryRequest(
+                limit=top_k,
+                query=dense,
+                filter=selector,
+                with_payload=True,
+                score_threshold=score_threshold,
+            )
         points = await self._run(lambda: self._shard.query(request))
         return [store.scored_chunk(p.payload, p.score) for p in points]
 
@@ -175,3 +208,12 @@ class EdgeStore:
             # qdrant-edge reports engine failures as RuntimeError/OSError.
             log.error("edge store failed", exc_info=exc)
             raise Unavailable("the vector store failed", reason="VECTOR_STORE_FAILED") from exc
+
+
+def _vectors(dense: Sequence[float], terms: SparseTerms) -> dict[str, Any]:
+    """A point's named vectors: the dense one (unnamed) and its BM25 terms."""
+    return {"": list(dense), LEXICAL_VECTOR: _sparse(terms)}
+
+
+def _sparse(terms: SparseTerms) -> qe.SparseVector:
+    return qe.SparseVector(list(terms.indices), list(terms.values))

@@ -13,6 +13,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from rag_retrieval import store
+from rag_retrieval.lexical import LEXICAL_VECTOR, SparseTerms
 from rag_retrieval.models import ChunkRecord
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class QdrantStore:
         # Local mode scans linearly and warns that payload indexes do nothing there.
         self._index_payload = bool(url)
         self._snapshots = _Snapshots(url, api_key, collection) if url else None
+        self._lexical = True  # False for a collection made before hybrid search
         if url:
             self._client = AsyncQdrantClient(url=url, api_key=api_key or None)
         elif path == ":memory:":
@@ -55,9 +57,21 @@ class QdrantStore:
                     vectors_config=models.VectorParams(
                         size=self._vector_size, distance=models.Distance.COSINE
                     ),
+                    sparse_vectors_config={
+                        LEXICAL_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
                 )
                 if self._index_payload:
                     await self._create_indexes()
+            else:
+                info = await self._client.get_collection(self._collection)
+                self._lexical = LEXICAL_VECTOR in (info.config.params.sparse_vectors or {})
+                if not self._lexical:
+                    log.warning(
+                        "collection has no lexical index: searches are dense only until it "
+                        "is recreated and the documents re-ingested",
+                        extra={"collection": self._collection},
+                    )
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
 
@@ -77,13 +91,18 @@ class QdrantStore:
     async def upsert(self, chunks: Sequence[ChunkRecord]) -> None:
         """Insert or replace chunks by id, waiting until they are searchable."""
         points = [
-            models.PointStruct(id=c.id, vector=list(c.vector), payload=store.chunk_payload(c))
+            models.PointStruct(id=c.id, vector=self._vectors(c), payload=store.chunk_payload(c))
             for c in chunks
         ]
         try:
             await self._client.upsert(self._collection, points=points, wait=True)
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
+
+    def _vectors(self, chunk: ChunkRecord) -> dict[str, object] | list[float]:
+        if not self._lexical:
+            return list(chunk.vector)
+        return {"": list(chunk.vector), LEXICAL_VECTOR: _sparse(chunk.terms)}
 
     async def delete(self, tenant: str, document_id: str, *, from_chunk: int = 0) -> None:
         """Delete a document's chunks from `from_chunk` on."""
@@ -152,16 +171,43 @@ class QdrantStore:
         conditions: Sequence[Condition],
         top_k: int,
         score_threshold: float | None,
+        lexical: store.LexicalQuery | None = None,
     ) -> list[ScoredChunk]:
-        """Nearest chunks of `tenant` that meet every condition."""
+        """Nearest chunks of `tenant` that meet every condition; fused with the lexical
+        index's best when `lexical` has terms."""
+        selector = store.build_filter(models, tenant, conditions)
+        if lexical and lexical.terms and self._lexical:
+            similar = models.Prefetch(
+                query=list(vector),
+                filter=selector,
+                limit=lexical.candidates,
+                score_threshold=score_threshold,
+            )
+            matching = models.Prefetch(
+                query=_sparse(lexical.terms),
+                using=LEXICAL_VECTOR,
+                filter=selector,
+                limit=lexical.candidates,
+                # With a threshold, BM25 ranks only chunks similar enough to pass it.
+                prefetch=None if score_threshold is None else [similar],
+            )
+            search = {
+                "prefetch": [similar, matching],
+                "query": models.RrfQuery(
+                    rrf=models.Rrf(
+                        k=lexical.rrf_k, weights=[lexical.dense_weight, lexical.lexical_weight]
+                    )
+                ),
+            }
+        else:
+            search = {
+                "query": list(vector),
+                "query_filter": selector,
+                "score_threshold": score_threshold,
+            }
         try:
             response = await self._client.query_points(
-                self._collection,
-                query=list(vector),
-                query_filter=store.build_filter(models, tenant, conditions),
-                limit=top_k,
-                score_threshold=score_threshold,
-                with_payload=True,
+                self._collection, limit=top_k, with_payload=True, **search
             )
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
@@ -202,6 +248,10 @@ class _Snapshots:
 
 
 _SNAPSHOT_TIMEOUT = httpx.Timeout(3600.0, connect=10.0)
+
+
+def _sparse(terms: SparseTerms) -> models.SparseVector:
+    return models.SparseVector(indices=list(terms.indices), values=list(terms.values))
 
 
 def _no_snapshots() -> FailedPrecondition:
