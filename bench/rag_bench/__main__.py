@@ -183,32 +183,28 @@ async def generation_scenarios(requests: int) -> None:
 
 
 async def semantic_cache_rates() -> None:
-    """Hit rate on paraphrases and false-hit rate on near misses (bench/data)."""
+    """The semantic cache on the hand-labelled pairs' test half, threshold by threshold."""
+    from rag_bench.semantic import load_pairs, rates
     from rag_embedding.__main__ import build_embedder
     from rag_embedding.config import EmbeddingSettings
-    from rag_query.semantic_cache import SemanticCache
+    from rag_query.config import QuerySettings
 
-    pairs = json.loads((Path(__file__).parents[1] / "data/semantic_pairs.json").read_text())
     embedder = build_embedder(EmbeddingSettings())
     await embedder.start()
     try:
-        rates = {}
-        for kind in ("paraphrases", "near_misses"):
-            hits = 0
-            for cached, asked in pairs[kind]:
-                cached_vector, asked_vector = await embedder.embed([cached, asked], "query")
-                cache = SemanticCache()
-                cache.add("scope", cached, cached_vector, "key")
-                hits += cache.lookup("scope", asked, asked_vector) is not None
-            rates[kind] = (hits, len(pairs[kind]))
+        pairs = load_pairs("test")
+        table = await rates(embedder, pairs)
     finally:
         await embedder.close()
-    (p_hits, p_all), (n_hits, n_all) = rates["paraphrases"], rates["near_misses"]
+    reversals = sum(p.kind == "reversal" for p in pairs)
     print(
-        f"\nsemantic cache (threshold 0.95 + lexical guard): paraphrase hit rate "
-        f"{p_hits}/{p_all} = {p_hits / p_all:.0%}, near-miss false-hit rate "
-        f"{n_hits}/{n_all} = {n_hits / n_all:.0%}"
+        f"\nsemantic cache on the test half of the labelled pairs ({len(pairs)} pairs, "
+        f"{reversals} role reversals; 95 % Wilson intervals; default threshold "
+        f"{QuerySettings().semantic_cache_threshold}); target: no false hit, 60 % of "
+        "paraphrases hit"
     )
+    for row in table:
+        print(row.line())
 
 
 async def main(chunks: int, requests: int) -> None:

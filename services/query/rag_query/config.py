@@ -158,7 +158,7 @@ class QuerySettings(RedisSettings):
     )
     answer_cache_ttl_s: float = Field(3600.0, gt=0, description="How long an answer is kept.")
     semantic_cache_threshold: float = Field(
-        0.95,
+        0.7,
         gt=0,
         le=1,
         description="Cosine similarity a question needs to reuse an answer "

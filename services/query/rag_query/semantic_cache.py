@@ -1,19 +1,18 @@
 """The semantic answer cache: a question close enough in meaning gets a cached answer.
 
 Close in embedding space is not enough: "capital of France" and "capital of Germany", or
-"enable X" and "disable X", embed within a few hundredths of each other. So a candidate
-must pass two tests: cosine similarity at or above the threshold (0.95 by default), and a
-lexical guard: both questions must use the same content words, after folding case,
-plurals, contractions and a few synonyms, with the same numbers and the same negations.
-The guard makes the cache conservative by design; a miss costs one pipeline run, a false
-hit gives a user the wrong answer.
+"a string to a number" and "a number to a string", embed within a few hundredths of each
+other. So a candidate must pass two tests: cosine similarity at or above the threshold, and
+the question guard (`question_guard.same_question`): the same numbers, negations and words
+(up to plurals, verb endings and common synonyms) in the same roles. The guard makes the
+cache conservative by design; a miss costs one pipeline run, a false hit gives a user the
+wrong answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -23,112 +22,7 @@ import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_CONTRACTIONS = {
-    "what's": "what is",
-    "how's": "how is",
-    "where's": "where is",
-    "can't": "can not",
-    "won't": "will not",
-    "don't": "do not",
-    "doesn't": "does not",
-    "isn't": "is not",
-    "i'm": "i am",
-    "it's": "it is",
-}
-# Words that frame a question without changing what it asks.
-_FRAMING = frozenset(
-    "a an the is are was were be do does did can could would should will shall may might "
-    "i me my we our us you your it its this that these those to of for on in at by with "
-    "from about please tell how what where which who whom when way steps possible there "
-    "any some".split()
-)
-_NEGATIONS = frozenset({"not", "no", "never", "without", "none", "nothing"})
-# Words that mean the same thing in a question, folded to one.
-_SYNONYMS = {
-    "modify": "change",
-    "alter": "change",
-    "purchase": "buy",
-    "begin": "start",
-    "commence": "start",
-    "rules": "policy",
-    "regulations": "policy",
-}
-
-
-def content_words(question: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(content words, numbers, negations) of a question, folded for comparison."""
-    text = question.lower()
-    for short, long in _CONTRACTIONS.items():
-        text = text.replace(short, long)
-    words, numbers, negations = set(), set(), set()
-    for word in _WORD.findall(text):
-        if word.endswith("n't"):
-            negations.add("not")
-            word = word[:-3]
-        if word.isdigit():
-            numbers.add(word)
-        elif word in _NEGATIONS:
-            negations.add(word)
-        elif word not in _FRAMING:
-            word = _SYNONYMS.get(word, word)
-            words.add(word[:-1] if len(word) > 3 and word.endswith("s") else word)
-    return frozenset(words), frozenset(numbers), frozenset(negations)
-
-
-# Words that give the word after them a role: "convert a string *to* a number" asks the
-# opposite of "a number to a string", with the very same words.
-_DIRECTIONAL = frozenset(
-    "to into onto from than by over under before after toward towards versus vs against "
-    "per via".split()
-)
-_NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-z]+\b")
-
-
-def roles(question: str) -> tuple[frozenset[tuple[str, str]], tuple[str, ...]]:
-    """Who does what to whom, as far as words show it.
-
-    (which content word follows each directional word, the names in the order they come).
-    "Who reports to Alice?" has (to, "alice"); "Who does Alice report to?" has (to, "").
-    The order of names tells "Does Alice manage Bob?" from "Does Bob manage Alice?".
-    """
-    words = _WORD.findall(question.lower())
-    pairs = set()
-    for i, word in enumerate(words):
-        if word in _DIRECTIONAL:
-            pairs.add((word, _phrase_after(words[i + 1 :])))
-    names = tuple(name.lower() for name in _NAME.findall(question))
-    return frozenset(pairs), names
-
-
-def _phrase_after(words: list[str]) -> str:
-    """The (at most two) content words a directional word governs: "python 2", "team plan"."""
-    phrase = []
-    for word in words:
-        if word in _DIRECTIONAL or len(phrase) == 2:
-            break
-        if word not in _FRAMING:
-            phrase.append(word[:-1] if len(word) > 3 and word.endswith("s") else word)
-    return " ".join(phrase)
-
-
-def swapped_roles(a: str, b: str) -> bool:
-    """Whether the same words play different roles in the two questions.
-
-    A directional word followed by one word in `a` and by another in `b` ("string to a
-    number" against "number to a string"), or the same names in another order. A "to" that
-    only one of them has ("the way to reset" against "how do I reset") is no conflict.
-    """
-    (pairs_a, names_a), (pairs_b, names_b) = roles(a), roles(b)
-    only_a, only_b = pairs_a - pairs_b, pairs_b - pairs_a
-    if any(word == other for word, _ in only_a for other, _ in only_b):
-        return True
-    return set(names_a) == set(names_b) and names_a != names_b
-
-
-def same_question(a: str, b: str) -> bool:
-    """The lexical guard: same content words, numbers and negations, no swapped roles."""
-    return content_words(a) == content_words(b) and not swapped_roles(a, b)
+from rag_query.question_guard import same_question
 
 
 @dataclass(frozen=True)
@@ -207,7 +101,7 @@ class SemanticCache:
     def __init__(
         self,
         *,
-        threshold: float = 0.95,
+        threshold: float = 0.7,
         ttl_s: float = 3600.0,
         max_per_scope: int = 2000,
         max_entries: int = 50_000,

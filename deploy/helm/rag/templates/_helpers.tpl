@@ -201,7 +201,7 @@ RAG_GENERATION_PROVIDERS: {{ toJson $root.Values.generation.providers | quote }}
 {{- $component := index . 1 -}}
 {{- $secret := $root.Values.existingSecret -}}
 {{- if $secret }}
-{{- $keys := dict "query" (list "RAG_IDENTITY_KEY" "RAG_QUERY_API_KEYS" "RAG_QUERY_REDIS_URL") "retrieval" (list "RAG_IDENTITY_KEY" "RAG_RETRIEVAL_QDRANT_API_KEY") "generation" (list "RAG_IDENTITY_KEY" "RAG_GENERATION_PROVIDERS" "RAG_GENERATION_REDIS_URL") "embedding" (list "RAG_IDENTITY_KEY" "RAG_EMBEDDING_REDIS_URL") "backup" (list "RAG_IDENTITY_KEY") -}}
+{{- $keys := dict "query" (list "RAG_IDENTITY_KEY" "RAG_QUERY_API_KEYS" "RAG_QUERY_REDIS_URL") "retrieval" (list "RAG_IDENTITY_KEY" "RAG_RETRIEVAL_QDRANT_API_KEY" "RAG_RETRIEVAL_RERANKER_API_KEY") "generation" (list "RAG_IDENTITY_KEY" "RAG_GENERATION_PROVIDERS" "RAG_GENERATION_REDIS_URL") "embedding" (list "RAG_IDENTITY_KEY" "RAG_EMBEDDING_REDIS_URL") "backup" (list "RAG_IDENTITY_KEY") -}}
 {{- range $key := index $keys $component }}
 {{- if or (ne $key "RAG_GENERATION_PROVIDERS") $root.Values.generation.providersFromSecret }}
 - name: {{ $key }}
