@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE = 1
 # llama.cpp's optional multimodal part is not used; skipping it makes the build a third faster.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
-.PHONY: install proto run test test-fast lint bench helm-lint clean
+.PHONY: install proto run test test-fast lint bench load helm-lint clean
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ lint: install proto
 
 bench: install proto
 	$(BIN)/python -m rag_bench
+
+# Open-loop k6 load at a ladder of rates against a local suite on 127.0.0.1 (about 4 minutes).
+load: install proto
+	$(BIN)/python -m rag_bench.load
 
 # Lint and render the chart with each values file, validate every object against the
 # Kubernetes schemas, hadolint the Dockerfile, build the light image's environment.

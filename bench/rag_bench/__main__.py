@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -25,7 +27,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus, embedding, fairness, observability, routing
+from rag_bench import corpus, embedding, fairness, observability, report, routing, scale
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster, client_channel, free_port
@@ -207,7 +209,7 @@ async def semantic_cache_rates() -> None:
         print(row.line())
 
 
-async def main(chunks: int, requests: int) -> None:
+async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     """Run every scenario and print the table."""
     per_scenario = requests * len(CONCURRENCIES)
     # A share each for the plain, traced, TLS and fairness runs: never a repeat.
@@ -297,7 +299,11 @@ async def main(chunks: int, requests: int) -> None:
     )
     print(fair)
     await semantic_cache_rates()
+    if scale_chunks:
+        with tempfile.TemporaryDirectory(prefix="rag-bench-scale-") as tmp:
+            print(await scale.scenario(Path(tmp), scale_chunks))
     await generation_scenarios(requests)
+    return runs
 
 
 def cli() -> None:
@@ -306,8 +312,31 @@ def cli() -> None:
     parser = argparse.ArgumentParser(prog="rag_bench", description=__doc__)
     parser.add_argument("--chunks", type=int, default=3000, help="synthetic chunks to ingest")
     parser.add_argument("--requests", type=int, default=200, help="queries per scenario")
+    parser.add_argument(
+        "--scale-chunks", type=int, default=100_000, help="chunks of the scale scenario (0: skip)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.chunks, args.requests))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(_Tee(sys.stdout, printed)):
+        runs = asyncio.run(main(args.chunks, args.requests, args.scale_chunks))
+    for path in report.write(runs, printed.getvalue()):
+        print(f"written {path}")
+
+
+class _Tee(io.TextIOBase):
+    """Writes to every stream it was given: the terminal and the report."""
+
+    def __init__(self, *streams) -> None:
+        self._streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self._streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self._streams:
+            stream.flush()
 
 
 if __name__ == "__main__":

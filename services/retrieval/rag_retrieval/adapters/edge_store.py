@@ -107,6 +107,10 @@ class EdgeStore:
         records, _ = await self._run(lambda: self._shard.scroll(request))
         return store.chunk_counts_from([r.payload for r in records])
 
+    async def optimize(self) -> None:
+        """Build the indexes of everything written so far, now (after a bulk load)."""
+        await self._run(self._shard.optimize)
+
     async def archive(self, destination: Path) -> None:
         """Flush and archive the shard folder, on the store's thread: no write can interleave."""
         await self._run(lambda: self._archive(destination))

@@ -84,8 +84,12 @@ class CohereReranker(_HttpReranker):
 
     async def scores(self, query: str, texts: Sequence[str]) -> list[float]:
         """One score per text, in order."""
-        body = {"model": self._model, "query": query, "documents": list(texts)}
-        body["top_n"] = len(texts)
+        body = {
+            "model": self._model,
+            "query": query,
+            "documents": list(texts),
+            "top_n": len(texts),
+        }
         reply = await self._post("/v1/rerank", body)
         try:
             pairs = [(int(r["index"]), r["relevance_score"]) for r in reply["results"]]
