@@ -20,7 +20,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag_bench import corpus
 from rag_bench.report import RESULTS
 from rag_cli.launcher import LocalCluster
 
