@@ -42,3 +42,16 @@ def test_the_semantic_cache_is_bounded_over_all_scopes_oldest_scope_first():
     assert len(cache) <= 250
     assert cache.lookup(("acme", 9), "question 3", [1.0, 3.0]) is not None  # newest kept
     assert cache.lookup(("acme", 0), "question 3", [1.0, 3.0]) is None  # oldest gone
+
+
+def test_a_semantic_lookup_guards_only_the_closest_few_candidates(monkeypatch):
+    from rag_query import semantic_cache
+
+    checked = []
+    monkeypatch.setattr(semantic_cache, "same_question", lambda a, b: checked.append(b) or False)
+    cache = semantic_cache.SemanticCache(threshold=0.5)
+    for n in range(500):  # all alike, as questions written from one template are
+        cache.add("scope", f"What are the limits in case {n}?", [1.0, n / 10_000], f"k{n}")
+    assert cache.lookup("scope", "What are the limits in case 9999?", [1.0, 0.0]) is None
+    assert len(checked) == semantic_cache.GUARDED_CANDIDATES
+    assert checked[0] == "What are the limits in case 0?"  # the most similar first

@@ -18,7 +18,9 @@ It errs towards a miss: a miss costs one pipeline run, a false hit a wrong answe
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[-'][A-Za-z0-9]+)*")
@@ -188,7 +190,8 @@ class _Word:
     raw: str  # as written, lower case
 
 
-def _words(question: str) -> list[_Word]:
+@functools.lru_cache(maxsize=4096)  # a cached question is compared again and again
+def _words(question: str) -> tuple[_Word, ...]:
     text = question
     for short, long in _CONTRACTIONS.items():
         text = re.sub(rf"\b{re.escape(short)}\b", long, text, flags=re.IGNORECASE)
@@ -201,7 +204,7 @@ def _words(question: str) -> list[_Word]:
         # An acronym, a version or a code is compared exactly: HTTP is not HTTPS.
         exact = (token.isupper() and len(token) > 1) or any(c.isdigit() for c in token)
         words.append(_Word(lower if exact else _SYNONYMS.get(_stem(lower), _stem(lower)), lower))
-    return _fold_phrases(words)
+    return tuple(_fold_phrases(words))
 
 
 def _fold_phrases(words: list[_Word]) -> list[_Word]:
@@ -232,15 +235,15 @@ def _is_content(word: _Word) -> bool:
     )
 
 
-def _numbers(words: list[_Word]) -> list[str]:
+def _numbers(words: Sequence[_Word]) -> list[str]:
     return sorted(w.raw for w in words if w.raw.isdigit() or w.raw in _NUMBER_WORDS)
 
 
-def _negations(words: list[_Word]) -> int:
+def _negations(words: Sequence[_Word]) -> int:
     return sum(w.raw in _NEGATIONS for w in words)
 
 
-def _directed(words: list[_Word]) -> set[tuple[str, str]]:
+def _directed(words: Sequence[_Word]) -> set[tuple[str, str]]:
     """(direction, the content words it governs), for each directional word."""
     pairs = set()
     for i, word in enumerate(words):
@@ -262,7 +265,7 @@ def _directed(words: list[_Word]) -> set[tuple[str, str]]:
     return pairs
 
 
-def _directions_conflict(a: list[_Word], b: list[_Word]) -> bool:
+def _directions_conflict(a: Sequence[_Word], b: Sequence[_Word]) -> bool:
     """One direction governing different words, or one word under different directions.
     A directional phrase only one question has ("the way to reset") is no conflict."""
     pairs_a, pairs_b = _directed(a), _directed(b)
@@ -278,7 +281,7 @@ class _Alignment:
     unmatched: list[_Word]
 
 
-def _aligned(a: list[_Word], b: list[_Word]) -> _Alignment:
+def _aligned(a: Sequence[_Word], b: Sequence[_Word]) -> _Alignment:
     content_b = [(i, w) for i, w in enumerate(b) if _is_content(w)]
     used: set[int] = set()
     pairs, unmatched = [], []
@@ -299,7 +302,7 @@ _MODIFIER_PREPOSITIONS = frozenset({"in", "of", "on", "for", "at", "inside"})
 _PASSIVE_HELPERS = frozenset({"is", "are", "was", "were", "be", "been", "get", "got", "have"})
 
 
-def _same_roles(a: list[_Word], b: list[_Word], pairs: list[tuple[int, int]]) -> bool:
+def _same_roles(a: Sequence[_Word], b: Sequence[_Word], pairs: list[tuple[int, int]]) -> bool:
     """Whether the matched words keep their roles: the same order, or an order changed
     only in ways that keep who does what to whom.
 
@@ -332,7 +335,7 @@ def _longest_increasing(values: list[int]) -> set[int]:
     return set(max(best, key=len, default=[]))
 
 
-def _after_preposition(words: list[_Word], at: int) -> bool:
+def _after_preposition(words: Sequence[_Word], at: int) -> bool:
     """Whether the word at `at` ends a phrase like "in Linux" or "of my own"."""
     for before in reversed(words[max(0, at - 3) : at]):
         if before.raw in _MODIFIER_PREPOSITIONS:
@@ -342,12 +345,12 @@ def _after_preposition(words: list[_Word], at: int) -> bool:
     return False
 
 
-def _modifies_next(words: list[_Word], at: int) -> bool:
+def _modifies_next(words: Sequence[_Word], at: int) -> bool:
     """Whether the word at `at` stands right before a content word: "Linux" in "Linux user"."""
     return at + 1 < len(words) and _is_content(words[at + 1]) and words[at + 1].raw not in _LIGHT
 
 
-def _passive_turned_active(a: list[_Word], b: list[_Word], pairs) -> bool:
+def _passive_turned_active(a: Sequence[_Word], b: Sequence[_Word], pairs) -> bool:
     """One question has a matched participle after "is", "get" or "have" ("is included",
     "get it renewed") where the other has the plain verb: the same event, other voice."""
     for i, j in pairs:

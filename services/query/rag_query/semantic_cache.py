@@ -24,6 +24,8 @@ from redis.exceptions import RedisError
 
 from rag_query.question_guard import same_question
 
+GUARDED_CANDIDATES = 8  # the most similar cached questions the guard looks at
+
 
 @dataclass(frozen=True)
 class SemanticHit:
@@ -145,7 +147,9 @@ class SemanticCache:
             return None
         query = _unit(vector)
         similarities = np.stack([e.vector for e in entries]) @ query
-        for index in np.argsort(-similarities):
+        # The guard is judged on the closest few only: questions written from one template
+        # are all similar, and guarding each of thousands would cost more than the pipeline.
+        for index in np.argsort(-similarities)[:GUARDED_CANDIDATES]:
             similarity = float(similarities[index])
             if similarity < self.threshold:
                 return None
