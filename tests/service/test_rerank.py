@@ -15,9 +15,9 @@ from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as qpb
 from rag.v1 import query_service_pb2_grpc as qpb_grpc
 from rag.v1 import retrieval_service_pb2 as pb
-from rag_common.breaker import CircuitBreaker
 from rag_query.config import ApiKey, QuerySettings
 from rag_retrieval.config import RetrievalSettings
+from rag_retrieval.rerank import RerankStage
 from tests.service.test_retrieval_service import ACME, Stack, doc, upsert
 from tests.support.fake_rerank import FakeRerankServer, overlap_score
 from tests.support.suite import in_process_suite
@@ -63,10 +63,11 @@ async def reranking_stack(request, embedder, rerank_server, tmp_path_factory):
 
 @pytest.fixture
 def stack(rerank_server, reranking_stack):
-    """The stack, with a healthy reranker and a closed breaker."""
+    """The stack, with a healthy reranker and a fresh stage (its breaker closed)."""
     rerank_server.reset()
     rerank_server.hang_s = 5.0
-    reranking_stack.retriever.rerank_stage.breaker = CircuitBreaker("reranker")
+    stage = reranking_stack.retriever.rerank_stage
+    reranking_stack.retriever.rerank_stage = RerankStage(stage.reranker, stage.policy)
     return reranking_stack
 
 
@@ -98,6 +99,14 @@ async def test_a_failing_reranker_gives_fused_order_flagged_no_rerank(stack, rer
     reply = await retrieve(stack, top_k=4)
     assert list(reply.degraded) == ["no_rerank"]
     assert [c.document_id for c in reply.chunks] == [c.document_id for c in fused.chunks]
+
+
+async def test_a_failing_reranker_is_one_warning_not_one_per_search(stack, rerank_server, caplog):
+    rerank_server.reset("error500")
+    for _ in range(4):
+        assert list((await retrieve(stack)).degraded) == ["no_rerank"]
+    warnings = [r for r in caplog.records if r.getMessage() == "results not reranked"]
+    assert len(warnings) == 1
 
 
 async def test_a_hanging_reranker_costs_at_most_its_timeout(stack, rerank_server):

@@ -37,6 +37,9 @@ _CONTRACTIONS = {
     "i've": "i have",
     "i'd": "i would",
 }
+_CONTRACTION = re.compile(
+    r"\b(" + "|".join(map(re.escape, _CONTRACTIONS)) + r")\b", flags=re.IGNORECASE
+)
 # Phrasal verbs and fixed phrases that mean one thing, folded before words are compared.
 _PHRASES = {
     "turn on": "enable",
@@ -192,9 +195,7 @@ class _Word:
 
 @functools.lru_cache(maxsize=4096)  # a cached question is compared again and again
 def _words(question: str) -> tuple[_Word, ...]:
-    text = question
-    for short, long in _CONTRACTIONS.items():
-        text = re.sub(rf"\b{re.escape(short)}\b", long, text, flags=re.IGNORECASE)
+    text = _CONTRACTION.sub(lambda m: _CONTRACTIONS[m.group(0).lower()], question)
     words: list[_Word] = []
     for token in _WORD.findall(text):
         lower = token.lower()

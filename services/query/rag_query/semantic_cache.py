@@ -116,6 +116,8 @@ class SemanticCache:
         self._max_entries = max_entries
         self._clock = clock
         self._scopes: OrderedDict[Hashable, list[_Entry]] = OrderedDict()
+        # Each scope's vectors stacked, with the entry list they were stacked from.
+        self._matrices: dict[Hashable, tuple[list[_Entry], np.ndarray]] = {}
         self._total = 0  # entries over all scopes
         self._shared = shared
 
@@ -146,7 +148,7 @@ class SemanticCache:
         if not entries:
             return None
         query = _unit(vector)
-        similarities = np.stack([e.vector for e in entries]) @ query
+        similarities = self._matrix(scope, entries) @ query
         # The guard is judged on the closest few only: questions written from one template
         # are all similar, and guarding each of thousands would cost more than the pipeline.
         for index in np.argsort(-similarities)[:GUARDED_CANDIDATES]:
@@ -168,19 +170,35 @@ class SemanticCache:
         return self._total
 
     def _live(self, scope: Hashable) -> list[_Entry]:
+        entries = self._scopes.get(scope)
+        if not entries:
+            return []
         now = self._clock()
-        entries = [e for e in self._scopes.get(scope, ()) if e.expires > now]
-        self._store(scope, entries)
+        if any(e.expires <= now for e in entries):
+            entries = [e for e in entries if e.expires > now]
+            self._store(scope, entries)
+        else:
+            self._scopes.move_to_end(scope)  # used: the last to be evicted
         return entries
+
+    def _matrix(self, scope: Hashable, entries: list[_Entry]) -> np.ndarray:
+        """The scope's vectors as one matrix, stacked again only when its entries change."""
+        cached = self._matrices.get(scope)
+        if cached is None or cached[0] is not entries:
+            cached = (entries, np.stack([e.vector for e in entries]))
+            self._matrices[scope] = cached
+        return cached[1]
 
     def _store(self, scope: Hashable, entries: list[_Entry]) -> None:
         """Make `entries` the scope's (newest kept), most recently used, within every bound."""
         entries = entries[-self._max_per_scope :]
         self._total += len(entries) - len(self._scopes.pop(scope, ()))
+        self._matrices.pop(scope, None)
         if entries:
             self._scopes[scope] = entries
         while self._total > self._max_entries and len(self._scopes) > 1:
-            _, evicted = self._scopes.popitem(last=False)
+            evicted_scope, evicted = self._scopes.popitem(last=False)
+            self._matrices.pop(evicted_scope, None)
             self._total -= len(evicted)
 
 

@@ -18,6 +18,7 @@ from rag_common.errors import DeadlineExceeded, Unavailable
 log = logging.getLogger(__name__)
 
 NO_RERANK = "no_rerank"
+_LOG_EVERY_S = 10.0  # while the reranker is skipped on every search, one warning per this
 
 
 class Reranker(Protocol):
@@ -61,6 +62,8 @@ class RerankStage:
         self.policy = policy or RerankPolicy()
         self.breaker = CircuitBreaker("reranker")
         self._in_flight = 0
+        self._skipped = 0  # searches not reranked since the last warning
+        self._warned_at = -_LOG_EVERY_S
 
     async def rerank(self, query: str, candidates: list[ScoredChunk], top_k: int) -> Reranked:
         """The `top_k` best candidates by the reranker's scores (score = its score), or the
@@ -101,8 +104,15 @@ class RerankStage:
         return min(self.policy.timeout_s, left * self.policy.budget_share)
 
     def _skip(self, fallback: Reranked, cause: str) -> Reranked:
-        log.warning("results not reranked", extra={"cause": cause, "reranker": self.reranker.name})
         tracing.event("degraded", reason=NO_RERANK, cause=cause)
+        self._skipped += 1
+        now = time.monotonic()
+        if now - self._warned_at >= _LOG_EVERY_S:
+            log.warning(
+                "results not reranked",
+                extra={"cause": cause, "reranker": self.reranker.name, "searches": self._skipped},
+            )
+            self._skipped, self._warned_at = 0, now
         return fallback
 
     async def close(self) -> None:
