@@ -75,29 +75,52 @@ def _fail(exc: grpc.aio.AioRpcError) -> int:
 
 
 async def ingest(args: argparse.Namespace) -> int:
-    """Ingest files and folders, with a progress bar."""
+    """Ingest files and folders, `--jobs` calls at a time, with progress and chunks/s."""
     paths = files.find_files(args.paths)
     if not paths:
         console.print("no .md, .txt or .rst files found")
         return 1
-    chunks = 0
+    stored = {"files": 0, "chunks": 0}
+    failures: list[grpc.aio.AioRpcError] = []
+    started = time.perf_counter()
     async with client_channel(args.target, getattr(args, "tls", None)) as channel:
         stub = document_service_pb2_grpc.DocumentServiceStub(channel)
         with Progress(console=console, transient=len(paths) < 2) as progress:
             task = progress.add_task("ingesting", total=len(paths))
-            for batch in files.batches(paths):
-                request = document_service_pb2.IngestDocumentsRequest(
-                    documents=[files.to_document(p) for p in batch]
-                )
-                try:
-                    reply = await stub.IngestDocuments(
-                        request, metadata=_metadata(args), timeout=args.timeout
+            pending = iter(files.batches(paths))
+
+            async def worker() -> None:
+                # Each worker sends its next batch as soon as the last one is stored, so
+                # the pipeline stays full while a failure stops every worker at its next turn.
+                for batch in pending:
+                    if failures:
+                        return
+                    request = document_service_pb2.IngestDocumentsRequest(
+                        documents=[files.to_document(p) for p in batch]
                     )
-                except grpc.aio.AioRpcError as exc:
-                    return _fail(exc)
-                chunks += sum(d.chunks for d in reply.documents)
-                progress.advance(task, len(batch))
-    console.print(f"ingested {len(paths)} files as {chunks} chunks")
+                    try:
+                        reply = await stub.IngestDocuments(
+                            request, metadata=_metadata(args), timeout=args.timeout
+                        )
+                    except grpc.aio.AioRpcError as exc:
+                        failures.append(exc)
+                        return
+                    stored["files"] += len(batch)
+                    stored["chunks"] += sum(d.chunks for d in reply.documents)
+                    rate = stored["chunks"] / (time.perf_counter() - started)
+                    progress.update(
+                        task, advance=len(batch), description=f"ingesting, {rate:.0f} chunks/s"
+                    )
+
+            await asyncio.gather(*(worker() for _ in range(max(1, args.jobs))))
+    elapsed = time.perf_counter() - started
+    if failures:
+        console.print(f"stored {stored['files']} of {len(paths)} files before the error")
+        return _fail(failures[0])
+    console.print(
+        f"ingested {len(paths)} files as {stored['chunks']} chunks "
+        f"({stored['chunks'] / elapsed:.0f} chunks/s)"
+    )
     return 0
 
 
@@ -487,6 +510,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="ingest .md, .txt and .rst files and folders")
     s.add_argument("paths", nargs="+")
+    s.add_argument(
+        "--jobs", type=int, default=2, help="calls in flight at once (keeps the encoder busy)"
+    )
     s.set_defaults(func=ingest)
 
     s = sub.add_parser("query", help="ask a question")
