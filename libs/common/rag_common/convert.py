@@ -24,7 +24,10 @@ _SEARCH_MODES_PB = {mode: value for value, mode in _SEARCH_MODES.items()}
 
 
 def search_mode_from_pb(value: int, field: str) -> str:
-    """ "dense", "hybrid" or "" (the server's default); an unknown value is rejected."""
+    """The search mode named on the wire: dense, hybrid, or empty for the server's default.
+
+    An unknown value is rejected, naming `field`.
+    """
     if value not in _SEARCH_MODES:
         raise InvalidArgument(field, f"unknown search mode {value}; use DENSE or HYBRID")
     return _SEARCH_MODES[value]
