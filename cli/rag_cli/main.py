@@ -426,7 +426,7 @@ async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
     )
     if args.demo:
         demo_paths = [p for p in ("README.md", "docs") if Path(p).exists()]
-        await ingest(argparse.Namespace(**vars(args), paths=demo_paths))
+        await ingest(argparse.Namespace(**vars(args), paths=demo_paths, jobs=2))
         console.print(f"\n[bold]Q:[/bold] {DEMO_QUESTION}")
         # Extractive: grounded and instant. The packaged 135M-parameter local model shows
         # the LLM path works but drifts on long technical context; try it with --provider.

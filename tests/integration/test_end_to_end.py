@@ -25,6 +25,7 @@ from tests.support.fake_llm import FakeLLMServer
 KEYS = {
     "acme-key": {"tenant": "acme", "roles": ["writer"]},
     "globex-key": {"tenant": "globex", "roles": ["writer"]},
+    "demo-key": {"tenant": "demo", "roles": ["writer"]},
 }
 ACME_DOCS = {
     "handbook": "Employees at Acme get 30 days of paid vacation every year.",
@@ -161,6 +162,28 @@ async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert "spores" in answer.stdout
     assert "[1] Plants" in answer.stdout
+
+
+async def test_the_demo_ingests_the_docs_and_answers_in_prose(cluster, capsys):
+    # What `make run` does after the services are up (`rag up --demo`), on this cluster.
+    from rag_cli.main import DEMO_QUESTION, _serve, parser
+
+    args = parser().parse_args(
+        ["--target", cluster.address("query"), "--api-key", "demo-key", "up", "--demo"]
+    )
+    session = asyncio.ensure_future(_serve(cluster, args))
+    printed = ""
+    for _ in range(240):
+        await asyncio.sleep(0.5)
+        printed += capsys.readouterr().out
+        if "serving; press Ctrl-C to stop" in printed or session.done():
+            break
+    session.cancel()
+    assert "ingested" in printed and f"Q: {DEMO_QUESTION}" in printed, printed
+    answer = printed.split(f"Q: {DEMO_QUESTION}")[1].split("Sources")[0]
+    assert "[1]" in answer and "ingest" in answer.lower()
+    for code in ("```", "make run", "$ ", "| --- |"):
+        assert code not in answer, answer
 
 
 async def test_a_dead_retrieval_service_degrades_then_recovers(cluster, public):
