@@ -162,7 +162,7 @@ class QuerySettings(RedisSettings):
         gt=0,
         le=1,
         description="Cosine similarity a question needs to reuse an answer "
-        "(it must also pass the lexical guard); 1 turns the semantic cache off.",
+        "(it must also pass the question guard); 1 turns the semantic cache off.",
     )
     breaker_consecutive_failures: int = Field(
         5, ge=1, description="Failures in a row that open the breaker of an internal service."
