@@ -14,8 +14,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.local_http import LocalHTTPServer, QuietHandler
 
 
 @dataclass
@@ -29,7 +31,7 @@ class Seen:
     at: float = field(default_factory=time.monotonic)
 
 
-class FakeLLMServer:
+class FakeLLMServer(LocalHTTPServer):
     """OpenAI chat completions at /v1/chat/completions, Anthropic messages at /v1/messages."""
 
     def __init__(self) -> None:
@@ -43,24 +45,7 @@ class FakeLLMServer:
         self.input_tokens = 42
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True  # a hanging request never blocks shutdown
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:<port>"""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeLLMServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_handler(self))
 
     def reset(self, mode: str = "ok", *script: str) -> None:
         """Set the default mode and the modes of the next requests; forget seen requests."""
@@ -87,17 +72,8 @@ class FakeLLMServer:
 
 
 def _handler(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.0"  # streams end by closing the connection
-
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except ConnectionError:
-                pass  # the client gave up (a timeout under test): nothing to answer
 
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import uuid
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.local_http import LocalHTTPServer, QuietHandler
 
 MAGIC = b"FAKE-QDRANT-SNAPSHOT\n"
 
 
-class FakeQdrant:
+class FakeQdrant(LocalHTTPServer):
     """One collection's points, its snapshots, and a switch to fail every call."""
 
     def __init__(self, collection: str, api_key: str = "") -> None:
@@ -30,10 +31,7 @@ class FakeQdrant:
         self.requests: list[str] = []  # "METHOD path", in order
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 fake._handle(self, "GET")
 
@@ -43,20 +41,7 @@ class FakeQdrant:
             def do_DELETE(self) -> None:
                 fake._handle(self, "DELETE")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeQdrant:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
     def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         path = request.path.split("?", 1)[0]

@@ -12,8 +12,10 @@ import re
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.local_http import LocalHTTPServer, QuietHandler
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -25,7 +27,7 @@ def overlap_score(query: str, text: str) -> float:
     return len(wanted & found) / (len(wanted) or 1)
 
 
-class FakeRerankServer:
+class FakeRerankServer(LocalHTTPServer):
     """TEI at POST /rerank, Cohere/vLLM/Jina/Infinity at POST /v1/rerank."""
 
     def __init__(self) -> None:
@@ -34,24 +36,7 @@ class FakeRerankServer:
         self.hang_s = 5.0
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:<port>"""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> FakeRerankServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(_handler(self))
 
     def reset(self, mode: str = "ok", *script: str) -> None:
         """Set the default mode and the next requests' modes; forget seen requests."""
@@ -67,16 +52,7 @@ class FakeRerankServer:
 
 
 def _handler(fake: FakeRerankServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def handle(self) -> None:
-            try:
-                super().handle()
-            except ConnectionError:
-                pass
-
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
