@@ -250,7 +250,7 @@ class ProcessUsage:
     (the container's cgroup limits where set, else the machine's)."""
 
     def __init__(self, cgroup: Path = Path("/sys/fs/cgroup")) -> None:
-        self.cpus = _cpu_limit(cgroup) or float(len(os.sched_getaffinity(0)))
+        self.cpus = available_cpus(cgroup)
         self.memory_limit = _memory_limit(cgroup) or os.sysconf("SC_PAGE_SIZE") * os.sysconf(
             "SC_PHYS_PAGES"
         )
@@ -268,6 +268,11 @@ class ProcessUsage:
             return pages * os.sysconf("SC_PAGE_SIZE")
         except (OSError, IndexError, ValueError):  # not Linux: the peak is what there is
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
+    """CPUs this process may use: its container's cgroup quota, else the cores it may run on."""
+    return _cpu_limit(cgroup) or float(len(os.sched_getaffinity(0)))
 
 
 def _cpu_limit(cgroup: Path) -> float | None:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
 
 from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.signals import available_cpus
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_embedding.config import EmbeddingSettings
-from rag_embedding.embedder import Embedder
+from rag_embedding.embedder import Embedder, EncoderModel
 from rag_embedding.metrics import embedding_families
 from rag_embedding.servicer import servicers
 
@@ -20,15 +24,44 @@ log = logging.getLogger(__name__)
 
 
 def build_embedder(settings: EmbeddingSettings) -> Embedder:
-    """An Embedder that will load the configured sentence-transformers model on start()."""
-    from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
-
-    load = functools.partial(
-        SentenceTransformerModel,
-        settings.model,
-        device=settings.device,
-        batch_size=settings.batch_size,
+    """An Embedder that will load the configured model, on the configured backend, on start()."""
+    return Embedder(
+        model_loader(settings),
+        max_texts=settings.max_texts,
+        max_text_chars=settings.max_text_chars,
+        max_batch=settings.max_batch,
+        max_document_batch=settings.max_document_batch,
+        max_wait_s=settings.max_wait_ms / 1000,
+        quiet_s=settings.batch_quiet_ms / 1000,
+        cache=_cache(settings),
     )
+
+
+def model_loader(settings: EmbeddingSettings) -> Callable[[], EncoderModel]:
+    """What loads the model on the configured backend (called off the event loop)."""
+    if settings.backend == "torch":
+        from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
+
+        return functools.partial(
+            SentenceTransformerModel,
+            settings.model,
+            device=settings.device,
+            batch_size=settings.batch_size,
+        )
+    from rag_embedding.adapters.onnx_model import OnnxModel
+
+    cache_dir = settings.onnx_cache_dir or Path.home() / ".cache" / "rag" / "onnx"
+    return functools.partial(
+        OnnxModel,
+        settings.model,
+        batch_size=settings.batch_size,
+        int8=settings.backend == "onnx-int8",
+        cache_dir=Path(cache_dir),
+        threads=settings.threads or math.ceil(available_cpus()),
+    )
+
+
+def _cache(settings: EmbeddingSettings) -> TieredCache:
     remote = None
     if (client := redis_from_settings(settings)) is not None:
         remote = RedisLayer(client, "embeddings", ttl_s=settings.redis_ttl_s)
@@ -38,17 +71,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         max_bytes=settings.cache_bytes,
         size_of=byte_length,
     )
-    cache = TieredCache(local, remote)
-    return Embedder(
-        load,
-        max_texts=settings.max_texts,
-        max_text_chars=settings.max_text_chars,
-        max_batch=settings.max_batch,
-        max_document_batch=settings.max_document_batch,
-        max_wait_s=settings.max_wait_ms / 1000,
-        quiet_s=settings.batch_quiet_ms / 1000,
-        cache=cache,
-    )
+    return TieredCache(local, remote)
 
 
 async def serve(settings: EmbeddingSettings) -> None:

@@ -51,7 +51,7 @@ class ModelInfo:
 class Embedder:
     """Encodes validated texts, batching concurrent callers; one encode runs at a time.
 
-    Torch already uses every core for one batch, so running two batches side by side only
+    The model already uses every core for one batch, so running two batches side by side only
     makes both slower; a single worker thread keeps the event loop free and the model busy,
     and the DynamicBatcher keeps its batches full. Until `start()` has loaded the model,
     calls fail with UNAVAILABLE (reason NOT_READY).
