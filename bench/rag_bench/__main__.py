@@ -27,7 +27,16 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus, embedding, fairness, observability, report, routing, scale
+from rag_bench import (
+    capacity,
+    corpus,
+    embedding,
+    fairness,
+    observability,
+    report,
+    routing,
+    scale,
+)
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster, client_channel, free_port
@@ -60,16 +69,23 @@ async def drive(
     return run
 
 
-async def ingest(cluster: LocalCluster, chunks: int) -> float:
-    """Store the synthetic corpus through DocumentService; returns seconds taken."""
+async def ingest(cluster: LocalCluster, chunks: int, jobs: int = 2) -> float:
+    """Store the synthetic corpus through DocumentService, `jobs` calls of 100 documents in
+    flight (as `rag ingest --jobs 2` does); returns seconds taken."""
     documents = corpus.documents(chunks)
+    calls = [documents[start : start + 100] for start in range(0, len(documents), 100)]
     started = time.perf_counter()
     async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
         stub = doc_grpc.DocumentServiceStub(channel)
-        for start in range(0, len(documents), 100):
-            batch = [common_pb2.Document(id=i, text=t) for i, t in documents[start : start + 100]]
-            request = doc_pb.IngestDocumentsRequest(documents=batch)
-            await stub.IngestDocuments(request, metadata=AUTH, timeout=300)
+
+        async def writer(lane: int) -> None:
+            for batch in calls[lane::jobs]:
+                request = doc_pb.IngestDocumentsRequest(
+                    documents=[common_pb2.Document(id=i, text=t) for i, t in batch]
+                )
+                await stub.IngestDocuments(request, metadata=AUTH, timeout=300)
+
+        await asyncio.gather(*(writer(lane) for lane in range(jobs)))
     return time.perf_counter() - started
 
 
@@ -79,9 +95,14 @@ def batches(questions: list[str], requests: int) -> dict[int, list[str]]:
 
 
 async def grpc_runs(
-    cluster: LocalCluster, questions: list[str], requests: int, label: str = ""
+    cluster: LocalCluster,
+    questions: list[str],
+    requests: int,
+    label: str = "",
+    misses_at_32: list[str] = (),
 ) -> list[Run]:
-    """Query through the services, then the same questions again: answer cache hits."""
+    """Query through the services, then the same questions again: answer cache hits; then
+    `misses_at_32`, new questions, 32 at a time."""
     options = pb.QueryOptions(provider="extractive")
     async with client_channel(cluster.address("query"), cluster.client_tls()) as channel:
         stub = pb_grpc.QueryServiceStub(channel)
@@ -90,13 +111,15 @@ async def grpc_runs(
             reply = await stub.Query(
                 pb.QueryRequest(question=question, options=options), metadata=AUTH, timeout=30
             )
-            t = reply.timings
-            return {"embed": t.embed_ms, "retrieve": t.retrieve_ms, "generate": t.generate_ms}
+            return capacity.reply_stages(reply)
 
         await drive("warm-up", 2, questions[-10:], ask)
         per_run = batches(questions, requests)
         runs = [await drive(f"grpc (4 services){label}", c, per_run[c], ask) for c in CONCURRENCIES]
         runs += [await drive(f"grpc, cache hit{label}", c, per_run[c], ask) for c in CONCURRENCIES]
+        if misses_at_32:
+            name = f"grpc (4 services){label}"
+            runs.append(await drive(name, capacity.CONCURRENCY, misses_at_32, ask))
         return runs
 
 
@@ -220,8 +243,10 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     """Run every scenario and print the table."""
     per_scenario = requests * len(CONCURRENCIES)
     # A share each for the plain, traced, TLS and fairness runs: never a repeat.
-    questions = corpus.questions(3 * per_scenario + 170)
+    at_32 = 10 * capacity.CONCURRENCY
+    questions = corpus.questions(3 * per_scenario + at_32 + 170)
     plain = questions[: per_scenario + 10]
+    capacity_questions = questions[3 * per_scenario + 10 : 3 * per_scenario + 10 + at_32]
     traced_questions = questions[per_scenario : 2 * per_scenario + 10]
     tls_questions = questions[2 * per_scenario : 3 * per_scenario + 10]
     fair_questions, ingest_questions = questions[-160:-60], questions[-60:]
@@ -245,8 +270,9 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
         try:
             await cluster.wait_serving()
             ingest_s = await ingest(cluster, chunks)
-            print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks / ingest_s:.0f} chunks/s)")
-            runs = await grpc_runs(cluster, plain, requests)
+            chunks_per_s = chunks / ingest_s
+            print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks_per_s:.0f} chunks/s)")
+            runs = await grpc_runs(cluster, plain, requests, misses_at_32=capacity_questions)
             fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
             fair += await fairness.during_ingest(
                 cluster.address("query"), API_KEY, ingest_questions, 600
@@ -298,6 +324,9 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
         f"{hit[1].percentile(99):.2f} ms; at concurrency 8: {hit[8].rps:.0f} req/s = "
         f"{hit[8].rps / echo[8].rps:.2f}x the echo server's {echo[8].rps:.0f}"
     )
+    [misses_32] = [r for r in runs if r.concurrency == capacity.CONCURRENCY]
+    chunks = [text for _, text in corpus.documents(3 * capacity.CONCURRENCY, seed=5)]
+    print(capacity.summary(misses_32, capacity_questions, chunks, chunks_per_s))
     print(observability.summary(runs))
     print(
         observability.summary(

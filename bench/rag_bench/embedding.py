@@ -40,11 +40,13 @@ async def service_texts_per_s(address: str, credentials: Credentials) -> float:
 
 
 def in_process_texts_per_s() -> float:
-    """The same texts, one `encode` call of 32 per round, in this process."""
-    from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
+    """The same texts, one `encode` call of 32 per round, in this process, on the backend
+    the service runs."""
+    from rag_embedding.__main__ import model_loader
+    from rag_embedding.config import EmbeddingSettings
     from rag_embedding.embedder import Purpose
 
-    model = SentenceTransformerModel("", batch_size=CALLERS)
+    model = model_loader(EmbeddingSettings(batch_size=CALLERS))()
     model.encode(_texts(-1), Purpose.QUERY)
     started = time.perf_counter()
     for round_ in range(ROUNDS):

@@ -218,3 +218,23 @@ async def test_an_overloaded_pipeline_serves_cache_hits_and_refuses_the_rest_at_
     assert refused.value.reason == "CACHED_ONLY"
     assert all(not a.degraded for a in await asyncio.gather(*slow))
     assert not (await engine.answer(question("Now there is room?"), ACME)).degraded
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_timings_split_the_wait_the_stages_and_the_engines_own_time(parts, streaming):
+    parts[1].delay_s = 0.2
+    e = engine(parts, pipeline_concurrency=1)
+
+    async def ask(text: str):
+        if streaming:
+            return [item async for item in e.stream(question(text), ACME)][-1]
+        return await e.answer(question(text), ACME)
+
+    first, second = await asyncio.gather(ask("How much vacation?"), ask("How many holidays?"))
+
+    assert first.timings.queued_ms < 50 and second.timings.queued_ms >= 150  # behind the first
+    for answer in (first, second):
+        t = answer.timings
+        assert t.retrieve_ms >= 200 and t.embed_ms < 50
+        assert t.total_ms >= t.queued_ms + t.retrieve_ms
+        assert 0 <= t.own_ms < 50  # what is left once the wait and the stages are taken out

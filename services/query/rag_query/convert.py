@@ -52,6 +52,7 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
             retrieve_ms=t.retrieve_ms,
             generate_ms=t.generate_ms,
             total_ms=t.total_ms,
+            queued_ms=t.queued_ms,
         ),
         request_id=answer.request_id,
     )

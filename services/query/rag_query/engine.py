@@ -69,7 +69,8 @@ class SourcesFound:
 class _Progress:
     """What one question has gathered so far."""
 
-    started: float
+    started: float  # when the request came in
+    queued_ms: float  # how long it waited for a place in the pipeline
     sources: list[ScoredChunk] = field(default_factory=list)
     degraded: list[str] = field(default_factory=list)
     embed_ms: float = 0.0
@@ -202,8 +203,9 @@ class QueryEngine:
         """
         started, version, scope, mode = lookup.started, lookup.version, lookup.scope, lookup.mode
         overloaded = mode == OVERLOADED
-        async with self._pipeline(question, identity.tenant, overloaded=overloaded):
-            progress = await self._find_sources(question, identity, version, scope, overloaded)
+        async with self._pipeline(question, identity.tenant, overloaded=overloaded) as queued_ms:
+            progress = _Progress(started, queued_ms)
+            await self._find_sources(progress, question, identity, version, scope, overloaded)
             if progress.cached is not None:
                 for event in _replay(self._from_cache(progress.cached, started, mode)):
                     yield event
@@ -270,19 +272,21 @@ class QueryEngine:
     @contextlib.asynccontextmanager
     async def _pipeline(
         self, question: Question, tenant: str, *, overloaded: bool
-    ) -> AsyncIterator[None]:
+    ) -> AsyncIterator[float]:
         """The question's time budget, and a place in the pipeline: waited for in turn with
         other tenants' questions, for at most the retrieval share of that budget; none while
-        overloaded (then only a semantic cache hit can answer, and it needs none)."""
+        overloaded (then only a semantic cache hit can answer, and it needs none). Yields
+        the milliseconds it waited."""
         with context.tighter_deadline(self._budget_s(question)):
             async with contextlib.AsyncExitStack() as stack:
+                waiting = time.perf_counter()
                 if not overloaded:
                     wait_s = self._time_left() * self._policy.retrieval_share
                     try:
                         await stack.enter_async_context(self._gate.place(tenant, wait_s))
                     except GateFull:
                         raise _overloaded() from None
-                yield
+                yield (time.perf_counter() - waiting) * 1000
 
     def _cache_scope(
         self, question: Question, identity: Identity, version: str | None
@@ -334,13 +338,14 @@ class QueryEngine:
 
     async def _find_sources(
         self,
+        progress: _Progress,
         question: Question,
         identity: Identity,
         version: str | None,
         scope: _CacheScope | None,
         refuse_misses: bool,
-    ) -> _Progress:
-        progress = _Progress(started=time.perf_counter())
+    ) -> None:
+        """The question's embedding, a semantic hit or its sources, into `progress`."""
         options = question.options
         if not options.top_k:
             options = replace(options, top_k=self._policy.default_top_k)
@@ -357,17 +362,19 @@ class QueryEngine:
             options.rerank,
         )
         share = self._budget_s(question) * self._policy.retrieval_share
+        embedding, retrieving = time.perf_counter(), None
         try:
             with context.tighter_deadline(share) as granted:
                 async with self._drain.timeout(granted):
                     [vector] = await self._embedder.embed([question.text], "query")
-                    progress.embed_ms = (time.perf_counter() - progress.started) * 1000
+                    progress.embed_ms = (time.perf_counter() - embedding) * 1000
                     progress.vector = vector
                     progress.cached = await self._semantic_hit(scope, question, vector)
                     if progress.cached is not None:
-                        return progress
+                        return
                     if refuse_misses:
                         raise _overloaded()
+                    retrieving = time.perf_counter()
                     found = await self._retriever.retrieve(question.text, vector, options, identity)
                     progress.sources = found.chunks
                     progress.degraded.extend(found.degraded)
@@ -390,9 +397,10 @@ class QueryEngine:
                 extra={"degraded": progress.degraded, "cause": type(exc).__name__},
             )
             tracing.event("degraded", reason=progress.degraded[-1], cause=type(exc).__name__)
-        elapsed = (time.perf_counter() - progress.started) * 1000
-        progress.retrieve_ms = max(0.0, elapsed - progress.embed_ms)
-        return progress
+        if retrieving is not None:
+            progress.retrieve_ms = (time.perf_counter() - retrieving) * 1000
+        elif progress.vector is None:  # the embedding was what ran late or failed
+            progress.embed_ms = (time.perf_counter() - embedding) * 1000
 
     def _without_llm(self, progress: _Progress, exc: Exception) -> GeneratedText:
         """The retrieved sources in place of an answer, when no provider could (or, for a
@@ -427,6 +435,7 @@ class QueryEngine:
             retrieve_ms=progress.retrieve_ms,
             generate_ms=(now - generate_started) * 1000,
             total_ms=(now - progress.started) * 1000,
+            queued_ms=progress.queued_ms,
         )
         if progress.degraded:
             log.info("answer degraded", extra={"degraded": progress.degraded})

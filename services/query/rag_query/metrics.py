@@ -12,7 +12,8 @@ from rag_common.signals import LATENCY_BUCKETS
 from rag_common.stats import Distribution
 from rag_query.models import Answer
 
-STAGES = ("embed", "retrieve", "generate", "total")
+# "own": the orchestrator's own time, the whole less the wait and the downstream calls.
+STAGES = ("queued", "embed", "retrieve", "generate", "own", "total")
 _HOW = {"exact": "exact_hit", "semantic": "semantic_hit", "": "miss"}
 
 
@@ -34,7 +35,14 @@ class QueryStats:
         timings = answer.timings
         for stage, ms in zip(
             STAGES,
-            (timings.embed_ms, timings.retrieve_ms, timings.generate_ms, timings.total_ms),
+            (
+                timings.queued_ms,
+                timings.embed_ms,
+                timings.retrieve_ms,
+                timings.generate_ms,
+                timings.own_ms,
+                timings.total_ms,
+            ),
             strict=True,
         ):
             self.stages[stage].observe(ms / 1000)

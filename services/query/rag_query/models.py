@@ -63,6 +63,12 @@ class Timings:
     retrieve_ms: float = 0.0
     generate_ms: float = 0.0
     total_ms: float = 0.0
+    queued_ms: float = 0.0  # waiting for a place in the pipeline
+
+    @property
+    def own_ms(self) -> float:
+        """The orchestrator's own time: the whole request less its waits and downstream calls."""
+        return self.total_ms - self.queued_ms - self.embed_ms - self.retrieve_ms - self.generate_ms
 
 
 @dataclass(frozen=True)

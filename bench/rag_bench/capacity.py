@@ -1,0 +1,87 @@
+"""Cache-miss capacity against the model's own: Query at concurrency 32 over distinct questions
+vs. one in-process encode of 32 of the same questions (issue #13's 0.7x target), the
+orchestrator's own time, and texts/s of each embedding backend at batch 1 and 32."""
+
+from __future__ import annotations
+
+import time
+
+from rag.v1 import query_service_pb2 as pb
+from rag_bench.stats import Run
+
+CONCURRENCY = 32
+TARGET_RATIO, TARGET_OWN_MS, TARGET_INGEST_RATIO = 0.7, 1.0, 0.8
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def reply_stages(reply: pb.QueryResponse) -> dict[str, float]:
+    """A reply's stage timings, with the orchestrator's own time among them."""
+    t = reply.timings
+    own = t.total_ms - t.queued_ms - t.embed_ms - t.retrieve_ms - t.generate_ms
+    return {
+        "embed": t.embed_ms,
+        "retrieve": t.retrieve_ms,
+        "generate": t.generate_ms,
+        "queued": t.queued_ms,
+        "own": own,
+    }
+
+
+def encode_rate(backend: str, texts: list[str], batch: int) -> float:
+    """Texts/s of one in-process model on `backend`, encoding `texts` `batch` at a time."""
+    from rag_embedding.__main__ import model_loader
+    from rag_embedding.config import EmbeddingSettings
+    from rag_embedding.embedder import Purpose
+
+    model = model_loader(EmbeddingSettings(backend=backend, batch_size=max(batch, 1)))()
+    model.encode(texts[:batch], Purpose.QUERY)  # first runs are slower
+    started = time.perf_counter()
+    for start in range(0, len(texts) - batch + 1, batch):
+        model.encode(texts[start : start + batch], Purpose.QUERY)
+    return (len(texts) // batch * batch) / (time.perf_counter() - started)
+
+
+def summary(misses: Run, questions: list[str], chunks: list[str], ingest_per_s: float) -> str:
+    """The c32 miss run and the ingest rate against the model's batch-32 rates, and the
+    backends side by side."""
+    from rag_embedding.config import EmbeddingSettings
+
+    backend = EmbeddingSettings().backend
+    model_rate = encode_rate(backend, questions[: 4 * CONCURRENCY], CONCURRENCY)
+    ratio = misses.rps / model_rate
+    own = misses.percentile(50, "own")
+    lines = [
+        f"\ncache misses at concurrency {CONCURRENCY}: {misses.rps:.1f} req/s against one "
+        f"in-process {backend} encode of {CONCURRENCY} of the same questions, "
+        f"{model_rate:.0f} texts/s: {ratio:.2f}x (target >= {TARGET_RATIO}x: "
+        f"{_verdict(ratio >= TARGET_RATIO)})",
+        f"  QueryService's own time (total less queue wait and downstream calls) p50 "
+        f"{own:.2f} ms, p95 {misses.percentile(95, 'own'):.2f} ms (target p50 <= "
+        f"{TARGET_OWN_MS} ms: {_verdict(own <= TARGET_OWN_MS)}); queue wait p50 "
+        f"{misses.percentile(50, 'queued'):.1f} ms, embed {misses.percentile(50, 'embed'):.1f}"
+        f", retrieve {misses.percentile(50, 'retrieve'):.1f} ms",
+    ]
+    chunk_rate = encode_rate(backend, chunks, CONCURRENCY)
+    ingest_ratio = ingest_per_s / chunk_rate
+    lines += [
+        f"ingest through DocumentService {ingest_per_s:.0f} chunks/s against one in-process "
+        f"{backend} encode of {CONCURRENCY} such chunks, {chunk_rate:.0f} texts/s: "
+        f"{ingest_ratio:.2f}x (target >= {TARGET_INGEST_RATIO}x: "
+        f"{_verdict(ingest_ratio >= TARGET_INGEST_RATIO)})",
+        "\nembedding backends, texts/s in process (batch 1 / batch 32):",
+    ]
+    for name in BACKENDS:
+        rates = [
+            f"{encode_rate(name, texts[: 3 * CONCURRENCY], size):.0f}"
+            for texts in (questions, chunks)
+            for size in (1, CONCURRENCY)
+        ]
+        lines.append(
+            f"  {name:<10} questions {rates[0]:>5} / {rates[1]:>5}   "
+            f"~400-character chunks {rates[2]:>5} / {rates[3]:>5}"
+        )
+    return "\n".join(lines)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "MISSED"
