@@ -6,7 +6,9 @@ as a Qdrant server. Both must behave the same for everything the retriever relie
 
 from __future__ import annotations
 
+import asyncio
 import math
+import os
 
 import pytest
 
@@ -177,3 +179,38 @@ async def test_hybrid_search_fuses_the_lexical_index_in_under_tenant_and_filters
 
 async def test_hybrid_search_without_terms_is_the_dense_search(store):
     assert await search(store, lexical=lexical("what is it")) == await search(store)
+
+
+async def test_edge_searches_run_beside_writes_and_wait_for_a_restore(tmp_path):
+    store = EdgeStore(tmp_path / "edge", DIM)
+    await store.open()
+    await store.upsert([record("acme", "north", 0, unit(1, 0))])
+    archive, pipe = tmp_path / "backup.tar.gz", tmp_path / "pipe"
+    await store.archive(archive)
+    os.mkfifo(pipe)
+    drained = asyncio.ensure_future(asyncio.sleep(0))
+    try:
+        # A backup into a pipe nobody reads yet holds the writer thread: searches made
+        # meanwhile still come back, and a write waits its turn behind the backup.
+        backing_up = asyncio.ensure_future(store.archive(pipe))
+        writing = asyncio.ensure_future(store.upsert([record("acme", "south", 0, unit(0, 1))]))
+        found = await asyncio.wait_for(asyncio.gather(*(search(store) for _ in range(8))), 10)
+        assert all([h.document_id for h in hits] == ["north"] for hits in found)
+        assert not backing_up.done() and not writing.done()
+        drained = asyncio.ensure_future(asyncio.to_thread(pipe.read_bytes))
+        await asyncio.gather(backing_up, writing)
+        assert await drained and len(await search(store)) == 2
+        # A restore swaps the shard: searches in flight finish on the old one, searches
+        # made meanwhile run on the new one, and none fails.
+        searches = [asyncio.ensure_future(search(store)) for _ in range(20)]
+        restoring = asyncio.ensure_future(store.restore_archive(archive))
+        searches += [asyncio.ensure_future(search(store)) for _ in range(20)]
+        assert await restoring == 1
+        results = await asyncio.gather(*searches)
+        assert all(len(hits) == 2 for hits in results[:20])
+        assert all([h.document_id for h in hits] == ["north"] for hits in results[20:])
+    finally:
+        if drained.done() and not backing_up.done():  # failed midway: free the writer
+            drained = asyncio.ensure_future(asyncio.to_thread(pipe.read_bytes))
+        await store.close()
+        await drained

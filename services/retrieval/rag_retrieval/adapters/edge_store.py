@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import shutil
 import tarfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +17,9 @@ import qdrant_edge as qe
 
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.signals import available_cpus
 from rag_retrieval import store
+from rag_retrieval.chunk_counts import ChunkCountMemory
 from rag_retrieval.lexical import LEXICAL_VECTOR, SparseTerms
 from rag_retrieval.models import ChunkRecord
 
@@ -34,21 +38,30 @@ def _extract(archive: Path, folder: Path) -> None:
 
 
 class EdgeStore:
-    """One qdrant-edge shard in a folder; every call runs on one worker thread.
+    """One qdrant-edge shard in a folder.
 
-    The shard is not documented as safe for concurrent use, and its calls take about a
-    millisecond, so one thread serialises them without becoming the bottleneck.
+    Writes run one at a time on one thread, in the order they were made. Searches, counts
+    and scrolls run side by side on a few reader threads: the engine locks its own segments
+    and releases the GIL while it searches, so concurrent searches neither queue behind one
+    another nor behind a write (or an index build). Opening, closing and restoring swap the
+    shard itself, so they wait for the reads in flight and hold new ones back. This process
+    is the shard's only writer, so it remembers documents' chunk counts as it writes them.
     """
 
-    def __init__(self, path: Path, vector_size: int) -> None:
+    def __init__(self, path: Path, vector_size: int, *, readers: int = 0) -> None:
         self._path = path
         self._vector_size = vector_size
         self._shard: Any = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-edge")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-edge-write")
+        readers = readers or min(8, max(2, math.ceil(available_cpus())))
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="qdrant-edge-read")
+        self._swap = _Swap()
+        self._counts = ChunkCountMemory()
 
     async def open(self) -> None:
         """Load the shard from its folder, or create it with the tenant index."""
-        await self._run(self._open)
+        async with self._swap.exclusive():
+            await self._write(self._open)
 
     def _open(self) -> None:
         config = qe.EdgeConfig(
@@ -60,19 +73,26 @@ class EdgeStore:
         else:
             self._path.mkdir(parents=True, exist_ok=True)
             self._shard = qe.EdgeShard.create(str(self._path), config)
-            for field in (store.TENANT, store.DOCUMENT_ID):
-                op = qe.UpdateOperation.create_field_index(field, qe.PayloadSchemaType.Keyword)
-                self._shard.update(op)
-        # Idempotent, and gives stores made before hybrid search their lexical index; their
-        # chunks join it as they are re-ingested (dense search finds them meanwhile).
+            op = qe.UpdateOperation.create_field_index(
+                store.DOCUMENT_ID, qe.PayloadSchemaType.Keyword
+            )
+            self._shard.update(op)
+        # Both idempotent, and bring stores made by earlier versions up to date. The tenant
+        # index marked as such: Qdrant keeps each tenant's points together and plans every
+        # search (always filtered by tenant) around it. The lexical index for hybrid search:
+        # older chunks join it as they are re-ingested (dense search finds them meanwhile).
+        tenant_index = qe.KeywordIndexParams(is_tenant=True)
+        self._shard.update(qe.UpdateOperation.create_field_index(store.TENANT, tenant_index))
         self._shard.update(qe.UpdateOperation.create_sparse_vector(LEXICAL_VECTOR, qe.Modifier.Idf))
         log.info("edge store open", extra={"path": str(self._path)})
 
     async def close(self) -> None:
         """Flush to disk and close the shard."""
         if self._shard is not None:
-            await self._run(self._close)
-        self._executor.shutdown(wait=True)
+            async with self._swap.exclusive():
+                await self._write(self._close)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
 
     def _close(self) -> None:
         self._shard.flush()
@@ -84,36 +104,52 @@ class EdgeStore:
         points = [
             qe.Point(c.id, _vectors(c.vector, c.terms), store.chunk_payload(c)) for c in chunks
         ]
-        await self._run(lambda: self._shard.update(qe.UpdateOperation.upsert_points(points)))
+        try:
+            await self._write(lambda: self._shard.update(qe.UpdateOperation.upsert_points(points)))
+        except BaseException:
+            for document in {(c.tenant, c.document_id) for c in chunks}:
+                self._counts.forget(*document)
+            raise
+        self._counts.written(chunks)
 
     async def delete(self, tenant: str, document_id: str, *, from_chunk: int = 0) -> None:
         """Delete a document's chunks from `from_chunk` on."""
         selector = store.build_filter(qe, tenant, document_id=document_id, from_chunk=from_chunk)
         op = qe.UpdateOperation.delete_points_by_filter(selector)
-        await self._run(lambda: self._shard.update(op))
+        try:
+            await self._write(lambda: self._shard.update(op))
+        except BaseException:
+            self._counts.forget(tenant, document_id)
+            raise
+        if from_chunk == 0:  # a tail removed leaves chunk 0's count as it was
+            self._counts.deleted(tenant, document_id)
 
     async def count(self, tenant: str, document_id: str | None = None) -> int:
         """Chunks stored for a tenant or one of its documents."""
         selector = store.build_filter(qe, tenant, document_id=document_id)
-        return await self._run(lambda: self._shard.count(qe.CountRequest(filter=selector)))
+        return await self._read(lambda: self._shard.count(qe.CountRequest(filter=selector)))
 
     async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
-        """Each document's chunk count, from its chunk 0."""
-        request = qe.ScrollRequest(
-            limit=len(document_ids),
-            filter=store.build_filter(qe, tenant, heads_of=list(document_ids)),
-            with_payload=True,
-        )
-        records, _ = await self._run(lambda: self._shard.scroll(request))
-        return store.chunk_counts_from([r.payload for r in records])
+        """Each document's chunk count, from its chunk 0 (remembered, or read)."""
+
+        async def read(unknown: list[str]) -> dict[str, int | None]:
+            request = qe.ScrollRequest(
+                limit=len(unknown),
+                filter=store.build_filter(qe, tenant, heads_of=unknown),
+                with_payload=[store.DOCUMENT_ID, store.CHUNK_COUNT],
+            )
+            records, _ = await self._read(lambda: self._shard.scroll(request))
+            return store.chunk_counts_from([r.payload for r in records])
+
+        return await self._counts.counts(tenant, document_ids, read)
 
     async def optimize(self) -> None:
         """Build the indexes of everything written so far, now (after a bulk load)."""
-        await self._run(self._shard.optimize)
+        await self._write(self._shard.optimize)
 
     async def archive(self, destination: Path) -> None:
-        """Flush and archive the shard folder, on the store's thread: no write can interleave."""
-        await self._run(lambda: self._archive(destination))
+        """Flush and archive the shard folder, on the writer thread: no write can interleave."""
+        await self._write(lambda: self._archive(destination))
 
     def _archive(self, destination: Path) -> None:
         self._shard.flush()
@@ -122,7 +158,11 @@ class EdgeStore:
 
     async def restore_archive(self, archive: Path) -> int:
         """Swap the shard folder for the archive's, keeping the old one until the new loads."""
-        return await self._run(lambda: self._restore(archive))
+        async with self._swap.exclusive():
+            try:
+                return await self._write(lambda: self._restore(archive))
+            finally:
+                self._counts.clear()
 
     def _restore(self, archive: Path) -> int:
         staging = self._path.with_name(self._path.name + ".restoring")
@@ -196,13 +236,21 @@ class EdgeStore:
                 with_payload=True,
                 score_threshold=score_threshold,
             )
-        points = await self._run(lambda: self._shard.query(request))
+        points = await self._read(lambda: self._shard.query(request))
         return [store.scored_chunk(p.payload, p.score) for p in points]
 
-    async def _run(self, call: Callable[[], T]) -> T:
+    async def _read(self, call: Callable[[], T]) -> T:
+        async with self._swap.reading():
+            return await self._run(self._readers, call)
+
+    async def _write(self, call: Callable[[], T]) -> T:
+        return await self._run(self._writer, call)
+
+    @staticmethod
+    async def _run(executor: ThreadPoolExecutor, call: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, call)
+            return await loop.run_in_executor(executor, call)
         except ValueError as exc:
             # The engine refusing what it was given (a filter path, say) is input that
             # validation let through: the caller's mistake, never the store failing.
@@ -212,6 +260,43 @@ class EdgeStore:
             # qdrant-edge reports engine failures as RuntimeError/OSError.
             log.error("edge store failed", exc_info=exc)
             raise Unavailable("the vector store failed", reason="VECTOR_STORE_FAILED") from exc
+
+
+class _Swap:
+    """Reads side by side; a swap of the shard waits for them and holds new ones back."""
+
+    def __init__(self) -> None:
+        self._reads = 0
+        self._no_reads = asyncio.Event()
+        self._no_reads.set()
+        self._no_swap = asyncio.Event()
+        self._no_swap.set()
+        self._one_swap = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[None]:
+        """Hold off swaps while one read runs."""
+        while not self._no_swap.is_set():  # checked again on waking: another swap may begin
+            await self._no_swap.wait()
+        self._reads += 1
+        self._no_reads.clear()
+        try:
+            yield
+        finally:
+            self._reads -= 1
+            if not self._reads:
+                self._no_reads.set()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Run alone: once the reads in flight are done, and with new ones waiting."""
+        async with self._one_swap:
+            self._no_swap.clear()
+            try:
+                await self._no_reads.wait()
+                yield
+            finally:
+                self._no_swap.set()
 
 
 def _vectors(dense: Sequence[float], terms: SparseTerms) -> dict[str, Any]:
