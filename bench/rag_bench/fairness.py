@@ -10,6 +10,7 @@ refusals, and its ingest speed, are counted too.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections import Counter
 
@@ -20,7 +21,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_bench import corpus
+from rag_bench import capacity, corpus
 from rag_bench.stats import Run
 from rag_common.status import error_info
 
@@ -44,16 +45,18 @@ async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks:
         stub = pb_grpc.QueryServiceStub(channel)
         half = len(questions) // 2
         alone, alone_degraded = await _ask_each(stub, questions[:half], quiet, options)
-        stop = asyncio.Event()
-        outcomes: Counter[str] = Counter()
-        flooders = [
-            asyncio.ensure_future(_flood(stub, n, flood, options, stop, outcomes))
-            for n in range(FLOOD_CONCURRENCY)
-        ]
+        # A floods from its own process and connection, as another client would: sharing
+        # B's event loop and HTTP/2 connection would slow B down in the client itself.
+        context = multiprocessing.get_context("spawn")
+        stop, results = context.Event(), context.Queue()
+        flooder = context.Process(target=_flood_process, args=(address, stop, results))
+        flooder.start()
+        await asyncio.to_thread(results.get)  # the flooder is connected
         await asyncio.sleep(1.0)  # the flood is at full strength before B asks
         loaded, loaded_degraded = await _ask_each(stub, questions[half:], quiet, options)
         stop.set()
-        await asyncio.gather(*flooders)
+        outcomes = await asyncio.to_thread(results.get)
+        flooder.join()
     return (
         f"\nfairness: tenant B one at a time, alone vs while tenant A floods at "
         f"c{FLOOD_CONCURRENCY}:\n{_compared(alone, loaded, loaded_degraded)}\n"
@@ -97,11 +100,15 @@ def _compared(alone: Run, loaded: Run, degraded: Counter[str]) -> str:
     """B's percentiles alone and under load, against the target."""
     ratio = loaded.percentile(95) / alone.percentile(95)
     verdict = "met" if ratio <= TARGET_RATIO and not degraded["no_context"] else "MISSED"
+    stages = ", ".join(
+        f"{stage} {alone.percentile(50, stage):.1f} -> {loaded.percentile(50, stage):.1f}"
+        for stage in ("queued", "embed", "retrieve", "generate", "own")
+    )
     return (
         f"  B p50 {alone.percentile(50):.1f} -> {loaded.percentile(50):.1f} ms, p95 "
         f"{alone.percentile(95):.1f} -> {loaded.percentile(95):.1f} ms ({ratio:.2f}x; target "
         f"<= {TARGET_RATIO}x with no no_context: {verdict}); B degraded under load: "
-        f"{dict(degraded) or 'never'}"
+        f"{dict(degraded) or 'never'}\n  B's stage medians (ms): {stages}"
     )
 
 
@@ -113,13 +120,32 @@ async def _ask_each(stub, questions, metadata, options) -> tuple[Run, Counter[st
         reply = await stub.Query(
             pb.QueryRequest(question=question, options=options), metadata=metadata, timeout=30
         )
-        run.add((time.perf_counter() - began) * 1000)
+        run.add((time.perf_counter() - began) * 1000, **capacity.reply_stages(reply))
         degraded.update(reply.degraded)
     run.wall_s = time.perf_counter() - started
     return run, degraded
 
 
-async def _flood(stub, worker: int, metadata, options, stop: asyncio.Event, outcomes) -> None:
+def _flood_process(address: str, stop, results) -> None:
+    """Tenant A's FLOOD_CONCURRENCY callers, until `stop`; their outcomes go to `results`."""
+    asyncio.run(_flood_all(address, stop, results))
+
+
+async def _flood_all(address: str, stop, results) -> None:
+    metadata = [("authorization", f"Bearer {FLOOD_KEY}")]
+    options = pb.QueryOptions(provider="extractive")
+    outcomes: Counter[str] = Counter()
+    async with grpc.aio.insecure_channel(address) as channel:
+        await channel.channel_ready()
+        results.put(None)
+        stub = pb_grpc.QueryServiceStub(channel)
+        await asyncio.gather(
+            *(_flood(stub, n, metadata, options, stop, outcomes) for n in range(FLOOD_CONCURRENCY))
+        )
+    results.put(dict(outcomes))
+
+
+async def _flood(stub, worker: int, metadata, options, stop, outcomes) -> None:
     number = 0
     while not stop.is_set():
         number += 1

@@ -20,17 +20,32 @@ async def test_a_freed_place_goes_to_the_next_tenant_not_the_longest_queue():
     first = asyncio.ensure_future(hold(gate, "flood", order, release))
     await asyncio.sleep(0)
     floods = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(5)]
+    quiet = [asyncio.ensure_future(hold(gate, "quiet", order, release)) for _ in range(2)]
     await asyncio.sleep(0)
-    quiet = asyncio.ensure_future(hold(gate, "quiet", order, release))
-    await asyncio.sleep(0)
+    # The quiet tenant's first question ran at once, in the place kept for first questions.
+    assert order == ["flood", "quiet"] and gate.admitted == 8
     release.set()
-    await asyncio.gather(first, *floods, quiet)
-    # The quiet tenant's one question waited for one turn, not for the five before it.
-    assert order[:3] == ["flood", "flood", "quiet"]
+    await asyncio.gather(first, *floods, *quiet)
+    # Its second waited for one turn, not for the five flood questions before it.
+    assert order[:4] == ["flood", "quiet", "flood", "quiet"]
     assert gate.admitted == 0
 
 
-async def test_at_most_running_questions_hold_a_place_at_once():
+async def test_first_questions_never_wait_and_take_at_most_running_more_places():
+    gate, order, release = FairGate(running=2, admitted=100), [], asyncio.Event()
+    floods = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(6)]
+    await asyncio.sleep(0)
+    others = [asyncio.ensure_future(hold(gate, f"t{n}", order, release)) for n in range(3)]
+    await asyncio.sleep(0)
+    # Two flood questions in the shared places, two other tenants in the first places;
+    # the third tenant waits its turn like everyone else.
+    assert order == ["flood", "flood", "t0", "t1"]
+    release.set()
+    await asyncio.gather(*floods, *others)
+    assert order[4:6] == ["flood", "t2"] and gate.admitted == 0  # then turns, as before
+
+
+async def test_at_most_running_questions_of_one_tenant_hold_a_place_at_once():
     gate, running, peak = FairGate(running=3, admitted=100), 0, 0
 
     async def question(tenant: str) -> None:
@@ -41,7 +56,7 @@ async def test_at_most_running_questions_hold_a_place_at_once():
             await asyncio.sleep(0.01)
             running -= 1
 
-    await asyncio.gather(*(question(f"t{n % 4}") for n in range(20)))
+    await asyncio.gather(*(question("acme") for n in range(20)))
     assert peak == 3
 
 
@@ -63,6 +78,7 @@ async def test_past_the_admission_limit_a_question_is_refused_at_once():
 async def test_a_waiter_that_gives_up_takes_no_place_from_the_others():
     gate, order, release = FairGate(running=1, admitted=10), [], asyncio.Event()
     held = asyncio.ensure_future(hold(gate, "a", order, release))
+    first = asyncio.ensure_future(hold(gate, "x", order, release))  # the one first place
     await asyncio.sleep(0)
     impatient = asyncio.ensure_future(hold(gate, "b", order, release, wait=0.01))
     patient = asyncio.ensure_future(hold(gate, "c", order, release))
@@ -72,5 +88,5 @@ async def test_a_waiter_that_gives_up_takes_no_place_from_the_others():
     await asyncio.sleep(0)
     cancelled.cancel()
     release.set()
-    await asyncio.gather(held, patient)
-    assert order == ["a", "c"] and gate.admitted == 0
+    await asyncio.gather(held, first, patient)
+    assert order == ["a", "x", "c"] and gate.admitted == 0

@@ -45,11 +45,12 @@ class EmbeddingSettings(RedisSettings):
         64, ge=1, description="Most texts from concurrent calls encoded together."
     )
     max_document_batch: int = Field(
-        4,
+        1,
         ge=1,
         description="Most ingest texts in one model call while questions are coming in: they "
         "are encoded first, and wait for at most one such batch (without questions, ingest "
-        "batches fill to max_batch).",
+        "batches fill to max_batch). One chunk at a time costs ingest little on a CPU and "
+        "keeps a question's wait to one chunk's encode.",
     )
     max_wait_ms: float = Field(
         10.0, ge=0, description="Longest a text waits for others to fill its batch."

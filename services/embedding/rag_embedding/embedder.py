@@ -64,7 +64,7 @@ class Embedder:
         max_texts: int,
         max_text_chars: int,
         max_batch: int = 64,
-        max_document_batch: int = 4,
+        max_document_batch: int = 1,
         max_wait_s: float = 0.010,
         quiet_s: float = 0.001,
         cache: TieredCache | None = None,

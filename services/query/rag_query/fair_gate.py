@@ -3,14 +3,16 @@
 At most `running` questions go through embedding, retrieval and generation at once (more
 only slow every one of them down on the same CPUs); the rest wait in one queue per tenant,
 and a freed place goes to the next tenant in turn, not to the longest queue. A tenant with
-64 questions waiting therefore delays another tenant's one question by one turn, not by 64.
+no question running does not wait at all: its question takes one of `running` further
+places kept for such first questions. A tenant with 64 questions waiting therefore never
+delays another tenant's one question by a turn, and holds no more than `running` places.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator
 
 
@@ -24,7 +26,9 @@ class FairGate:
     def __init__(self, running: int, admitted: int) -> None:
         self._capacity = min(running, admitted)
         self._admitted_limit = admitted
-        self._running = 0
+        self._running = 0  # in the shared places
+        self._firsts = 0  # in the places kept for tenants' first questions
+        self._running_by: Counter[str] = Counter()
         # Tenants with questions waiting, in turn order; each with its waiters, oldest first.
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting_count = 0
@@ -32,7 +36,7 @@ class FairGate:
     @property
     def admitted(self) -> int:
         """Questions running or waiting now."""
-        return self._running + self._waiting_count
+        return self._running + self._firsts + self._waiting_count
 
     @property
     def full(self) -> bool:
@@ -44,15 +48,26 @@ class FairGate:
         """Hold a running place for `tenant`'s question, waiting at most `wait_s` for it."""
         if self.full:
             raise GateFull("too many questions admitted")
+        first = False
         if self._running < self._capacity and not self._waiting:
             self._running += 1
+        elif not self._running_by[tenant] and self._firsts < self._capacity:
+            first = True
+            self._firsts += 1
         else:
             await self._wait_turn(tenant, wait_s)
+        self._running_by[tenant] += 1
         try:
             yield
         finally:
-            self._running -= 1
-            self._let_next_in()
+            self._running_by[tenant] -= 1
+            if not self._running_by[tenant]:
+                del self._running_by[tenant]
+            if first:
+                self._firsts -= 1
+            else:
+                self._running -= 1
+                self._let_next_in()
 
     async def _wait_turn(self, tenant: str, wait_s: float) -> None:
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
