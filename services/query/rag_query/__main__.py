@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 from rag_common.cache import LocalTTLCache, byte_length
@@ -15,7 +14,6 @@ from rag_common.fair_use import FairUse, FairUsePolicy, SharedBuckets
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
-from rag_common.signals import available_cpus
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
@@ -88,8 +86,7 @@ def build_host(
             retrieval_share=settings.retrieval_budget_share,
             min_generation_s=settings.min_generation_ms / 1000,
             max_pipeline_queries=settings.max_pipeline_queries,
-            pipeline_concurrency=settings.pipeline_concurrency
-            or max(2, math.ceil(available_cpus())),
+            pipeline_concurrency=settings.pipeline_concurrency,
         ),
         maintenance=maintenance,
         retrieval_cache=LocalTTLCache(

@@ -131,13 +131,14 @@ class QuerySettings(RedisSettings):
         "once with RESOURCE_EXHAUSTED, instead of queueing.",
     )
     pipeline_concurrency: int = Field(
-        0,
-        ge=0,
+        8,
+        ge=1,
         description="Questions going through embedding, retrieval and generation at once "
         "(plus, for each tenant with none running, one more); the others wait, each tenant "
-        "taking its turn, for at most the retrieval share of their budget. 0 means one per "
-        "CPU of this container, at least 2: more raises throughput a little and makes one "
-        "busy tenant slow every other down a lot (see the README's fairness figures).",
+        "taking its turn, for at most the retrieval share of their budget. Fewer (about one "
+        "per CPU) keep one busy tenant from slowing the others down, at some cache-miss "
+        "throughput, and while a dependency hangs more waiting questions are refused "
+        "(see the README's fairness figures).",
     )
     retrieval_cache_entries: int = Field(
         10_000, ge=1, description="Recent retrievals kept as a fallback for late retrieval."
