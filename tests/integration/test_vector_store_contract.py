@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import threading
 
 import pytest
 
@@ -214,3 +215,27 @@ async def test_edge_searches_run_beside_writes_and_wait_for_a_restore(tmp_path):
             drained = asyncio.ensure_future(asyncio.to_thread(pipe.read_bytes))
         await store.close()
         await drained
+
+
+async def test_edge_restore_waits_for_a_read_whose_caller_gave_up(tmp_path):
+    store = EdgeStore(tmp_path / "edge", DIM)
+    await store.open()
+    await store.upsert([record("acme", "north", 0, unit(1, 0))])
+    archive = tmp_path / "backup.tar.gz"
+    await store.archive(archive)
+    held = threading.Event()
+    try:
+        # A read still running on its thread after its caller was cancelled (a deadline).
+        reading = asyncio.ensure_future(store._read(held.wait))
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        restoring = asyncio.ensure_future(store.restore_archive(archive))
+        done, _ = await asyncio.wait([restoring], timeout=2.0)
+        assert not done  # the shard is not swapped under the running read
+        held.set()
+        assert await restoring == 1
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+    finally:
+        held.set()
+        await store.close()

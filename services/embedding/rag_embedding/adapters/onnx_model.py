@@ -71,8 +71,9 @@ class OnnxModel:
         # Vectors of the int8 model differ: caches keyed by name must not mix the two.
         base = model or "sentence-transformers/all-MiniLM-L6-v2"
         self.name = f"{base}+int8" if int8 else base
-        self.dimension = int(self._session.get_outputs()[0].shape[-1] or 0) or len(
-            self.encode(["x"], Purpose.QUERY)[0]
+        width = self._session.get_outputs()[0].shape[-1]  # a name where the export left it open
+        self.dimension = (
+            width if isinstance(width, int) else len(self.encode(["x"], Purpose.QUERY)[0])
         )
         log.info("model loaded", extra={"model": self.name, "backend": "onnx", "file": str(path)})
 
@@ -126,26 +127,31 @@ def _pipeline(folder: Path) -> tuple[str, bool]:
 
 def _onnx_file(folder: Path, cache_dir: Path, *, int8: bool) -> Path:
     """The model's ONNX file: shipped in the folder, cached from an earlier start, or made."""
+    cached = cache_dir / _fingerprint(folder)
     shipped = folder / "onnx" / "model.onnx"
-    if shipped.is_file() and not int8:
-        return shipped
-    target = cache_dir / _fingerprint(folder) / ("model.int8.onnx" if int8 else "model.onnx")
-    if target.is_file():
-        return target
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        # A read-only cache folder: make it for this process only.
-        target = Path(tempfile.mkdtemp(prefix="rag-onnx-")) / target.name
+    exported = shipped if shipped.is_file() else cached / "model.onnx"
+    wanted = cached / "model.int8.onnx" if int8 else exported
+    if wanted.is_file():
+        return wanted
+    out = cached if _writable(cached) else Path(tempfile.mkdtemp(prefix="rag-onnx-"))
+    if out != cached:  # a read-only cache (an image's, say): made for this process only
         log.warning("onnx cache folder not writable", extra={"path": str(cache_dir)})
-    source = shipped if shipped.is_file() else None
-    if source is None:
-        source = target.with_name("model.onnx")
-        if not source.is_file():
-            _atomically(source, lambda tmp: _export(folder, tmp))
-    if int8:
-        _atomically(target, lambda tmp: _quantize(source, tmp))
-    return target
+    if not exported.is_file():
+        exported = out / "model.onnx"
+        _atomically(exported, lambda tmp: _export(folder, tmp))
+    if not int8:
+        return exported
+    quantized = out / "model.int8.onnx"
+    _atomically(quantized, lambda tmp: _quantize(exported, tmp))
+    return quantized
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
 
 
 def _fingerprint(folder: Path) -> str:

@@ -248,9 +248,15 @@ class EdgeStore:
 
     @staticmethod
     async def _run(executor: ThreadPoolExecutor, call: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
+        future = asyncio.get_running_loop().run_in_executor(executor, call)
         try:
-            return await loop.run_in_executor(executor, call)
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The call goes on in its thread whatever the caller does: wait for it, so that
+            # a swap of the shard (which waits for this read or write) never runs beside it.
+            if not future.done():
+                await asyncio.wait([future])
+            raise
         except ValueError as exc:
             # The engine refusing what it was given (a filter path, say) is input that
             # validation let through: the caller's mistake, never the store failing.
