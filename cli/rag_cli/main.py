@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import signal
 import sys
 import time
@@ -484,6 +485,10 @@ def serve(service: str) -> None:
     Only that service's module is imported, so the query and retrieval images never load
     model libraries. Bad settings exit with status 2, naming each bad variable.
     """
+    # Set before numpy loads: its BLAS threads spin after each small product (a semantic
+    # cache lookup), which took as much CPU as the whole query service's own work. The
+    # embedding model runs its own threads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     importlib.import_module(f"rag_{service}.__main__").main()
 
 

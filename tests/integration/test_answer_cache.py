@@ -106,3 +106,20 @@ async def test_a_paraphrase_hits_the_semantic_cache_of_another_replica(redis_ser
     assert corpus.generations == 1
     await client_a.aclose()
     await client_b.aclose()
+
+
+async def test_a_replica_takes_in_each_semantic_entry_once_as_others_add_them(redis_server):
+    clients = [redis_client(redis_server.url) for _ in range(2)]
+    a, b = (SemanticCache(shared=SharedEntries(client)) for client in clients)
+    scope = ("acme", 1)
+    assert await b.find(scope, "When does the office open?", [1.0, 0.0]) is None
+    await a.remember(scope, "When does the office open?", [1.0, 0.0], "k-open")
+    await b.remember(scope, "Where is the office?", [0.0, 1.0], "k-where")
+    hit = await b.find(scope, "When does the office open, please?", [1.0, 0.0])
+    assert hit is not None and hit.answer_key == "k-open"  # added after b last looked
+    await a.remember(scope, "Who runs the office?", [0.6, 0.8], "k-who")
+    assert (await b.find(scope, "Who runs the office, please?", [0.6, 0.8])).answer_key == "k-who"
+    assert (await a.find(scope, "Where is the office, please?", [0.0, 1.0])).answer_key == "k-where"
+    assert len(a) == len(b) == 3  # b's own entry, read back from the stream, is not doubled
+    for client in clients:
+        await client.aclose()

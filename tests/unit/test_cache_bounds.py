@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.domain import ScoredChunk
 from rag_query.engine import sources_size
@@ -55,3 +57,20 @@ def test_a_semantic_lookup_guards_only_the_closest_few_candidates(monkeypatch):
     assert cache.lookup("scope", "What are the limits in case 9999?", [1.0, 0.0]) is None
     assert len(checked) == semantic_cache.GUARDED_CANDIDATES
     assert checked[0] == "What are the limits in case 0?"  # the most similar first
+
+
+def test_a_scope_refilled_many_times_over_finds_exactly_its_newest_entries():
+    vectors = np.random.default_rng(7).normal(size=(1_000, 64)).tolist()  # all far apart
+    clock = [0.0]
+    cache = SemanticCache(ttl_s=50, max_per_scope=100, clock=lambda: clock[0])
+    for n in range(1_000):  # its vectors are moved and regrown many times meanwhile
+        clock[0] = n / 10
+        cache.add("s", f"question {n}", vectors[n], f"k{n}")
+    assert len(cache) == 100
+    for n in (900, 950, 999):
+        assert cache.lookup("s", f"question {n}", vectors[n]).answer_key == f"k{n}"
+    assert cache.lookup("s", "question 899", vectors[899]) is None  # dropped for room
+    clock[0] = 99.5 + 50  # entries added before 99.5 have expired
+    assert cache.lookup("s", "question 990", vectors[990]) is None
+    assert cache.lookup("s", "question 999", vectors[999]).answer_key == "k999"
+    assert len(cache) == 4  # 996 to 999
