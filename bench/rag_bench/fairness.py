@@ -23,7 +23,7 @@ from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_bench import capacity, corpus
 from rag_bench.stats import Run
-from rag_common.status import error_info
+from rag_common.status import error_info, retry_delay
 
 FLOOD_KEY, FLOOD_TENANT = "flood-key", "flood"
 FLOOD_CONCURRENCY = 64
@@ -158,7 +158,8 @@ async def _flood(stub, worker: int, metadata, options, stop, outcomes) -> None:
         except grpc.aio.AioRpcError as exc:
             info = error_info(exc)
             outcomes[info.reason if info else exc.code().name] += 1
-            await asyncio.sleep(0.05)  # a refused client backs off a little, as SDKs do
+            # A refused client waits as long as the server's RetryInfo asks, as SDKs do.
+            await asyncio.sleep(retry_delay(exc) or 0.05)
 
 
 def _batches(items: list, size: int):

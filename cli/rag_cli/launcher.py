@@ -73,13 +73,27 @@ def port_holder(port: int) -> str:
     return "unknown process"
 
 
-def _die_with_launcher() -> None:
-    """In the child before exec: get SIGTERM when the launcher dies, even by SIGKILL."""
+# Set for each service process: the launcher's pid, which `die_with_launcher` follows.
+LAUNCHER_PID_ENV = "RAG_LAUNCHER_PID"
+
+
+def die_with_launcher() -> None:
+    """In a service the launcher started: get SIGTERM when the launcher dies, even by SIGKILL.
+
+    Done by the service itself, not in the child between fork and exec: code run there
+    makes Python fork instead of vfork, and gRPC's fork handlers in the forked child can
+    abort it before it execs (its poller meets a closed epoll descriptor).
+    """
+    launcher = os.environ.pop(LAUNCHER_PID_ENV, "")
+    if not launcher:
+        return
     PR_SET_PDEATHSIG = 1
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the launcher's own handlers still stop us
-        pass
+        return
+    if os.getppid() != int(launcher):  # the launcher died before the signal was asked for
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def local_identity_key(data_dir: Path) -> str:
@@ -226,6 +240,7 @@ class LocalCluster:
             env[f"RAG_{base}_PORT"] = str(self.ports[service])
             env[f"RAG_{base}_DATA_DIR"] = str(self.data_dir / service.replace("#", "-"))
         env.update(self.process_env.get(service, {}))
+        env[LAUNCHER_PID_ENV] = str(os.getpid())
         return env
 
     def start(self, services: tuple[str, ...] = SERVICES) -> None:
@@ -247,7 +262,6 @@ class LocalCluster:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children
-                preexec_fn=_die_with_launcher,
             )
             log_file.close()
 

@@ -33,6 +33,7 @@ from rag_cli.launcher import (
     SERVICES,
     LocalCluster,
     client_channel,
+    die_with_launcher,
     health_status,
     local_identity_key,
 )
@@ -489,6 +490,7 @@ def serve(service: str) -> None:
     # cache lookup), which took as much CPU as the whole query service's own work. The
     # embedding model runs its own threads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    die_with_launcher()
     importlib.import_module(f"rag_{service}.__main__").main()
 
 

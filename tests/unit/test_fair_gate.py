@@ -90,3 +90,33 @@ async def test_a_waiter_that_gives_up_takes_no_place_from_the_others():
     release.set()
     await asyncio.gather(held, first, patient)
     assert order == ["a", "x", "c"] and gate.admitted == 0
+
+
+async def test_while_another_tenant_asks_a_busy_one_holds_only_its_share():
+    now = [0.0]
+    gate = FairGate(running=8, admitted=100, shared_share=2, clock=lambda: now[0])
+    order, release = [], asyncio.Event()
+    alone = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(8)]
+    await asyncio.sleep(0)
+    assert order == ["flood"] * 8  # alone, it may use every place
+    release.set()
+    await asyncio.gather(*alone)
+    order.clear()
+    release = asyncio.Event()
+    quiet = asyncio.ensure_future(hold(gate, "quiet", order, release))
+    await asyncio.sleep(0)
+    floods = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(8)]
+    await asyncio.sleep(0)
+    # Places are free, but while the quiet tenant asks, the flood runs two at a time.
+    assert order == ["quiet", "flood", "flood"] and gate.admitted == 9
+    release.set()
+    await asyncio.gather(quiet, *floods)
+    now[0] = 10.0  # the quiet tenant asked nothing for ten seconds: the flood has it all
+    release = asyncio.Event()
+    order.clear()
+    floods = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(8)]
+    await asyncio.sleep(0)
+    assert order == ["flood"] * 8
+    release.set()
+    await asyncio.gather(*floods)
+    assert gate.admitted == 0

@@ -14,6 +14,7 @@ from rag_common.fair_use import FairUse, FairUsePolicy, SharedBuckets
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.signals import available_cpus
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
@@ -87,6 +88,8 @@ def build_host(
             min_generation_s=settings.min_generation_ms / 1000,
             max_pipeline_queries=settings.max_pipeline_queries,
             pipeline_concurrency=settings.pipeline_concurrency,
+            tenant_share_when_shared=settings.tenant_pipeline_share
+            or max(1, int(available_cpus()) // 2),
         ),
         maintenance=maintenance,
         retrieval_cache=LocalTTLCache(

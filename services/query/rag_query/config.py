@@ -140,6 +140,14 @@ class QuerySettings(RedisSettings):
         "throughput, and while a dependency hangs more waiting questions are refused "
         "(see the README's fairness figures).",
     )
+    tenant_pipeline_share: int = Field(
+        0,
+        ge=0,
+        description="Places in the pipeline one tenant may hold while other tenants are "
+        "asking too (within the last 5 s); alone, a tenant may use all of them. 0: one per "
+        "two CPUs, so that one busy tenant's backlog leaves the others' questions most of "
+        "the CPUs (each question runs in several processes).",
+    )
     retrieval_cache_entries: int = Field(
         10_000, ge=1, description="Recent retrievals kept as a fallback for late retrieval."
     )

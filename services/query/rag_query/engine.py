@@ -56,6 +56,8 @@ class QueryPolicy:
     min_generation_s: float = 0.3
     max_pipeline_queries: int = 64  # running and waiting; beyond it, cached answers only
     pipeline_concurrency: int = 8  # running at once; the others wait, tenants in turn
+    # Places one tenant may hold while other tenants are asking too (0: all of them).
+    tenant_share_when_shared: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,11 @@ class QueryEngine:
         # nothing but a cached answer can be whole, and cache hits are flagged so.
         self._dependencies_down = dependencies_down
         # Questions past the caches: a few at a time, tenants taking turns for the rest.
-        self._gate = FairGate(self._policy.pipeline_concurrency, self._policy.max_pipeline_queries)
+        self._gate = FairGate(
+            self._policy.pipeline_concurrency,
+            self._policy.max_pipeline_queries,
+            shared_share=self._policy.tenant_share_when_shared,
+        )
         self.stats = QueryStats()  # read by the metrics endpoint and the health signals
 
     @property

@@ -5,15 +5,24 @@ only slow every one of them down on the same CPUs); the rest wait in one queue p
 and a freed place goes to the next tenant in turn, not to the longest queue. A tenant with
 no question running does not wait at all: its question takes one of `running` further
 places kept for such first questions. A tenant with 64 questions waiting therefore never
-delays another tenant's one question by a turn, and holds no more than `running` places.
+delays another tenant's one question by a turn.
+
+While other tenants are asking too, one tenant holds at most `shared_share` places (about
+one per CPU): the places it would fill otherwise run on the same CPUs as the others'
+questions and make each of them wait behind its backlog. Alone, a tenant may use them all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+
+# A tenant counts as asking for this long after its last question began or ended: one
+# user's questions come a few seconds apart, and each should find the pipeline shared.
+ASKING_FOR_S = 5.0
 
 
 class GateFull(Exception):
@@ -23,15 +32,25 @@ class GateFull(Exception):
 class FairGate:
     """`running` places, and room for `admitted` questions in all (running and waiting)."""
 
-    def __init__(self, running: int, admitted: int) -> None:
+    def __init__(
+        self,
+        running: int,
+        admitted: int,
+        *,
+        shared_share: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._capacity = min(running, admitted)
+        self._shared_share = min(shared_share, self._capacity) or self._capacity
         self._admitted_limit = admitted
+        self._clock = clock
         self._running = 0  # in the shared places
         self._firsts = 0  # in the places kept for tenants' first questions
-        self._running_by: Counter[str] = Counter()
+        self._running_by: Counter[str] = Counter()  # in either kind of place
         # Tenants with questions waiting, in turn order; each with its waiters, oldest first.
         self._waiting: OrderedDict[str, deque[asyncio.Future[None]]] = OrderedDict()
         self._waiting_count = 0
+        self._asked_at: OrderedDict[str, float] = OrderedDict()  # oldest first
 
     @property
     def admitted(self) -> int:
@@ -48,26 +67,48 @@ class FairGate:
         """Hold a running place for `tenant`'s question, waiting at most `wait_s` for it."""
         if self.full:
             raise GateFull("too many questions admitted")
+        self._asking(tenant)
+        self._let_next_in()  # a share may have grown since: no one jumps an admissible waiter
         first = False
-        if self._running < self._capacity and not self._waiting:
+        if self._running < self._capacity and self._running_by[tenant] < self._share():
             self._running += 1
+            self._running_by[tenant] += 1
         elif not self._running_by[tenant] and self._firsts < self._capacity:
             first = True
             self._firsts += 1
+            self._running_by[tenant] += 1
         else:
-            await self._wait_turn(tenant, wait_s)
-        self._running_by[tenant] += 1
+            await self._wait_turn(tenant, wait_s)  # counted as running when let in
         try:
             yield
         finally:
-            self._running_by[tenant] -= 1
-            if not self._running_by[tenant]:
-                del self._running_by[tenant]
-            if first:
-                self._firsts -= 1
-            else:
-                self._running -= 1
-                self._let_next_in()
+            self._leave(tenant, first)
+            self._asking(tenant)
+            self._let_next_in()
+
+    def _share(self) -> int:
+        """Places one tenant may hold now: all, unless another tenant is asking too."""
+        if self._shared_share == self._capacity:
+            return self._capacity
+        horizon = self._clock() - ASKING_FOR_S
+        while self._asked_at and next(iter(self._asked_at.values())) < horizon:
+            self._asked_at.popitem(last=False)
+        asking = self._asked_at.keys() | self._running_by.keys()
+        return self._shared_share if len(asking) > 1 else self._capacity
+
+    def _asking(self, tenant: str) -> None:
+        if self._shared_share < self._capacity:
+            self._asked_at[tenant] = self._clock()
+            self._asked_at.move_to_end(tenant)
+
+    def _leave(self, tenant: str, first: bool) -> None:
+        self._running_by[tenant] -= 1
+        if not self._running_by[tenant]:
+            del self._running_by[tenant]
+        if first:
+            self._firsts -= 1
+        else:
+            self._running -= 1
 
     async def _wait_turn(self, tenant: str, wait_s: float) -> None:
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -78,7 +119,7 @@ class FairGate:
         except (TimeoutError, asyncio.CancelledError) as exc:
             if turn.done() and not turn.cancelled():
                 # The place was given just as the wait ended: hand it on, not lose it.
-                self._running -= 1
+                self._leave(tenant, first=False)
                 self._let_next_in()
             else:
                 turn.cancel()
@@ -88,17 +129,30 @@ class FairGate:
             raise
 
     def _let_next_in(self) -> None:
-        while self._waiting and self._running < self._capacity:
-            tenant, turns = next(iter(self._waiting.items()))
-            turn = turns.popleft()
-            self._waiting_count -= 1
-            if turns:
-                self._waiting.move_to_end(tenant)  # its next question waits for the others
-            else:
-                del self._waiting[tenant]
-            if not turn.done():
-                self._running += 1
-                turn.set_result(None)
+        """Give free places to waiting tenants in turn, each within its share."""
+        if not self._waiting:
+            return
+        share = self._share()
+        moved = True
+        while moved and self._waiting and self._running < self._capacity:
+            moved = False
+            for tenant in list(self._waiting):
+                if self._running >= self._capacity:
+                    return
+                if self._running_by[tenant] >= share:
+                    continue
+                turns = self._waiting[tenant]
+                turn = turns.popleft()
+                self._waiting_count -= 1
+                moved = True
+                if turns:
+                    self._waiting.move_to_end(tenant)  # its next question waits for the others
+                else:
+                    del self._waiting[tenant]
+                if not turn.done():
+                    self._running += 1
+                    self._running_by[tenant] += 1
+                    turn.set_result(None)
 
     def _forget(self, tenant: str, turn: asyncio.Future[None]) -> None:
         turns = self._waiting.get(tenant)
