@@ -83,6 +83,8 @@ SAME_ROLES = [
         "Can I move money to my savings account?",
     ),
     ("Tell me how to send an invoice to a customer.", "How do I send an invoice to a customer?"),
+    # A modifier moved out of a phrase, whichever other word looks out of order then.
+    ("How do I delete a branch in git?", "How can I remove a git branch?"),
 ]
 
 

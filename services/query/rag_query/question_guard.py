@@ -316,24 +316,16 @@ def _same_roles(a: Sequence[_Word], b: Sequence[_Word], pairs: list[tuple[int, i
         return True
     if _passive_turned_active(a, b, pairs):
         return True
-    kept = _longest_increasing(positions)
-    moved = [pair for pair in pairs if pair[1] not in kept]
-    if len(moved) != 1:
-        return False
-    i, j = moved[0]
     # Moved from "a group in Linux" to "a Linux group": after a preposition in one, right
-    # before another content word, which it modifies, in the other.
-    return (_after_preposition(a, i) and _modifies_next(b, j)) or (
-        _after_preposition(b, j) and _modifies_next(a, i)
-    )
-
-
-def _longest_increasing(values: list[int]) -> set[int]:
-    best: list[list[int]] = []
-    for value in values:
-        longest = max((run for run in best if run[-1] < value), key=len, default=[])
-        best.append([*longest, value])
-    return set(max(best, key=len, default=[]))
+    # before another content word, which it modifies, in the other; the rest in order.
+    for k, (i, j) in enumerate(pairs):
+        rest = positions[:k] + positions[k + 1 :]
+        if rest == sorted(rest) and (
+            (_after_preposition(a, i) and _modifies_next(b, j))
+            or (_after_preposition(b, j) and _modifies_next(a, i))
+        ):
+            return True
+    return False
 
 
 def _after_preposition(words: Sequence[_Word], at: int) -> bool:
