@@ -135,10 +135,8 @@ class QuerySettings(RedisSettings):
         ge=1,
         description="Questions going through embedding, retrieval and generation at once "
         "(plus, for each tenant with none running, one more); the others wait, each tenant "
-        "taking its turn, for at most the retrieval share of their budget. Fewer (about one "
-        "per CPU) keep one busy tenant from slowing the others down, at some cache-miss "
-        "throughput, and while a dependency hangs more waiting questions are refused "
-        "(see the README's fairness figures).",
+        "taking its turn, for at most the retrieval share of their budget. While several "
+        "tenants ask, each holds at most tenant_pipeline_share of them.",
     )
     tenant_pipeline_share: int = Field(
         0,
