@@ -211,9 +211,7 @@ class SemanticCache:
         """Like `add`, and into the shared store too."""
         entry = self.add(scope, question, vector, answer_key)
         if self._shared is not None:
-            await self._shared.append(
-                scope, entry, _unit(vector), self._max_per_scope, self._ttl_s
-            )
+            await self._shared.append(scope, entry, _unit(vector), self._max_per_scope, self._ttl_s)
 
     def lookup(self, scope: Hashable, question: str, vector: list[float]) -> SemanticHit | None:
         """The closest cached question that passes both tests, if any."""
