@@ -172,7 +172,7 @@ def plot(steps: list[Step], path: Path) -> Path:
 def main() -> None:
     """Run the ladder for every script and print, write and plot the results."""
     parser = argparse.ArgumentParser(prog="rag_bench.load", description=__doc__)
-    parser.add_argument("--rates", default="10,20,40,80", help="offered rates, requests/s")
+    parser.add_argument("--rates", default="10,20,40,80,160", help="offered rates, requests/s")
     parser.add_argument("--duration", type=int, default=10, help="seconds per rate")
     parser.add_argument("--chunks", type=int, default=1000, help="synthetic chunks ingested")
     parser.add_argument("--scripts", default=",".join(SCRIPTS), help="which bench/k6 scripts")

@@ -94,7 +94,7 @@ async def test_a_waiter_that_gives_up_takes_no_place_from_the_others():
 
 async def test_while_another_tenant_asks_a_busy_one_holds_only_its_share():
     now = [0.0]
-    gate = FairGate(running=8, admitted=100, shared_share=2, clock=lambda: now[0])
+    gate = FairGate(running=8, admitted=100, tenant_share=2, clock=lambda: now[0])
     order, release = [], asyncio.Event()
     alone = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(8)]
     await asyncio.sleep(0)

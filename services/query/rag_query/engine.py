@@ -138,7 +138,7 @@ class QueryEngine:
         self._gate = FairGate(
             self._policy.pipeline_concurrency,
             self._policy.max_pipeline_queries,
-            shared_share=self._policy.tenant_share_when_shared,
+            tenant_share=self._policy.tenant_share_when_shared,
         )
         self.stats = QueryStats()  # read by the metrics endpoint and the health signals
 

@@ -7,9 +7,9 @@ no question running does not wait at all: its question takes one of `running` fu
 places kept for such first questions. A tenant with 64 questions waiting therefore never
 delays another tenant's one question by a turn.
 
-While other tenants are asking too, one tenant holds at most `shared_share` places (about
-one per CPU): the places it would fill otherwise run on the same CPUs as the others'
-questions and make each of them wait behind its backlog. Alone, a tenant may use them all.
+While other tenants are asking too, one tenant holds at most `tenant_share` places (the
+service gives one per two CPUs): the places it would fill otherwise run on the same CPUs
+as the others' questions, which then wait behind its backlog. Alone, it may use them all.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ class FairGate:
         running: int,
         admitted: int,
         *,
-        shared_share: int = 0,
+        tenant_share: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._capacity = min(running, admitted)
-        self._shared_share = min(shared_share, self._capacity) or self._capacity
+        self._tenant_share = min(tenant_share, self._capacity) or self._capacity
         self._admitted_limit = admitted
         self._clock = clock
         self._running = 0  # in the shared places
@@ -88,16 +88,16 @@ class FairGate:
 
     def _share(self) -> int:
         """Places one tenant may hold now: all, unless another tenant is asking too."""
-        if self._shared_share == self._capacity:
+        if self._tenant_share == self._capacity:
             return self._capacity
         horizon = self._clock() - ASKING_FOR_S
         while self._asked_at and next(iter(self._asked_at.values())) < horizon:
             self._asked_at.popitem(last=False)
         asking = self._asked_at.keys() | self._running_by.keys()
-        return self._shared_share if len(asking) > 1 else self._capacity
+        return self._tenant_share if len(asking) > 1 else self._capacity
 
     def _asking(self, tenant: str) -> None:
-        if self._shared_share < self._capacity:
+        if self._tenant_share < self._capacity:
             self._asked_at[tenant] = self._clock()
             self._asked_at.move_to_end(tenant)
 
