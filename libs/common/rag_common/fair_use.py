@@ -138,6 +138,7 @@ class FairUse:
         self._local = LocalBuckets()
         self._by_tenant: Counter[str] = Counter()
         self._streams_by_peer: Counter[str] = Counter()
+        self._call_seconds = _TypicalDurations()
 
     async def admit(
         self, identity: Identity | None, peer: str, *, streaming: bool
@@ -153,7 +154,9 @@ class FairUse:
                 f"tenant '{tenant}' has {policy.tenant_concurrency} calls running; retry "
                 "when one ends",
                 reason="TENANT_CONCURRENCY",
-                retry_after_s=0.1,
+                # About when one of its calls ends: a client that waits this long instead
+                # of a fixed short delay costs the service one refusal, not dozens.
+                retry_after_s=self._call_seconds.typical(tenant),
             )
         if (
             streaming
@@ -171,6 +174,7 @@ class FairUse:
         if streaming:
             self._streams_by_peer[peer] += 1
         released = False
+        started = time.monotonic()
 
         def release() -> None:
             nonlocal released
@@ -178,6 +182,8 @@ class FairUse:
                 return
             released = True
             _release(self._by_tenant, tenant)
+            if not streaming:  # a stream's length is its reader's, not the service's
+                self._call_seconds.record(tenant, time.monotonic() - started)
             if streaming:
                 _release(self._streams_by_peer, peer)
 
@@ -226,3 +232,26 @@ def _release(counts: Counter[str], key: str) -> None:
     counts[key] -= 1
     if counts[key] <= 0:
         del counts[key]  # bounded: only keys with calls running stay
+
+
+class _TypicalDurations:
+    """A moving average of each tenant's call durations, for the few thousand most recent
+    tenants: what a refused caller is told to wait."""
+
+    MIN_S, MAX_S = 0.1, 5.0
+    _WEIGHT = 0.1  # of the newest call
+    _TENANTS = 10_000
+
+    def __init__(self) -> None:
+        self._seconds: OrderedDict[str, float] = OrderedDict()
+
+    def record(self, tenant: str, seconds: float) -> None:
+        """Take in one finished call."""
+        previous = self._seconds.pop(tenant, seconds)
+        self._seconds[tenant] = previous + self._WEIGHT * (seconds - previous)
+        if len(self._seconds) > self._TENANTS:
+            self._seconds.popitem(last=False)
+
+    def typical(self, tenant: str) -> float:
+        """The tenant's typical call duration, within MIN_S and MAX_S."""
+        return min(self.MAX_S, max(self.MIN_S, self._seconds.get(tenant, self.MIN_S)))
