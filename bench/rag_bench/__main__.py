@@ -244,12 +244,13 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     per_scenario = requests * len(CONCURRENCIES)
     # A share each for the plain, traced, TLS and fairness runs: never a repeat.
     at_32 = 10 * capacity.CONCURRENCY
-    questions = corpus.questions(3 * per_scenario + at_32 + 170)
+    questions = corpus.questions(3 * per_scenario + at_32 + 230)
     plain = questions[: per_scenario + 10]
     capacity_questions = questions[3 * per_scenario + 10 : 3 * per_scenario + 10 + at_32]
     traced_questions = questions[per_scenario : 2 * per_scenario + 10]
     tls_questions = questions[2 * per_scenario : 3 * per_scenario + 10]
-    fair_questions, ingest_questions = questions[-160:-60], questions[-60:]
+    fair_questions, ingest_questions = questions[-220:-120], questions[-120:-60]
+    maximal_questions = questions[-60:]
     env = {
         "RAG_QUERY_API_KEYS": json.dumps(
             {
@@ -276,6 +277,9 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
             fair += await fairness.during_ingest(
                 cluster.address("query"), API_KEY, ingest_questions, 600
+            )
+            fair += await fairness.during_maximal_ingest(
+                cluster.address("query"), API_KEY, maximal_questions
             )
             service_rate = await embedding.service_texts_per_s(
                 cluster.address("embedding"), cluster.credentials("bench")

@@ -1,8 +1,9 @@
 """Fairness: one tenant's answers while another floods the suite, with questions at
-concurrency 64 or with a bulk ingest.
+concurrency 64, with a bulk ingest or with maximal documents.
 
 Tenant B asks one question at a time, alone, then while tenant A keeps 64 questions in
-flight, then while A ingests documents as fast as it can. The targets (issues #9, #13): B's
+flight, then while A ingests documents as fast as it can, then while A ingests two
+documents of the largest size accepted. The targets (issues #9, #13): B's
 p95 within 1.5x of its unloaded value, and no answer of B's degraded to no_context. A's
 refusals, and its ingest speed, are counted too.
 """
@@ -10,6 +11,7 @@ refusals, and its ingest speed, are counted too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import time
 from collections import Counter
@@ -26,13 +28,14 @@ from rag_bench.stats import Run
 from rag_common.status import error_info, retry_delay
 
 FLOOD_KEY, FLOOD_TENANT = "flood-key", "flood"
+FLOOD_AUTH = [("authorization", f"Bearer {FLOOD_KEY}")]
 FLOOD_CONCURRENCY = 64
+MAXIMAL_DOCUMENT_CHARS = 1_000_000  # RAG_RETRIEVAL_MAX_DOCUMENT_CHARS by default
 TARGET_RATIO = 1.5
 
 
 async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks: int) -> str:
     """B alone, then B under A's flood: the two runs' summary, with the target beside it."""
-    flood = [("authorization", f"Bearer {FLOOD_KEY}")]
     quiet = [("authorization", f"Bearer {quiet_key}")]
     options = pb.QueryOptions(provider="extractive")
     async with grpc.aio.insecure_channel(address) as channel:
@@ -41,7 +44,7 @@ async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks:
             request = doc_pb.IngestDocumentsRequest(
                 documents=[common_pb2.Document(id=f"f{start}-{i}", text=t) for i, t in batch]
             )
-            await documents.IngestDocuments(request, metadata=flood, timeout=300)
+            await documents.IngestDocuments(request, metadata=FLOOD_AUTH, timeout=300)
         stub = pb_grpc.QueryServiceStub(channel)
         half = len(questions) // 2
         alone, alone_degraded = await _ask_each(stub, questions[:half], quiet, options)
@@ -66,15 +69,9 @@ async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks:
 
 async def during_ingest(address: str, quiet_key: str, questions: list[str], chunks: int) -> str:
     """B alone, then B while A ingests `chunks` chunks, two calls at a time."""
-    flood = [("authorization", f"Bearer {FLOOD_KEY}")]
-    quiet = [("authorization", f"Bearer {quiet_key}")]
-    options = pb.QueryOptions(provider="extractive")
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.QueryServiceStub(channel)
-        documents = doc_grpc.DocumentServiceStub(channel)
-        half = len(questions) // 2
-        alone, _ = await _ask_each(stub, questions[:half], quiet, options)
-        batches = list(_batches(corpus.documents(chunks, seed=9), 50))
+    batches = list(_batches(corpus.documents(chunks, seed=9), 50))
+
+    async def ingest(documents) -> float:
         started = time.perf_counter()
 
         async def writer(lane: int) -> None:
@@ -82,18 +79,71 @@ async def during_ingest(address: str, quiet_key: str, questions: list[str], chun
                 request = doc_pb.IngestDocumentsRequest(
                     documents=[common_pb2.Document(id=f"i{start}-{i}", text=t) for i, t in batch]
                 )
-                await documents.IngestDocuments(request, metadata=flood, timeout=300)
+                await documents.IngestDocuments(request, metadata=FLOOD_AUTH, timeout=300)
 
-        ingest = asyncio.ensure_future(asyncio.gather(writer(0), writer(1)))
-        await asyncio.sleep(0.5)
-        loaded, degraded = await _ask_each(stub, questions[half:], quiet, options)
-        await ingest
-        ingest_s = time.perf_counter() - started
+        await asyncio.gather(writer(0), writer(1))
+        return time.perf_counter() - started
+
+    alone, loaded, degraded, ingest_s = await _alone_then_during(
+        address, quiet_key, questions, ingest
+    )
     return (
         f"\nqueries during a bulk ingest: tenant B one at a time, alone vs while tenant A "
         f"ingests {chunks} chunks:\n{_compared(alone, loaded, degraded)}\n"
         f"  A ingested {chunks / ingest_s:.0f} chunks/s meanwhile"
     )
+
+
+async def during_maximal_ingest(address: str, quiet_key: str, questions: list[str]) -> str:
+    """B alone, then B while A ingests two documents of the largest size accepted
+    (1,000,000 characters, about 2,500 chunks each), one call each, cancelled once B is done:
+    the embedder must drop the rest of their work."""
+    text = " ".join(t for _, t in corpus.documents(2_600, seed=13))[:MAXIMAL_DOCUMENT_CHARS]
+
+    async def ingest(documents) -> float:
+        calls = [
+            documents.IngestDocuments(
+                doc_pb.IngestDocumentsRequest(documents=[common_pb2.Document(id=id_, text=text)]),
+                metadata=FLOOD_AUTH,
+                timeout=600,
+            )
+            for id_ in ("book-1", "book-2")
+        ]
+        try:
+            await asyncio.gather(*calls)
+        finally:
+            for call in calls:
+                call.cancel()
+        return 0.0
+
+    alone, loaded, degraded, _ = await _alone_then_during(
+        address, quiet_key, questions, ingest, finish=False
+    )
+    return (
+        f"\nqueries while another tenant ingests two {MAXIMAL_DOCUMENT_CHARS:,}-character "
+        f"documents:\n{_compared(alone, loaded, degraded)}"
+    )
+
+
+async def _alone_then_during(address, quiet_key, questions, load, *, finish=True):
+    """B's first half of `questions` alone, then its second half while `load(documents stub)`
+    runs; the load is awaited if `finish`, else cancelled. Returns both runs, B's degraded
+    answers under load, and what the load returned (None when cancelled)."""
+    quiet = [("authorization", f"Bearer {quiet_key}")]
+    options = pb.QueryOptions(provider="extractive")
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.QueryServiceStub(channel)
+        half = len(questions) // 2
+        alone, _ = await _ask_each(stub, questions[:half], quiet, options)
+        running = asyncio.ensure_future(load(doc_grpc.DocumentServiceStub(channel)))
+        await asyncio.sleep(0.5)  # the load is under way before B asks
+        loaded, degraded = await _ask_each(stub, questions[half:], quiet, options)
+        if finish:
+            return alone, loaded, degraded, await running
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        return alone, loaded, degraded, None
 
 
 def _compared(alone: Run, loaded: Run, degraded: Counter[str]) -> str:
@@ -132,7 +182,6 @@ def _flood_process(address: str, stop, results) -> None:
 
 
 async def _flood_all(address: str, stop, results) -> None:
-    metadata = [("authorization", f"Bearer {FLOOD_KEY}")]
     options = pb.QueryOptions(provider="extractive")
     outcomes: Counter[str] = Counter()
     async with grpc.aio.insecure_channel(address) as channel:
@@ -140,19 +189,19 @@ async def _flood_all(address: str, stop, results) -> None:
         results.put(None)
         stub = pb_grpc.QueryServiceStub(channel)
         await asyncio.gather(
-            *(_flood(stub, n, metadata, options, stop, outcomes) for n in range(FLOOD_CONCURRENCY))
+            *(_flood(stub, n, options, stop, outcomes) for n in range(FLOOD_CONCURRENCY))
         )
     results.put(dict(outcomes))
 
 
-async def _flood(stub, worker: int, metadata, options, stop, outcomes) -> None:
+async def _flood(stub, worker: int, options, stop, outcomes) -> None:
     number = 0
     while not stop.is_set():
         number += 1
         question = f"What does the flood ask about runbook {worker}-{number}?"
         try:
             await stub.Query(
-                pb.QueryRequest(question=question, options=options), metadata=metadata, timeout=30
+                pb.QueryRequest(question=question, options=options), metadata=FLOOD_AUTH, timeout=30
             )
             outcomes["answered"] += 1
         except grpc.aio.AioRpcError as exc:
