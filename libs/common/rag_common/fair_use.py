@@ -182,10 +182,10 @@ class FairUse:
                 return
             released = True
             _release(self._by_tenant, tenant)
-            if not streaming:  # a stream's length is its reader's, not the service's
-                self._call_seconds.record(tenant, time.monotonic() - started)
             if streaming:
                 _release(self._streams_by_peer, peer)
+            else:  # a stream lasts as long as its reader reads, not as long as the work
+                self._call_seconds.record(tenant, time.monotonic() - started)
 
         try:
             await self._take_tokens(identity)
