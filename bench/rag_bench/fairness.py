@@ -100,7 +100,7 @@ async def during_maximal_ingest(address: str, quiet_key: str, questions: list[st
     the embedder must drop the rest of their work."""
     text = " ".join(t for _, t in corpus.documents(2_600, seed=13))[:MAXIMAL_DOCUMENT_CHARS]
 
-    async def ingest(documents) -> float:
+    async def ingest(documents) -> None:
         calls = [
             documents.IngestDocuments(
                 doc_pb.IngestDocumentsRequest(documents=[common_pb2.Document(id=id_, text=text)]),
@@ -113,8 +113,7 @@ async def during_maximal_ingest(address: str, quiet_key: str, questions: list[st
             await asyncio.gather(*calls)
         finally:
             for call in calls:
-                call.cancel()
-        return 0.0
+                call.cancel()  # B is done: the calls end here, as a caller giving up would
 
     alone, loaded, degraded, _ = await _alone_then_during(
         address, quiet_key, questions, ingest, finish=False
