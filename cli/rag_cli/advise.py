@@ -201,10 +201,11 @@ def _slow_embedding(metrics: Metrics, budget: Budget) -> list[Advice]:
     total = metrics.total(stage, "query", stage="total")
     if total <= 0 or embed / total < budget.embed_share:
         return []
-    batches = metrics.total("rag_embedding_batch_size_count", "embedding")
-    texts = metrics.total("rag_embedding_batch_size_sum", "embedding")
-    queue = metrics.total("rag_embedding_queue_depth", "embedding")
-    replicas = len(metrics.per_process("rag_embedding_queue_depth", "embedding"))
+    # The question lane's figures: ingest batches say nothing about a question's wait.
+    batches = metrics.total("rag_embedding_batch_size_count", "embedding", lane="query")
+    texts = metrics.total("rag_embedding_batch_size_sum", "embedding", lane="query")
+    queue = metrics.total("rag_embedding_queue_depth", "embedding", lane="query")
+    replicas = len(metrics.per_process("rag_embedding_queue_depth", "embedding", lane="query"))
     return [
         Advice(
             "slow_embedding",

@@ -17,15 +17,15 @@ from tests.support.redis_servers import RedisServer
 
 async def test_a_repeated_text_is_not_encoded_again(embedder):
     first = await embedder.embed(["the cache keeps this sentence"], "document")
-    batches = embedder.batcher.batches
+    batches = embedder.batches
     again = await embedder.embed(
         ["the cache keeps this sentence", "and encodes this one"], "document"
     )
-    assert embedder.batcher.batches == batches + 1  # only the new text was encoded
+    assert embedder.batches == batches + 1  # only the new text was encoded
     assert np.allclose(again[0], first[0], atol=1e-6)
     # The purpose is part of the key: a query embedding is its own entry.
     await embedder.embed(["the cache keeps this sentence"], "query")
-    assert embedder.batcher.batches == batches + 2
+    assert embedder.batches == batches + 2
 
 
 @pytest.fixture
@@ -46,9 +46,9 @@ async def test_a_vector_computed_by_one_replica_is_reused_by_another(replicas):
     first, second = replicas
     texts = [f"shared sentence number {i}" for i in range(40)]
     computed = await first.embed(texts, "document")
-    before = second.batcher.batches
+    before = second.batches
     reused = await second.embed(texts, "document")
-    assert second.batcher.batches == before  # nothing encoded: one Redis round trip
+    assert second.batches == before  # nothing encoded: one Redis round trip
     assert second.cache.counts["remote_hit"] >= 40
     assert np.allclose(np.array(reused), np.array(computed), atol=1e-6)
 
@@ -59,13 +59,13 @@ async def test_one_tenant_never_hits_the_vector_another_tenant_asked_for(embedde
     question = "Is the acquisition of Initech going ahead?"
     with as_tenant("globex"):
         await embedder.embed([question], "query")
-    batches = embedder.batcher.batches
+    batches = embedder.batches
     with as_tenant("acme"):
         await embedder.embed([question], "query")
-    assert embedder.batcher.batches == batches + 1  # acme's own miss, encoded for acme
+    assert embedder.batches == batches + 1  # acme's own miss, encoded for acme
     with as_tenant("acme"):
         await embedder.embed([question], "query")
-    assert embedder.batcher.batches == batches + 1  # and from then on acme's own hit
+    assert embedder.batches == batches + 1  # and from then on acme's own hit
 
 
 @contextlib.contextmanager

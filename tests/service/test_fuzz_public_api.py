@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rag.v1 import admin_service_pb2 as admin_pb
+from rag.v1 import admin_service_pb2_grpc as admin_grpc
 from rag.v1 import common_pb2
 from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
@@ -16,8 +19,22 @@ from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_query.config import ApiKey, QuerySettings
 from tests.support.suite import in_process_suite
 
-KEYS = {"fuzz-writer": ApiKey(tenant="fuzz", roles=["writer"])}
+KEYS = {
+    "fuzz-writer": ApiKey(tenant="fuzz", roles=["writer"]),
+    "fuzz-operator": ApiKey(tenant="fuzz", roles=["operator"]),
+}
 AUTH = [("authorization", "Bearer fuzz-writer")]
+OPERATOR = [("authorization", "Bearer fuzz-operator")]
+# Every method of the public port, by its kind of reply.
+UNARY_METHODS = (
+    "/rag.v1.QueryService/Query",
+    "/rag.v1.DocumentService/IngestDocuments",
+    "/rag.v1.DocumentService/DeleteDocuments",
+    "/rag.v1.AdminService/SetMaintenance",
+    "/rag.v1.HealthDetailsService/GetHealthDetails",
+    "/grpc.health.v1.Health/Check",
+)
+STREAMING_METHODS = ("/rag.v1.QueryService/StreamQuery",)
 # What a caller may be told: its own mistakes, and limits. Never UNKNOWN or INTERNAL.
 CLEAR = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -49,6 +66,9 @@ options = st.builds(
     budget_ms=st.integers(min_value=-10, max_value=100_000),
 )
 questions = st.builds(pb.QueryRequest, question=texts, options=options)
+streamed_questions = st.builds(pb.StreamQueryRequest, question=texts, options=options)
+# Any ids but the one document every test still asks about.
+document_ids = st.text(max_size=200).filter(lambda id_: id_ != "tides")
 documents = st.builds(
     common_pb2.Document,
     id=st.text(max_size=200),
@@ -84,35 +104,90 @@ async def still_answers(suite) -> None:
     assert reply.sources
 
 
+async def answered_or_refused_clearly(call) -> None:
+    """Await a unary call, or read a stream to its end; any refusal must be a clear one."""
+    try:
+        if hasattr(call, "__aiter__"):
+            async for _ in call:
+                pass
+        else:
+            await call
+    except grpc.aio.AioRpcError as error:
+        assert_clear(error)
+
+
 @FUZZ
 @given(request=questions)
 async def test_any_question_gets_an_answer_or_a_clear_refusal(public, request):
-    try:
-        await pb_grpc.QueryServiceStub(public.channel).Query(request, metadata=AUTH, timeout=30)
-    except grpc.aio.AioRpcError as error:
-        assert_clear(error)
+    stub = pb_grpc.QueryServiceStub(public.channel)
+    await answered_or_refused_clearly(stub.Query(request, metadata=AUTH, timeout=30))
+
+
+@FUZZ
+@given(request=streamed_questions)
+async def test_any_streamed_question_gets_its_stream_or_a_clear_refusal(public, request):
+    stub = pb_grpc.QueryServiceStub(public.channel)
+    await answered_or_refused_clearly(stub.StreamQuery(request, metadata=AUTH, timeout=30))
 
 
 @FUZZ
 @given(batch=st.lists(documents, min_size=1, max_size=3))
 async def test_any_ingest_is_stored_or_refused_clearly(public, batch):
-    try:
-        await doc_grpc.DocumentServiceStub(public.channel).IngestDocuments(
-            doc_pb.IngestDocumentsRequest(documents=batch), metadata=AUTH, timeout=30
-        )
-    except grpc.aio.AioRpcError as error:
-        assert_clear(error)
+    request = doc_pb.IngestDocumentsRequest(documents=batch)
+    stub = doc_grpc.DocumentServiceStub(public.channel)
+    await answered_or_refused_clearly(stub.IngestDocuments(request, metadata=AUTH, timeout=30))
 
 
 @FUZZ
-@given(payload=st.binary(max_size=400))
-async def test_any_bytes_are_invalid_argument_at_worst(public, payload):
-    raw = public.channel.unary_unary("/rag.v1.QueryService/Query")
+@given(
+    ids=st.lists(document_ids, max_size=5) | st.lists(st.just("x"), min_size=1001, max_size=1001)
+)
+async def test_any_delete_is_done_or_refused_clearly(public, ids):
+    request = doc_pb.DeleteDocumentsRequest(document_ids=ids)
+    stub = doc_grpc.DocumentServiceStub(public.channel)
+    await answered_or_refused_clearly(stub.DeleteDocuments(request, metadata=AUTH, timeout=30))
+
+
+@FUZZ
+@given(enabled=st.booleans(), message=texts | st.text(min_size=450, max_size=700))
+async def test_any_maintenance_request_is_done_or_refused_clearly(public, enabled, message):
+    admin = admin_grpc.AdminServiceStub(public.channel)
+    request = admin_pb.SetMaintenanceRequest(enabled=enabled, message=message)
     try:
-        await raw(payload, metadata=AUTH, timeout=30)
-    except grpc.aio.AioRpcError as error:
-        assert_clear(error)
+        await answered_or_refused_clearly(
+            admin.SetMaintenance(request, metadata=OPERATOR, timeout=30)
+        )
+    finally:  # the other tests go on answering
+        await admin.SetMaintenance(admin_pb.SetMaintenanceRequest(), metadata=OPERATOR)
+
+
+@FUZZ
+@pytest.mark.parametrize("method", UNARY_METHODS + STREAMING_METHODS)
+@given(payload=st.binary(max_size=400))
+async def test_any_bytes_are_invalid_argument_at_worst(public, method, payload):
+    # As a writer: bytes that happen to parse cannot switch maintenance on for the rest.
+    kind = (
+        public.channel.unary_stream if method in STREAMING_METHODS else public.channel.unary_unary
+    )
+    await answered_or_refused_clearly(kind(method)(payload, metadata=AUTH, timeout=30))
 
 
 async def test_after_the_fuzzing_everyone_is_still_answered(public):
     await still_answers(public)
+
+
+async def test_health_watch_is_refused_so_keyless_streams_hold_no_slot(public):
+    # Watch never ends by itself and needs no key: served, it would let anyone hold every
+    # server slot. Check, which probes use, still answers.
+    watch = public.channel.unary_stream("/grpc.health.v1.Health/Watch")
+    for payload, code in (
+        (b"", grpc.StatusCode.UNIMPLEMENTED),
+        (b"\xff", grpc.StatusCode.INVALID_ARGUMENT),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in watch(payload, timeout=5):
+                pass
+        assert refused.value.code() == code
+    check = health_pb2_grpc.HealthStub(public.channel).Check
+    reply = await check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING

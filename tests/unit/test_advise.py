@@ -56,12 +56,15 @@ def embedding(cpu=0.5, batches=100, texts=120, queue=40) -> str:
 rag_health_signal{{service="embedding",signal="cpu"}} {cpu}
 # HELP rag_embedding_batch_size Texts per call of the model.
 # TYPE rag_embedding_batch_size histogram
-rag_embedding_batch_size_bucket{{service="embedding",le="+Inf"}} {batches}
-rag_embedding_batch_size_count{{service="embedding"}} {batches}
-rag_embedding_batch_size_sum{{service="embedding"}} {texts}
+rag_embedding_batch_size_bucket{{service="embedding",lane="query",le="+Inf"}} {batches}
+rag_embedding_batch_size_count{{service="embedding",lane="query"}} {batches}
+rag_embedding_batch_size_sum{{service="embedding",lane="query"}} {texts}
+rag_embedding_batch_size_count{{service="embedding",lane="document"}} 1000
+rag_embedding_batch_size_sum{{service="embedding",lane="document"}} 32000
 # HELP rag_embedding_queue_depth Texts waiting for a batch.
 # TYPE rag_embedding_queue_depth gauge
-rag_embedding_queue_depth{{service="embedding"}} {queue}
+rag_embedding_queue_depth{{service="embedding",lane="query"}} {queue}
+rag_embedding_queue_depth{{service="embedding",lane="document"}} 500
 """
 
 

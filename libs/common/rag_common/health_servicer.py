@@ -1,6 +1,10 @@
-"""gRPC edge of HealthDetailsService, which every service hosts."""
+"""gRPC edges of health: grpc.health.v1 Check, and HealthDetailsService, which every
+service hosts."""
 
 from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health
 
 from rag.v1 import health_details_service_pb2 as pb
 from rag.v1 import health_details_service_pb2_grpc as pb_grpc
@@ -13,6 +17,18 @@ _STATES = {
     Health.DEGRADED: pb.HEALTH_STATE_DEGRADED,
     Health.UNHEALTHY: pb.HEALTH_STATE_UNHEALTHY,
 }
+
+
+class CheckOnlyHealth(health.aio.HealthServicer):
+    """grpc.health.v1 with Check alone, which is what probes and load balancers ask.
+
+    Watch is refused: it is keyless and never ends by itself, so a caller could hold every
+    server slot with Watch streams, and no identity would let fair use limit it.
+    """
+
+    async def Watch(self, request, context) -> None:
+        """Refused, as UNIMPLEMENTED."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Watch is not served: use Check")
 
 
 class HealthDetailsServicer(pb_grpc.HealthDetailsServiceServicer):

@@ -65,8 +65,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         """Wrap the handler of one call."""
         handler = await continuation(details)
         method = details.method
-        if handler is None or method.startswith(_PLUMBING):
+        if handler is None:
             return handler
+        if method.startswith(_PLUMBING):
+            return _plumbing(handler)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary),
@@ -201,6 +203,50 @@ def _decoded(request: Any) -> Any:
 async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
     async for request in requests:
         yield _decoded(request)
+
+
+def _plumbing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A health or reflection handler as it is, except that a request that does not parse
+    ends as INVALID_ARGUMENT, not as UNKNOWN with a logged traceback."""
+
+    async def refused(ctx: grpc.aio.ServicerContext) -> None:
+        code, message, trailers = status.encode(
+            InvalidArgument("request", "not a valid protobuf message for this method")
+        )
+        await ctx.abort(code, message, trailing_metadata=trailers)
+
+    if handler.unary_unary:
+        behavior = handler.unary_unary
+
+        async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            if request is _UNDECODABLE:
+                await refused(ctx)
+            return await behavior(request, ctx)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream:
+        streaming = handler.unary_stream
+
+        async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> None:
+            if request is _UNDECODABLE:
+                await refused(ctx)
+            replies = streaming(request, ctx)
+            if not hasattr(replies, "__aiter__"):  # it writes its replies with ctx.write
+                await replies
+                return
+            async for message in replies:
+                await ctx.write(message)
+
+        return grpc.unary_stream_rpc_method_handler(
+            stream,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    return handler  # reflection's bidi stream parses its own requests
 
 
 class _LogSampler:

@@ -22,7 +22,7 @@ from rag_common import logs, tracing
 from rag_common.audit import AuditLog
 from rag_common.fair_use import FairUse
 from rag_common.health_details import HealthChecker
-from rag_common.health_servicer import HealthDetailsServicer
+from rag_common.health_servicer import CheckOnlyHealth, HealthDetailsServicer
 from rag_common.interceptor import IdentityResolver, ServerInterceptor
 from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings, env_name
@@ -70,7 +70,7 @@ class ServiceHost:
         audited: tuple[str, ...] = (),
     ) -> None:
         self._settings = settings
-        self._health = health.aio.HealthServicer()
+        self._health = CheckOnlyHealth()
         self.metrics = RpcMetrics(name)
         self.signals = SignalWindow(settings.thresholds(), cache=cache_lookups)
         self.checker = checker or HealthChecker(name, [])

@@ -51,6 +51,9 @@ class StallGuard(grpc.aio.ServerInterceptor):
         # ours to time, and the call ours to cancel.
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> None:
             messages = behavior(request, ctx)
+            if not hasattr(messages, "__aiter__"):  # a handler that writes for itself
+                await messages
+                return
             try:
                 async for message in messages:
                     await self._write(method, ctx, message)

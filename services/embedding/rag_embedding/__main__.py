@@ -33,6 +33,7 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
         max_document_batch=settings.max_document_batch,
         max_wait_s=settings.max_wait_ms / 1000,
         quiet_s=settings.batch_quiet_ms / 1000,
+        bulk_niceness=settings.bulk_niceness,
         cache=_cache(settings),
     )
 

@@ -45,12 +45,15 @@ class EmbeddingSettings(RedisSettings):
         64, ge=1, description="Most texts from concurrent calls encoded together."
     )
     max_document_batch: int = Field(
-        1,
-        ge=1,
-        description="Most ingest texts in one model call while questions are coming in: they "
-        "are encoded first, and wait for at most one such batch (without questions, ingest "
-        "batches fill to max_batch). One chunk at a time costs ingest little on a CPU and "
-        "keeps a question's wait to one chunk's encode.",
+        32, ge=1, description="Most ingest texts encoded together (the ingest lane's batches)."
+    )
+    bulk_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How far below normal priority the ingest lane's threads run (Linux nice "
+        "steps; 0 keeps them equal to questions). At 10 an ingest alone still uses every "
+        "core, and questions get the cores first while both encode.",
     )
     max_wait_ms: float = Field(
         10.0, ge=0, description="Longest a text waits for others to fill its batch."

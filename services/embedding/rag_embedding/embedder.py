@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from rag_common import context, tracing
+from rag_common.background import background_executor
 from rag_common.errors import InvalidArgument, Unavailable
 from rag_common.tiered_cache import TieredCache
 from rag_embedding.batching import DynamicBatcher
@@ -49,12 +51,16 @@ class ModelInfo:
 
 
 class Embedder:
-    """Encodes validated texts, batching concurrent callers; one encode runs at a time.
+    """Encodes validated texts, batching concurrent callers, in two lanes: questions and
+    ingest.
 
-    The model already uses every core for one batch, so running two batches side by side only
-    makes both slower; a single worker thread keeps the event loop free and the model busy,
-    and the DynamicBatcher keeps its batches full. Until `start()` has loaded the model,
-    calls fail with UNAVAILABLE (reason NOT_READY).
+    Each lane has its own copy of the model, its own batcher and its own worker thread, so
+    a question never waits behind an ingest batch. The ingest lane's thread (and the threads
+    its model computes with) run `bulk_niceness` below normal priority: alone, an ingest
+    runs at full speed on every core; while questions are encoding, the scheduler gives
+    them the cores first. Within a lane one batch encodes at a time: the model already uses
+    every core for one batch, and the batcher keeps the batches full. Until `start()` has
+    loaded the models, calls fail with UNAVAILABLE (reason NOT_READY).
     """
 
     def __init__(
@@ -64,44 +70,58 @@ class Embedder:
         max_texts: int,
         max_text_chars: int,
         max_batch: int = 64,
-        max_document_batch: int = 1,
+        max_document_batch: int = 32,
         max_wait_s: float = 0.010,
         quiet_s: float = 0.001,
+        bulk_niceness: int = 10,
         cache: TieredCache | None = None,
     ) -> None:
         self._load_model = load_model
-        self._model: EncoderModel | None = None
+        self._models: dict[Purpose, EncoderModel] = {}
         self._max_texts = max_texts
         self._max_text_chars = max_text_chars
-        self._max_batch = max_batch
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        self._executors = {
+            Purpose.QUERY: ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode"),
+            Purpose.DOCUMENT: background_executor("encode-bulk", bulk_niceness),
+        }
+        self._batch_limits = {Purpose.QUERY: max_batch, Purpose.DOCUMENT: max_document_batch}
         self.cache = cache
-        self.batcher: DynamicBatcher[Purpose] = DynamicBatcher(
-            self._encode,
-            self._executor,
-            max_batch=max_batch,
-            max_wait_s=max_wait_s,
-            quiet_s=quiet_s,
-            # Questions first; ingest in small batches, so a question waits for one at most.
-            lane=lambda purpose: 0 if purpose is Purpose.QUERY else 1,
-            lane_batch={1: max_document_batch},
-        )
+        self.batchers = {
+            purpose: DynamicBatcher(
+                functools.partial(self._encode, purpose),
+                self._executors[purpose],
+                max_batch=self._batch_limits[purpose],
+                max_wait_s=max_wait_s,
+                quiet_s=quiet_s,
+            )
+            for purpose in Purpose
+        }
 
     async def start(self) -> None:
-        """Load the model off the event loop and encode a full batch and a single text, so
+        """Load each lane's model on its own thread (so the ingest lane's compute threads
+        inherit its priority), then encode a full batch and a single text with each, so
         neither the first caller nor the first burst pays for the model's first runs."""
         loop = asyncio.get_running_loop()
-        model = await loop.run_in_executor(self._executor, self._load_model)
-        # Straight to the model: through the cache, a text warmed before would skip it.
-        batch = [f"warm-up text number {n}" for n in range(self._max_batch)]
-        for texts in (batch, batch[:1]):
-            await loop.run_in_executor(self._executor, model.encode, texts, Purpose.QUERY)
-        self._model = model
+        models = {}
+        for purpose in Purpose:  # one after the other: the first load may export the model
+            executor = self._executors[purpose]
+            model = await loop.run_in_executor(executor, self._load_model)
+            # Straight to the model: through the cache, a text warmed before would skip it.
+            batch = [f"warm-up text number {n}" for n in range(self._batch_limits[purpose])]
+            for texts in (batch, batch[:1]):
+                await loop.run_in_executor(executor, model.encode, texts, purpose)
+            models[purpose] = model
+        self._models = models
 
     @property
     def ready(self) -> bool:
         """Whether the model is loaded."""
-        return self._model is not None
+        return bool(self._models)
+
+    @property
+    def batches(self) -> int:
+        """Model calls made so far, both lanes together."""
+        return sum(batcher.batches for batcher in self.batchers.values())
 
     @property
     def info(self) -> ModelInfo:
@@ -125,7 +145,7 @@ class Embedder:
         self._validate(texts)
         purpose = Purpose(purpose)
         if self.cache is None:
-            return await self.batcher.submit(texts, purpose)
+            return await self.batchers[purpose].submit(texts)
         # The whole request is looked up in one round trip; only the misses are encoded.
         tenant = context.current_tenant()
         keys = [_cache_key(model.name, purpose, tenant, text) for text in texts]
@@ -137,7 +157,7 @@ class Embedder:
             for value in cached
         ]
         if missing:
-            computed = await self.batcher.submit([texts[i] for i in missing], purpose)
+            computed = await self.batchers[purpose].submit([texts[i] for i in missing])
             for i, vector in zip(missing, computed, strict=True):
                 vectors[i] = vector
             await self.cache.set_many(
@@ -148,18 +168,20 @@ class Embedder:
             )
         return vectors  # type: ignore[return-value]
 
-    def _encode(self, texts: Sequence[str], purpose: Purpose) -> list[list[float]]:
-        return self._ready_model().encode(texts, purpose)
+    def _encode(self, purpose: Purpose, texts: Sequence[str]) -> list[list[float]]:
+        return self._models[purpose].encode(texts, purpose)
 
     def _ready_model(self) -> EncoderModel:
-        if self._model is None:
+        if not self._models:
             raise Unavailable("the embedding model is still loading", reason="NOT_READY")
-        return self._model
+        return self._models[Purpose.QUERY]
 
     async def close(self) -> None:
-        """Stop batching, then the encode thread once the batch in progress is done."""
-        await self.batcher.close()
-        self._executor.shutdown(wait=True)
+        """Stop batching, then the encode threads once the batches in progress are done."""
+        for batcher in self.batchers.values():
+            await batcher.close()
+        for executor in self._executors.values():
+            executor.shutdown(wait=True)
 
     def _validate(self, texts: Sequence[str]) -> None:
         if not texts:

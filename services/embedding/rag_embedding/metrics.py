@@ -11,25 +11,29 @@ _LAYERS = {"local_hit": ("local", "hit"), "remote_hit": ("redis", "hit"), "miss"
 
 
 def embedding_families(embedder: Embedder) -> list[Metric]:
-    """Batch sizes, texts waiting for a batch, and embedding cache lookups, read at scrape."""
-    service = ("embedding",)
+    """Batch sizes, texts waiting for a batch, and embedding cache lookups, per lane
+    (query, document), read at scrape."""
+    lanes = {
+        ("embedding", purpose.value): batcher for purpose, batcher in embedder.batchers.items()
+    }
     queue = GaugeMetricFamily(
-        "rag_embedding_queue_depth", "Texts waiting for a batch.", labels=["service"]
+        "rag_embedding_queue_depth", "Texts waiting for a batch.", labels=["service", "lane"]
     )
-    queue.add_metric(list(service), embedder.batcher.queue_depth)
+    for labels, batcher in lanes.items():
+        queue.add_metric(list(labels), batcher.queue_depth)
     families: list[Metric] = [
         histogram_family(
             "rag_embedding_batch_size",
             "Texts per call of the model.",
-            ["service"],
-            {service: embedder.batcher.batch_sizes},
+            ["service", "lane"],
+            {labels: batcher.batch_sizes for labels, batcher in lanes.items()},
         ),
         queue,
         counter_family(
             "rag_embedding_dropped_texts",
             "Queued texts dropped unencoded because every caller had gone.",
-            ["service"],
-            {service: embedder.batcher.dropped},
+            ["service", "lane"],
+            {labels: batcher.dropped for labels, batcher in lanes.items()},
         ),
     ]
     if embedder.cache is not None:
@@ -40,7 +44,7 @@ def embedding_families(embedder: Embedder) -> list[Metric]:
                 "Cache lookups by layer and result.",
                 ["service", "layer", "result"],
                 {
-                    (*service, f"embedding_{_LAYERS[key][0]}", _LAYERS[key][1]): count
+                    ("embedding", f"embedding_{_LAYERS[key][0]}", _LAYERS[key][1]): count
                     for key, count in counts.items()
                 },
             )

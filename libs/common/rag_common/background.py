@@ -1,0 +1,37 @@
+"""Worker threads for bulk work that give way to interactive work on a busy CPU."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger(__name__)
+
+
+def background_executor(name: str, niceness: int, workers: int = 1) -> ThreadPoolExecutor:
+    """A pool whose threads run `niceness` steps below normal priority (0: unchanged).
+
+    Linux schedules each thread by its own nice value, and threads a worker starts (a model
+    runtime's compute pool, say) inherit it. At nice 10 a thread gets about a tenth of a
+    core that a normal thread also wants, and all of an idle one: bulk work still runs at
+    full speed alone, and an interactive call never waits for it to hand the CPU back.
+    """
+    return ThreadPoolExecutor(
+        max_workers=workers,
+        thread_name_prefix=name,
+        initializer=_lower_priority,
+        initargs=(niceness,),
+    )
+
+
+def _lower_priority(niceness: int) -> None:
+    if niceness <= 0:
+        return
+    thread = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(current + niceness, 19))
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: run at normal priority
+        log.warning("could not lower a background thread's priority: %s", exc)
