@@ -32,6 +32,7 @@ from rag_bench import (
     corpus,
     embedding,
     fairness,
+    identity_cost,
     observability,
     report,
     routing,
@@ -337,6 +338,8 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             runs, observability.TLS_LABEL, "TLS on every port and mTLS between services, vs. off"
         )
     )
+    plain_c1 = {r.name: r for r in runs if r.concurrency == 1}
+    print(identity_cost.summary(plain_c1["grpc (4 services)"], plain_c1["grpc, cache hit"]))
     print(fair)
     await semantic_cache_rates()
     if scale_chunks:
