@@ -107,16 +107,22 @@ class ExtractiveModel:
             if len(sentence.strip()) >= 12
         ]
         question = set(_terms(prompt.question))
-        document_frequency = Counter(t for _, s in candidates for t in set(_terms(s)))
+        terms = [set(_terms(sentence)) for _, sentence in candidates]  # each sentence once
+        document_frequency = Counter(t for sentence_terms in terms for t in sentence_terms)
         total = len(candidates) or 1
 
-        def score(item: tuple[int, str]) -> float:
-            number, sentence = item
-            overlap = question.intersection(_terms(sentence))
-            rarity = sum(math.log(1 + total / document_frequency[t]) for t in overlap)
+        def score(number: int, sentence_terms: set[str]) -> float:
+            rarity = sum(
+                math.log(1 + total / document_frequency[t]) for t in question & sentence_terms
+            )
             return rarity / (1 + 0.1 * (number - 1))  # earlier sources ranked better
 
-        ranked = [c for c in sorted(candidates, key=score, reverse=True) if score(c) > 0]
+        scored = [
+            (score(number, sentence_terms), i)
+            for i, ((number, _), sentence_terms) in enumerate(zip(candidates, terms, strict=True))
+        ]
+        # Best first; among equals, the earlier sentence (a stable sort on the score alone).
+        ranked = [candidates[i] for value, i in sorted(scored, key=lambda s: -s[0]) if value > 0]
         chosen = ranked[:_MAX_SENTENCES] or candidates[:1]
         if not chosen:  # the sources hold no prose at all: quote the best one as it is
             return [f"{prompt.sources[0].text[:_MAX_SENTENCE_CHARS]} [1]"]
