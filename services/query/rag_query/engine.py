@@ -55,7 +55,7 @@ class QueryPolicy:
     retrieval_share: float = 0.5
     min_generation_s: float = 0.3
     max_pipeline_queries: int = 64  # running and waiting; beyond it, cached answers only
-    pipeline_concurrency: int = 8  # running at once; the others wait, tenants in turn
+    pipeline_concurrency: int = 16  # running at once; the others wait, tenants in turn
     # Places one tenant may hold while other tenants are asking too (0: all of them).
     tenant_share_when_shared: int = 0
 
