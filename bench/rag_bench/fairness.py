@@ -32,6 +32,7 @@ FLOOD_AUTH = [("authorization", f"Bearer {FLOOD_KEY}")]
 FLOOD_CONCURRENCY = 64
 MAXIMAL_DOCUMENT_CHARS = 1_000_000  # RAG_RETRIEVAL_MAX_DOCUMENT_CHARS by default
 TARGET_RATIO = 1.5
+QUESTIONS_PER_RUN = 100  # B's questions alone, and again under each load
 
 
 async def runs(address: str, quiet_key: str, questions: list[str], flood_chunks: int) -> str:

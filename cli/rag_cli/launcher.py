@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -110,11 +111,38 @@ def local_identity_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+_LOWEST_PORT = 10_000
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on now, and that this process has not
+    handed out before.
+
+    It lies below the kernel's ephemeral range: a port taken from that range (as binding
+    port 0 does) is free only until the next outgoing connection, which may get it as its
+    local port before the service that was given it binds it.
+    """
+    below = _ephemeral_ports_start()
+    for _ in range(200):
+        port = random.randrange(_LOWEST_PORT, below) if below > _LOWEST_PORT + 1000 else 0
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port found")
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0  # unknown: let the kernel choose
 
 
 def client_channel(address: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
