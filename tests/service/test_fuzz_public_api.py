@@ -35,6 +35,7 @@ UNARY_METHODS = (
     "/grpc.health.v1.Health/Check",
 )
 STREAMING_METHODS = ("/rag.v1.QueryService/StreamQuery",)
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 # What a caller may be told: its own mistakes, and limits. Never UNKNOWN or INTERNAL.
 CLEAR = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -170,6 +171,15 @@ async def test_any_bytes_are_invalid_argument_at_worst(public, method, payload):
         public.channel.unary_stream if method in STREAMING_METHODS else public.channel.unary_unary
     )
     await answered_or_refused_clearly(kind(method)(payload, metadata=AUTH, timeout=30))
+
+
+@FUZZ
+@given(payload=st.binary(max_size=400))
+async def test_any_bytes_to_reflection_are_invalid_argument_at_worst(public, payload):
+    call = public.channel.stream_stream(REFLECTION)(timeout=30)
+    await call.write(payload)
+    await call.done_writing()
+    await answered_or_refused_clearly(call)
 
 
 async def test_after_the_fuzzing_everyone_is_still_answered(public):

@@ -246,7 +246,25 @@ def _plumbing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
-    return handler  # reflection's bidi stream parses its own requests
+    if handler.stream_stream:  # reflection
+        conversation = handler.stream_stream
+
+        async def bidi(requests: AsyncIterator[Any], ctx: grpc.aio.ServicerContext):
+            async def decoded() -> AsyncIterator[Any]:
+                async for request in requests:
+                    if request is _UNDECODABLE:
+                        await refused(ctx)
+                    yield request
+
+            async for message in conversation(decoded(), ctx):
+                yield message
+
+        return grpc.stream_stream_rpc_method_handler(
+            bidi,
+            request_deserializer=_tolerant(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
 
 class _LogSampler:
