@@ -29,7 +29,7 @@ class ExplodingModel:
 
 @pytest.fixture(scope="module")
 async def address():
-    embedder = Embedder(lambda _: ExplodingModel(), max_texts=4, max_text_chars=100)
+    embedder = Embedder(ExplodingModel, max_texts=4, max_text_chars=100)
     await embedder.start()
     host = await start_host(servicers(embedder))
     yield f"127.0.0.1:{host.port}"

@@ -99,30 +99,3 @@ async def test_texts_whose_callers_all_left_are_not_encoded(executor):
     # Asked again later, it is encoded like any other text.
     assert await batcher.submit(["nobody waits for me"]) == [[19.0, 0.0]]
     await batcher.close()
-
-
-async def test_with_two_workers_two_batches_encode_at_once():
-    encoder = RecordingEncoder(delay_s=0.1)
-    running, overlap = 0, 0
-    lock = threading.Lock()
-
-    def encode(texts):
-        nonlocal running, overlap
-        with lock:
-            running += 1
-            overlap = max(overlap, running)
-        try:
-            return encoder(texts)
-        finally:
-            with lock:
-                running -= 1
-
-    pool = ThreadPoolExecutor(max_workers=2)
-    batcher = DynamicBatcher(encode, pool, max_batch=4, max_wait_s=0.001, concurrency=2)
-    first = asyncio.ensure_future(batcher.submit(["first batch"]))
-    await asyncio.sleep(0.02)  # the first batch is encoding
-    second = await asyncio.wait_for(batcher.submit(["second batch"]), 5)
-    assert overlap == 2  # the second batch did not wait for the first to finish
-    assert second == [[12.0, 0.0]] and await first == [[11.0, 0.0]]
-    await batcher.close()
-    pool.shutdown()

@@ -37,7 +37,7 @@ async def lanes():
     gate = threading.Event()
     models: list[GatedModel] = []
 
-    def load(purpose: Purpose) -> GatedModel:
+    def load() -> GatedModel:
         models.append(GatedModel(gate))
         return models[-1]
 

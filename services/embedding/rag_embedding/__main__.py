@@ -16,7 +16,7 @@ from rag_common.server import ServiceHost, run_service, service_main
 from rag_common.signals import available_cpus
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
 from rag_embedding.config import EmbeddingSettings
-from rag_embedding.embedder import Embedder, EncoderModel, Purpose
+from rag_embedding.embedder import Embedder, EncoderModel
 from rag_embedding.metrics import embedding_families
 from rag_embedding.servicer import servicers
 
@@ -25,39 +25,21 @@ log = logging.getLogger(__name__)
 
 def build_embedder(settings: EmbeddingSettings) -> Embedder:
     """An Embedder that will load the configured model, on the configured backend, on start()."""
-    workers = query_workers(settings)
-    loaders = {
-        # Several question batches at once, one thread each; ingest batches on every thread.
-        Purpose.QUERY: model_loader(settings, threads=1 if workers > 1 else None),
-        Purpose.DOCUMENT: model_loader(settings),
-    }
     return Embedder(
-        lambda purpose: loaders[purpose](),
+        model_loader(settings),
         max_texts=settings.max_texts,
         max_text_chars=settings.max_text_chars,
         max_batch=settings.max_batch,
         max_document_batch=settings.max_document_batch,
         max_wait_s=settings.max_wait_ms / 1000,
         quiet_s=settings.batch_quiet_ms / 1000,
-        query_workers=workers,
         bulk_niceness=settings.bulk_niceness,
         cache=_cache(settings),
     )
 
 
-def query_workers(settings: EmbeddingSettings) -> int:
-    """Question batches encoded at once: as set, else one per CPU on the onnx backends
-    (torch runs one call at a time on all its threads)."""
-    if settings.query_workers:
-        return settings.query_workers
-    return 1 if settings.backend == "torch" else max(1, math.floor(available_cpus()))
-
-
-def model_loader(
-    settings: EmbeddingSettings, threads: int | None = None
-) -> Callable[[], EncoderModel]:
-    """What loads the model on the configured backend (called off the event loop); on the
-    onnx backends each call computes with `threads` threads (None: as configured)."""
+def model_loader(settings: EmbeddingSettings) -> Callable[[], EncoderModel]:
+    """What loads the model on the configured backend (called off the event loop)."""
     if settings.backend == "torch":
         from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
 
@@ -76,7 +58,7 @@ def model_loader(
         batch_size=settings.batch_size,
         int8=settings.backend == "onnx-int8",
         cache_dir=Path(cache_dir),
-        threads=threads or settings.threads or math.ceil(available_cpus()),
+        threads=settings.threads or math.ceil(available_cpus()),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -26,11 +25,10 @@ class DynamicBatcher:
     `quiet_s`, or when its first text has waited `max_wait_s`: a burst of callers lands in one
     batch, while a lone caller waits only `quiet_s`. While one batch encodes the next fills
     up, so under load batches grow by themselves and many single-text callers get close to
-    batch throughput. Up to `concurrency` batches encode at once (an executor with as many
-    threads, and a model that may be called from several). A text already queued or
-    encoding is not encoded again: its callers share the result. A queued text whose every
-    caller has gone (cancelled, past its deadline) is dropped before it is encoded: the
-    model's time goes to callers still waiting.
+    batch throughput. A text already queued or encoding is not encoded again: its callers
+    share the result. A queued text whose every caller has gone (cancelled, past its
+    deadline) is dropped before it is encoded: the model's time goes to callers still
+    waiting.
     """
 
     def __init__(
@@ -41,10 +39,8 @@ class DynamicBatcher:
         max_batch: int,
         max_wait_s: float,
         quiet_s: float = 0.001,
-        concurrency: int = 1,
     ) -> None:
         self._encode = encode
-        self._concurrency = concurrency
         self._executor = executor
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
@@ -54,7 +50,6 @@ class DynamicBatcher:
         # Each text's future gets its vector and the size of the batch it was encoded in.
         self._pending: dict[str, asyncio.Future[tuple[Vector, int]]] = {}
         self._worker: asyncio.Task[None] | None = None
-        self._in_flight: set[asyncio.Task[None]] = set()  # batches encoding now
         self._waiting: Counter[str] = Counter()  # callers per queued text
         self._encoding: set[str] = set()
         self.batches = 0  # how many encoder calls were made (for tests and metrics)
@@ -107,29 +102,21 @@ class DynamicBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(RuntimeError("the embedder is shutting down"))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        free = asyncio.Semaphore(self._concurrency)
         while True:
-            await free.acquire()  # a batch starts filling once a worker can take it
             batch = await self._next_batch(loop)
-            if not batch:  # every text taken had been dropped while queued
-                free.release()
-                continue
-            self._encoding.update(batch)
-            task = asyncio.create_task(self._encode_batch(loop, batch))
-            self._in_flight.add(task)
-            task.add_done_callback(functools.partial(self._done, batch, free))
-
-    def _done(self, batch: list[str], free: asyncio.Semaphore, task: asyncio.Task) -> None:
-        self._in_flight.discard(task)
-        self._encoding.difference_update(batch)
-        free.release()
+            if not batch:
+                continue  # every text taken had been dropped while queued
+            self._encoding = set(batch)
+            try:
+                await self._encode_batch(loop, batch)
+            finally:
+                self._encoding = set()
 
     async def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[str]:
         """A burst of queued texts, up to `max_batch`, each once."""

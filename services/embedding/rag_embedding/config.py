@@ -34,16 +34,8 @@ class EmbeddingSettings(RedisSettings):
     threads: int = Field(
         0,
         ge=0,
-        description="Threads one onnx model call computes with (ingest batches, and "
-        "question batches when query_workers is 1); 0 means the CPUs this container may "
-        "use (its cgroup quota).",
-    )
-    query_workers: int = Field(
-        0,
-        ge=0,
-        description="Question batches encoded at once, each on one thread; 0 means one per "
-        "CPU on the onnx backends (two one-thread calls side by side encode small batches "
-        "1.2x to 1.6x faster than one call on two threads) and 1 on torch.",
+        description="Threads the onnx backend computes with; 0 means the CPUs this "
+        "container may use (its cgroup quota).",
     )
     device: str = Field("cpu", description="Torch device the model runs on (torch backend).")
     batch_size: int = Field(32, ge=1, le=1024, description="Texts encoded per forward pass.")

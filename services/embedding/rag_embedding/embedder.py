@@ -54,19 +54,18 @@ class Embedder:
     """Encodes validated texts, batching concurrent callers, in two lanes: questions and
     ingest.
 
-    Each lane has its own copy of the model (`load_model(purpose)`), its own batcher and its
-    own worker threads, so a question never waits behind an ingest batch. Questions are
-    encoded `query_workers` batches at once: their batches are small, and two one-thread
-    model calls side by side get more out of two cores than one call on both. The ingest
-    lane's thread (and the threads its model computes with) runs `bulk_niceness` below
-    normal priority, one large batch at a time on every core: alone, an ingest runs at full
-    speed; while questions are encoding, the scheduler gives them the cores first. Until
-    `start()` has loaded the models, calls fail with UNAVAILABLE (reason NOT_READY).
+    Each lane has its own copy of the model, its own batcher and its own worker thread, so
+    a question never waits behind an ingest batch. The ingest lane's thread (and the threads
+    its model computes with) run `bulk_niceness` below normal priority: alone, an ingest
+    runs at full speed on every core; while questions are encoding, the scheduler gives
+    them the cores first. Within a lane one batch encodes at a time: the model already uses
+    every core for one batch, and the batcher keeps the batches full. Until `start()` has
+    loaded the models, calls fail with UNAVAILABLE (reason NOT_READY).
     """
 
     def __init__(
         self,
-        load_model: Callable[[Purpose], EncoderModel],
+        load_model: Callable[[], EncoderModel],
         *,
         max_texts: int,
         max_text_chars: int,
@@ -74,7 +73,6 @@ class Embedder:
         max_document_batch: int = 32,
         max_wait_s: float = 0.010,
         quiet_s: float = 0.001,
-        query_workers: int = 1,
         bulk_niceness: int = 10,
         cache: TieredCache | None = None,
     ) -> None:
@@ -83,11 +81,10 @@ class Embedder:
         self._max_texts = max_texts
         self._max_text_chars = max_text_chars
         self._executors = {
-            Purpose.QUERY: ThreadPoolExecutor(query_workers, thread_name_prefix="encode"),
+            Purpose.QUERY: ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode"),
             Purpose.DOCUMENT: background_executor("encode-bulk", bulk_niceness),
         }
         self._batch_limits = {Purpose.QUERY: max_batch, Purpose.DOCUMENT: max_document_batch}
-        workers = {Purpose.QUERY: query_workers, Purpose.DOCUMENT: 1}
         self.cache = cache
         self.batchers = {
             purpose: DynamicBatcher(
@@ -96,7 +93,6 @@ class Embedder:
                 max_batch=self._batch_limits[purpose],
                 max_wait_s=max_wait_s,
                 quiet_s=quiet_s,
-                concurrency=workers[purpose],
             )
             for purpose in Purpose
         }
@@ -109,7 +105,7 @@ class Embedder:
         models = {}
         for purpose in Purpose:  # one after the other: the first load may export the model
             executor = self._executors[purpose]
-            model = await loop.run_in_executor(executor, self._load_model, purpose)
+            model = await loop.run_in_executor(executor, self._load_model)
             # Straight to the model: through the cache, a text warmed before would skip it.
             batch = [f"warm-up text number {n}" for n in range(self._batch_limits[purpose])]
             for texts in (batch, batch[:1]):
