@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from rag_common import tracing
 from rag_common.stats import Distribution
-
-log = logging.getLogger(__name__)
 
 Vector = list[float]
 Encode = Callable[[Sequence[str]], list[Vector]]

@@ -137,7 +137,7 @@ class QuerySettings(RedisSettings):
         "(plus, for each tenant with none running, one more); the others wait, each tenant "
         "taking its turn, for at most the retrieval share of their budget. While several "
         "tenants ask, each holds at most tenant_pipeline_share of them. More places let "
-        "the embedder batch more questions together (16 against 8: about 15 % more cache "
+        "the embedder batch more questions together (16 against 8: 5 to 15 % more cache "
         "misses a second on 2 CPUs).",
     )
     tenant_pipeline_share: int = Field(
