@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 log = logging.getLogger(__name__)
 
 
-def background_executor(name: str, niceness: int, workers: int = 1) -> ThreadPoolExecutor:
-    """A pool whose threads run `niceness` steps below normal priority (0: unchanged).
+def background_executor(name: str, niceness: int) -> ThreadPoolExecutor:
+    """A one-thread pool whose thread runs `niceness` steps below normal priority (0: unchanged).
 
     Linux schedules each thread by its own nice value, and threads a worker starts (a model
     runtime's compute pool, say) inherit it. At nice 10 a thread gets about a tenth of a
@@ -19,7 +19,7 @@ def background_executor(name: str, niceness: int, workers: int = 1) -> ThreadPoo
     full speed alone, and an interactive call never waits for it to hand the CPU back.
     """
     return ThreadPoolExecutor(
-        max_workers=workers,
+        max_workers=1,
         thread_name_prefix=name,
         initializer=_lower_priority,
         initargs=(niceness,),

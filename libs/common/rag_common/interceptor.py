@@ -234,12 +234,7 @@ def _plumbing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> None:
             if request is _UNDECODABLE:
                 await refused(ctx)
-            replies = streaming(request, ctx)
-            if not hasattr(replies, "__aiter__"):  # it writes its replies with ctx.write
-                await replies
-                return
-            async for message in replies:
-                await ctx.write(message)
+            await streaming(request, ctx)  # health's Watch, which writes for itself
 
         return grpc.unary_stream_rpc_method_handler(
             stream,

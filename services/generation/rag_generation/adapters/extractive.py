@@ -117,12 +117,10 @@ class ExtractiveModel:
             )
             return rarity / (1 + 0.1 * (number - 1))  # earlier sources ranked better
 
-        scored = [
-            (score(number, sentence_terms), i)
-            for i, ((number, _), sentence_terms) in enumerate(zip(candidates, terms, strict=True))
-        ]
-        # Best first; among equals, the earlier sentence (a stable sort on the score alone).
-        ranked = [candidates[i] for value, i in sorted(scored, key=lambda s: -s[0]) if value > 0]
+        scores = [score(number, t) for (number, _), t in zip(candidates, terms, strict=True)]
+        # Best first; among equals, the earlier sentence (sorted is stable).
+        order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+        ranked = [candidates[i] for i in order if scores[i] > 0]
         chosen = ranked[:_MAX_SENTENCES] or candidates[:1]
         if not chosen:  # the sources hold no prose at all: quote the best one as it is
             return [f"{prompt.sources[0].text[:_MAX_SENTENCE_CHARS]} [1]"]
