@@ -8,7 +8,9 @@ PROTOS := $(wildcard protos/rag/v1/*.proto)
 export HF_HUB_OFFLINE = 1
 export TRANSFORMERS_OFFLINE = 1
 # llama.cpp's optional multimodal part is not used; skipping it makes the build a third faster.
-export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
+# A portable AVX2 build, not -march=native: on CPUs with AMX (Sapphire Rapids and later) the
+# native build takes ggml's AMX matrix path, which crashes on the first token.
+export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install proto run test test-fast lint bench load helm-lint clean
 
