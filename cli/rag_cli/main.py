@@ -37,6 +37,7 @@ from rag_cli.launcher import (
     health_status,
     local_identity_key,
 )
+from rag_cli.supervise import keep_running
 from rag_common.credentials import Credentials
 from rag_common.identity import ROLES
 from rag_common.tls import write_development_ca
@@ -416,7 +417,8 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
-    """Wait for SERVING, run the demo if asked, then watch the processes until one exits."""
+    """Wait for SERVING, run the demo if asked, then keep the services running (a service
+    that exits is started again) until cancelled."""
     ready = await cluster.wait_serving()
     slowest = max(ready.values())
     console.print(
@@ -438,12 +440,7 @@ async def _serve(cluster: LocalCluster, args: argparse.Namespace) -> None:
         await query(demo)
         console.print('[dim]also try: rag query "your question" --provider local[/dim]')
     console.print("\nserving; press Ctrl-C to stop")
-    while True:
-        for service, process in cluster.processes.items():
-            if process.poll() is not None:
-                console.print(f"[red]{service} exited with {process.returncode}[/red]")
-                return
-        await asyncio.sleep(0.5)
+    await keep_running(cluster, lambda line: console.print(f"[yellow]{line}[/yellow]"))
 
 
 def _credentials(args: argparse.Namespace) -> Credentials:

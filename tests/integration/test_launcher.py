@@ -1,4 +1,5 @@
-"""`rag up` never leaves its services behind: not on SIGTERM or SIGHUP, not when killed."""
+"""`rag up` never leaves its services behind: not on SIGTERM or SIGHUP, not when killed; and
+it starts again a service that crashes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from rag_cli.launcher import DEFAULT_PORTS, LocalCluster, health_status, port_in_use
+from rag_cli.supervise import RestartPolicy, keep_running
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +98,40 @@ def test_a_port_taken_by_someone_else_is_named_with_its_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+async def wait_for_report(reports: list[str], text: str, count: int, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while sum(text in line for line in reports) < count:
+        assert time.monotonic() < deadline, f"no {count}x {text!r} in {reports}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_service_killed_outright_is_started_again_with_growing_delays(tmp_path):
+    cluster = LocalCluster.on_free_ports(
+        tmp_path, env={"RAG_GENERATION_PROVIDERS": '["extractive"]'}
+    )
+    cluster.start(("generation",))
+    reports: list[str] = []
+    watcher = None
+    try:
+        await cluster.wait_serving(within_s=120)
+        policy = RestartPolicy(first_delay_s=0.2, healthy_after_s=600)
+        watcher = asyncio.create_task(keep_running(cluster, reports.append, policy))
+        crashed = cluster.processes["generation"].pid
+        os.kill(crashed, signal.SIGKILL)
+        await wait_for_report(reports, "SERVING again", 1, within_s=120)
+        assert reports[0].startswith("generation exited with -9")
+        assert reports[0].endswith("starting it again in 0.2s")
+        assert cluster.processes["generation"].pid != crashed
+        assert await health_status(cluster.address("generation"), 2.0) == "SERVING"
+
+        # A second crash soon after the first waits twice as long: a crash loop backs off.
+        os.kill(cluster.processes["generation"].pid, signal.SIGKILL)
+        await wait_for_report(reports, "SERVING again", 2, within_s=120)
+        assert reports[2].endswith("starting it again in 0.4s")
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        cluster.stop()
