@@ -79,9 +79,7 @@ def _restarting(pending: set[asyncio.Task]) -> set[str]:
     return {task.get_name() for task in pending}
 
 
-async def _restart(
-    cluster: LocalCluster, name: str, delay: float, record: _Record, report
-) -> None:
+async def _restart(cluster: LocalCluster, name: str, delay: float, record: _Record, report) -> None:
     await asyncio.sleep(delay)
     try:
         cluster.start((name,))
