@@ -47,11 +47,11 @@ async def keep_running(
     """Watch the cluster's processes until cancelled; restart each one that exits and
     report when it is SERVING again."""
     records = {name: _Record(time.monotonic()) for name in cluster.processes}
-    pending: set[asyncio.Task] = set()
+    restarting: dict[str, asyncio.Task] = {}
     try:
         while True:
             for name, process in list(cluster.processes.items()):
-                if process.poll() is None or name in _restarting(pending):
+                if process.poll() is None or name in restarting:
                     continue
                 record = records.setdefault(name, _Record(time.monotonic()))
                 ran_s = time.monotonic() - record.started
@@ -63,27 +63,22 @@ async def keep_running(
                     f"{name} exited with {process.returncode} after {ran_s:.0f}s; "
                     f"starting it again in {delay:.1f}s"
                 )
-                task = asyncio.create_task(
-                    _restart(cluster, name, delay, record, report), name=name
-                )
-                pending.add(task)
-                task.add_done_callback(pending.discard)
+                task = asyncio.create_task(_restart(cluster, name, delay, record, report))
+                restarting[name] = task
+                task.add_done_callback(lambda _, name=name: restarting.pop(name, None))
             await asyncio.sleep(POLL_S)
     finally:
-        for task in pending:
+        tasks = list(restarting.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-
-def _restarting(pending: set[asyncio.Task]) -> set[str]:
-    return {task.get_name() for task in pending}
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _restart(cluster: LocalCluster, name: str, delay: float, record: _Record, report) -> None:
     await asyncio.sleep(delay)
     try:
         cluster.start((name,))
-    except RuntimeError as exc:  # its port taken meanwhile: try again after the next delay
+    except RuntimeError as exc:  # its port taken meanwhile: the next poll tries again
         report(f"{name} not started: {exc}")
         return
     record.started = time.monotonic()
