@@ -30,6 +30,7 @@ from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_bench import (
     capacity,
     corpus,
+    cpu,
     embedding,
     fairness,
     identity_cost,
@@ -120,7 +121,11 @@ async def grpc_runs(
         runs += [await drive(f"grpc, cache hit{label}", c, per_run[c], ask) for c in CONCURRENCIES]
         if misses_at_32:
             name = f"grpc (4 services){label}"
-            runs.append(await drive(name, capacity.CONCURRENCY, misses_at_32, ask))
+            pids = {service: p.pid for service, p in cluster.processes.items()}
+            cpu_ms: dict[str, float] = {}
+            with cpu.per_request(pids, len(misses_at_32), cpu_ms):
+                runs.append(await drive(name, capacity.CONCURRENCY, misses_at_32, ask))
+            runs[-1].cpu_ms = cpu_ms
         return runs
 
 

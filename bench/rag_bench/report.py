@@ -25,6 +25,7 @@ def run_figures(run: Run) -> dict:
         "p99_ms": run.percentile(99),
         "requests_per_s": run.rps,
         "stage_p50_ms": {s: run.percentile(50, s) for s in STAGES if run.stages.get(s)},
+        **({"cpu_ms_per_request": run.cpu_ms} if run.cpu_ms else {}),
     }
 
 

@@ -16,6 +16,7 @@ class Run:
     wall_s: float = 0.0
     total_ms: list[float] = field(default_factory=list)
     stages: dict[str, list[float]] = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per request, by process
 
     def add(self, total_ms: float, **stages: float) -> None:
         """Record one request."""

@@ -58,9 +58,10 @@ def test_int8_is_close_but_keyed_apart(cache_dir, torch_vectors):
 
     vectors = np.array(model.encode(TEXTS, Purpose.DOCUMENT))
 
-    assert model.name.endswith("+int8")  # its vectors never come out of torch's cache entries
+    assert "+int8" in model.name  # its vectors never come out of torch's cache entries
     similarity = (vectors * torch_vectors).sum(axis=1)
-    assert np.all(similarity > 0.85) and not np.all(similarity > 0.99999)
+    # Close enough to keep retrieval (per-column scales), yet not the same vectors.
+    assert np.all(similarity > 0.97) and not np.all(similarity > 0.99999)
 
 
 def test_a_model_the_backend_cannot_run_is_refused_by_name(tmp_path, cache_dir):

@@ -25,7 +25,8 @@ class EmbeddingSettings(RedisSettings):
         "onnx",
         description="What runs the model: onnxruntime (the same vectors as torch, about twice "
         "as fast on a CPU; exported once with torch, then cached), onnxruntime with int8 "
-        "weights (faster again, vectors move: measure recall first), or torch (for a GPU).",
+        "matrix weights (about twice as fast again; vectors move a little, so re-ingest and "
+        "measure recall first), or torch (for a GPU).",
     )
     onnx_cache_dir: str = Field(
         "",

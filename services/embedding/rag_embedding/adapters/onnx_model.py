@@ -4,8 +4,8 @@ about half the time on a CPU, and no torch in the serving process once the model
 The folder's transformer is exported to ONNX once (with torch, on first use) and kept in a
 cache folder under a name derived from the weights, so replicas and restarts load the file.
 A folder that ships `onnx/model.onnx` (as many published models do) is used as it is. `int8`
-quantises the weights dynamically: faster again, but the vectors move (cosine ~0.94 to the
-originals), so it is a choice to measure on your own retrieval set first.
+quantises the matrix weights, column by column: about twice as fast again on a CPU, with
+vectors that move a little (cosine ~0.99 to the originals), so stored vectors need a re-ingest.
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ class OnnxModel:
         outputs = [o.name for o in self._session.get_outputs()]
         self._output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
         self._batch_size = batch_size
-        # Vectors of the int8 model differ: caches keyed by name must not mix the two.
+        # Vectors of the int8 model differ: caches keyed by name must not mix the two (nor
+        # with those of an earlier int8 recipe, hence the recipe in the name).
         base = model or "sentence-transformers/all-MiniLM-L6-v2"
-        self.name = f"{base}+int8" if int8 else base
+        self.name = f"{base}+{_INT8_RECIPE}" if int8 else base
         width = self._session.get_outputs()[0].shape[-1]  # a name where the export left it open
         self.dimension = (
             width if isinstance(width, int) else len(self.encode(["x"], Purpose.QUERY)[0])
@@ -130,7 +131,7 @@ def _onnx_file(folder: Path, cache_dir: Path, *, int8: bool) -> Path:
     cached = cache_dir / _fingerprint(folder)
     shipped = folder / "onnx" / "model.onnx"
     exported = shipped if shipped.is_file() else cached / "model.onnx"
-    wanted = cached / "model.int8.onnx" if int8 else exported
+    wanted = cached / f"model.{_INT8_RECIPE}.onnx" if int8 else exported
     if wanted.is_file():
         return wanted
     out = cached if _writable(cached) else Path(tempfile.mkdtemp(prefix="rag-onnx-"))
@@ -141,7 +142,7 @@ def _onnx_file(folder: Path, cache_dir: Path, *, int8: bool) -> Path:
         _atomically(exported, lambda tmp: _export(folder, tmp))
     if not int8:
         return exported
-    quantized = out / "model.int8.onnx"
+    quantized = out / f"model.{_INT8_RECIPE}.onnx"
     _atomically(quantized, lambda tmp: _quantize(exported, tmp))
     return quantized
 
@@ -216,10 +217,23 @@ def _export(folder: Path, destination: Path) -> None:
         )
 
 
+# Int8 weights with a scale per output column, on the matrix products only (the bulk of the
+# work); embeddings, layer norms and attention scores stay in float. One scale per whole
+# tensor, on every op, moved the vectors to cosine ~0.97 and cost five points of MRR@10 on
+# the tuning half of the retrieval dev set; this recipe costs about one and is as fast.
+_INT8_RECIPE = "int8-matmul-per-channel"
+
+
 def _quantize(source: Path, destination: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(destination), weight_type=QuantType.QInt8)
+    quantize_dynamic(
+        str(source),
+        str(destination),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul"],
+    )
 
 
 def _read_json(path: Path):
