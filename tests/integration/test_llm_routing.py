@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from rag_common import context
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.domain import ScoredChunk
 from rag_common.errors import Unavailable
@@ -55,6 +56,7 @@ async def make_generator(
     recovery_s: float = 30.0,
     seed: int = 1,
     tiering: TieringRule | None = None,
+    fallback_reserve_s: float = 0.5,
 ) -> Generator:
     settings = GenerationSettings(providers=list(configs))
     policy = BreakerPolicy(consecutive_failures=3, recovery_s=recovery_s)
@@ -66,7 +68,13 @@ async def make_generator(
         )
         for c in configs
     ]
-    generator = Generator(routes, default_max_tokens=64, tiering=tiering, rng=random.Random(seed))
+    generator = Generator(
+        routes,
+        default_max_tokens=64,
+        tiering=tiering,
+        rng=random.Random(seed),
+        fallback_reserve_s=fallback_reserve_s,
+    )
     await generator.start()
     return generator
 
@@ -171,6 +179,40 @@ async def test_a_hanging_provider_times_out_and_the_next_answers(llm):
     answer = await generator.generate(QUESTION)
     assert answer.provider == "quick"
     assert "slow" in answer.failed_providers
+    await generator.close()
+
+
+async def test_a_provider_slower_than_the_request_leaves_the_fallback_time_to_answer(llm):
+    # The slow provider's own limits (30 s, 10 s to a first token) are far beyond the 1.5 s
+    # the request has left: it is cut off with the reserve still to go, and the fallback
+    # answers. Without the reserve the fallback would find the deadline already passed.
+    slow = remote(llm, "slow", timeout_s=30.0, first_token_timeout_s=10.0)
+    generator = await make_generator(slow, remote(llm, "quick", weight=0))
+    llm.hang_s = 3.0
+    for streaming in (False, True):
+        llm.reset("ok")
+        llm.model_modes["model-slow"] = "hang"
+        with context.tighter_deadline(1.5):
+            if streaming:
+                items = [item async for item in generator.stream(QUESTION)]
+                answer = items[-1].generation
+                assert "".join(i for i in items if isinstance(i, str)) == llm.text
+            else:
+                answer = await generator.generate(QUESTION)
+        assert answer.provider == "quick" and answer.failed_providers == ["slow"]
+    assert generator.usage.failures[("slow", "PROVIDER_TIMEOUT")] >= 2  # counted, as a hang is
+    await generator.close()
+
+
+async def test_with_no_more_time_than_the_reserve_only_the_fallback_is_asked(llm):
+    generator = await make_generator(
+        remote(llm, "first"), remote(llm, "fallback", weight=0), fallback_reserve_s=1.0
+    )
+    with context.tighter_deadline(0.8):
+        answer = await generator.generate(QUESTION)
+    assert answer.provider == "fallback" and answer.failed_providers == []
+    assert calls_to(llm, "first") == 0
+    assert generator.breaker_states()["first"] == "closed"  # skipped, not failed
     await generator.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import grpc
 import pytest
 
@@ -9,6 +11,7 @@ from rag.v1 import common_pb2
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_generation.__main__ import build_generator
+from rag_generation.adapters.llama_local import packaged_model_path, requantized
 from rag_generation.config import GenerationSettings
 from rag_generation.servicer import servicers
 from tests.conftest import collect, start_host
@@ -89,6 +92,27 @@ async def test_extractive_answers_when_the_local_model_cannot_load():
         await channel.close()
         await host.stop(0)
         await generator.close()
+
+
+def test_the_packaged_model_is_re_encoded_once_and_kept(tmp_path):
+    from llama_cpp import Llama
+
+    source = packaged_model_path()
+    made = requantized(source, "q8_0", tmp_path)
+    written = made.stat().st_mtime_ns
+    assert requantized(source, "q8_0", tmp_path) == made  # a later start takes the kept file
+    assert made.stat().st_mtime_ns == written
+    llama = Llama(model_path=str(made), n_ctx=256, verbose=False)
+    try:
+        assert llama.metadata["general.file_type"] == "7"  # llama.cpp's MOSTLY_Q8_0
+    finally:
+        llama.close()
+    # A cache folder that cannot be made (under a file): made in a temporary folder instead.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    elsewhere = requantized(source, "q8_0", blocker / "cache")
+    assert elsewhere.is_file() and tmp_path not in elsewhere.parents
+    shutil.rmtree(elsewhere.parent)
 
 
 @pytest.mark.parametrize(

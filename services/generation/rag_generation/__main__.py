@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
@@ -30,6 +32,8 @@ def build_model(config: ProviderConfig, settings: GenerationSettings) -> ChatMod
             context_window=config.context_window,
             threads=settings.local_threads,
             temperature=settings.temperature,
+            packaged_weights=settings.local_packaged_weights,
+            cache_dir=Path(settings.local_cache_dir) if settings.local_cache_dir else None,
         )
     if config.kind == "openai":
         from rag_generation.adapters.openai_chat import OpenAIChatModel
@@ -67,6 +71,7 @@ def build_generator(settings: GenerationSettings) -> Generator:
         default_max_tokens=settings.default_max_tokens,
         tiering=tiering,
         budgets=budgets,
+        fallback_reserve_s=settings.fallback_reserve_s,
     )
 
 

