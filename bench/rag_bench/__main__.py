@@ -196,12 +196,24 @@ async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -
 async def generation_scenarios(requests: int) -> None:
     """Local time to first token, and what a dead provider costs once its breaker is open."""
     ttft = await routing.local_first_token(min(requests, 30))
+    long_prompts = [
+        await routing.local_first_token(min(requests, 12), weights, long=True)
+        for weights in ("", "q8_0")
+    ]
     dead = await routing.dead_provider_overhead(requests)
     print()
     print(
         f"local provider (llama.cpp, SmolLM2-135M), {len(ttft.total_ms)} streamed answers: "
         f"time to first token p50 {ttft.percentile(50):.0f} ms, p95 "
         f"{ttft.percentile(95):.0f} ms; whole answer p50 {ttft.percentile(50, 'generate'):.0f} ms"
+    )
+    packaged, requantized = long_prompts
+    print(
+        f"  over five 800-character passages of the README, {len(packaged.total_ms)} "
+        "answers each: time to first token p50 / p95, as packaged (Q4_1) "
+        f"{packaged.percentile(50):.0f} / {packaged.percentile(95):.0f} ms, re-encoded (Q8_0) "
+        f"{requantized.percentile(50):.0f} / {requantized.percentile(95):.0f} ms: "
+        f"{packaged.percentile(50) / requantized.percentile(50):.2f}x faster"
     )
     baseline, with_dead = dead
     print(f"\ngeneration through the router, {requests} requests each (fake OpenAI server):")

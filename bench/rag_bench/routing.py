@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rag_bench.stats import Run
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
@@ -19,22 +20,25 @@ SOURCES = (
     ScoredChunk("policy", 0, 0.6, "Vacation requests need a manager's approval."),
 )
 QUESTION = GenerationRequest("How many vacation days do employees get?", SOURCES, max_tokens=24)
+README = Path(__file__).parents[2] / "README.md"  # real prose, for prompts of a real size
 
 
-async def local_first_token(requests: int) -> Run:
-    """Time to first token of the local llama.cpp provider, streaming in-process."""
-    generator = build_generator(GenerationSettings(providers=["local"]))
+async def local_first_token(requests: int, weights: str = "q8_0", *, long: bool = False) -> Run:
+    """Time to first token of the local llama.cpp provider, streaming in-process, with the
+    packaged model re-encoded to `weights` ('' as packaged). `long`: five 800-character
+    sources per prompt, as a top_k of 5 brings, instead of three short ones."""
+    settings = GenerationSettings(providers=["local"], local_packaged_weights=weights)
+    generator = build_generator(settings)
     await generator.start()
-    run = Run("local TTFT", 1)
+    name = f"local {weights or 'as packaged'}{', long prompt' if long else ''}"
+    run = Run(name, 1)
     started_all = time.perf_counter()
     try:
         for i in range(requests):
-            # A different source each time: llama.cpp reuses a cached prompt prefix, and a
+            # Different sources each time: llama.cpp reuses a cached prompt prefix, and a
             # repeated prompt would measure the cache, not prompt processing.
-            source = ScoredChunk(
-                f"note-{i}", 0, 0.9, f"Note {i}: the office closes at {i % 12 + 1} pm."
-            )
-            request = GenerationRequest(QUESTION.question, (source, *SOURCES), max_tokens=24)
+            sources = _long_sources(i) if long else _short_sources(i)
+            request = GenerationRequest(QUESTION.question, sources, max_tokens=24)
             started = time.perf_counter()
             first = None
             async for item in generator.stream(request):
@@ -46,6 +50,20 @@ async def local_first_token(requests: int) -> Run:
         await generator.close()
     run.wall_s = time.perf_counter() - started_all
     return run
+
+
+def _short_sources(i: int) -> tuple[ScoredChunk, ...]:
+    note = ScoredChunk(f"note-{i}", 0, 0.9, f"Note {i}: the office closes at {i % 12 + 1} pm.")
+    return (note, *SOURCES)
+
+
+def _long_sources(i: int) -> tuple[ScoredChunk, ...]:
+    text = README.read_text()
+    start = i * 4000 % (len(text) - 4000)
+    return tuple(
+        ScoredChunk(f"readme-{i}", n, 0.9 - n / 10, text[start + 800 * n : start + 800 * (n + 1)])
+        for n in range(5)
+    )
 
 
 async def dead_provider_overhead(requests: int) -> list[Run]:
