@@ -241,8 +241,6 @@ def faults(cluster: LocalCluster, replica: str, llm: FakeLLMServer, redis: Redis
         return dataclasses.replace(fault, degraded=frozenset({reason}))
 
     return [
-        Fault("Redis SIGKILL", redis.stop, redis.start, breaker="redis"),
-        Fault("Redis SIGSTOP", redis.pause, redis.resume, breaker="redis"),
         cached(crash("embedding"), "retrieval_cached"),
         cached(hang("embedding"), "retrieval_cached"),
         cached(crash(*both), "retrieval_cached"),
@@ -277,6 +275,11 @@ def faults(cluster: LocalCluster, replica: str, llm: FakeLLMServer, redis: Redis
             felt=by_fallback,
         ),
         Fault("LLM hangs", model_mode("hang"), llm.model_modes.clear, felt=by_fallback),
+        # Last: a Redis that lost its data gives every tenant a new corpus version, so the
+        # retrieval fallback filled by the baseline serves nothing until traffic refills
+        # it, and the faults above that rely on it would find it empty.
+        Fault("Redis SIGKILL", redis.stop, redis.start, breaker="redis"),
+        Fault("Redis SIGSTOP", redis.pause, redis.resume, breaker="redis"),
     ]
 
 
