@@ -185,11 +185,12 @@ class Generator:
         raise self._nothing_answered(failed, held_back)
 
     def _reserving(self, routes: list[Route]) -> Iterator[tuple[Route, float]]:
-        """Each route with the time its attempts leave for the routes after it; a route
-        that could not be tried without eating into that time is skipped (not a failure)."""
+        """Each route with the time its attempts leave for the routes after it. A route that
+        would have less than that for itself is skipped (not a failure): an attempt cut off
+        at once would only count against its breaker."""
         for position, route in enumerate(routes):
             reserve_s = self._fallback_reserve_s if position + 1 < len(routes) else 0.0
-            if reserve_s and self._remaining() <= reserve_s:
+            if reserve_s and self._remaining() - reserve_s < reserve_s:
                 tracing.event("provider_skipped", provider=route.name, reason="no_time")
                 continue
             yield route, reserve_s
