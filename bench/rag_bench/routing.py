@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -58,12 +59,17 @@ def _short_sources(i: int) -> tuple[ScoredChunk, ...]:
 
 
 def _long_sources(i: int) -> tuple[ScoredChunk, ...]:
-    text = README.read_text()
+    text = _readme()
     start = i * 4000 % (len(text) - 4000)
     return tuple(
         ScoredChunk(f"readme-{i}", n, 0.9 - n / 10, text[start + 800 * n : start + 800 * (n + 1)])
         for n in range(5)
     )
+
+
+@functools.cache
+def _readme() -> str:
+    return README.read_text()
 
 
 async def dead_provider_overhead(requests: int) -> list[Run]:

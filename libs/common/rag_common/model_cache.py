@@ -3,6 +3,7 @@ starts and replicas: written whole or not at all, in a folder that may be read-o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -10,6 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """A name that changes whenever any of the files does (name, size, modification time);
+    files that do not exist are left out."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
 
 def output_folder(cached: Path, prefix: str) -> Path:

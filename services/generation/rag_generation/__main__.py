@@ -26,6 +26,7 @@ def build_model(config: ProviderConfig, settings: GenerationSettings) -> ChatMod
     if config.kind == "local":
         from rag_generation.adapters.llama_local import LlamaCppModel
 
+        cache_dir = settings.local_cache_dir or Path.home() / ".cache" / "rag" / "gguf"
         return LlamaCppModel(
             config.model or settings.local_model_path,
             name=config.name,
@@ -33,7 +34,7 @@ def build_model(config: ProviderConfig, settings: GenerationSettings) -> ChatMod
             threads=settings.local_threads,
             temperature=settings.temperature,
             packaged_weights=settings.local_packaged_weights,
-            cache_dir=Path(settings.local_cache_dir) if settings.local_cache_dir else None,
+            cache_dir=Path(cache_dir),
         )
     if config.kind == "openai":
         from rag_generation.adapters.openai_chat import OpenAIChatModel

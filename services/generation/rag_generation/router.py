@@ -228,8 +228,8 @@ class Generator:
                 # Only the first piece must come before the next provider could take over;
                 # once text is out there is no switching, and the stream may use it all.
                 timeout = self._attempt_timeout(route.config)
-                stream = route.model.stream(prompt, timeout)
                 first_wait = self._attempt_timeout(route.config, reserve_s)
+                stream = route.model.stream(prompt, timeout)
                 try:
                     first = await asyncio.wait_for(
                         _first_text(stream), min(route.config.first_token_timeout_s, first_wait)

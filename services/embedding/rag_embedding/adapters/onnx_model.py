@@ -10,7 +10,6 @@ vectors that move a little (cosine ~0.99 to the originals), so stored vectors ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_common.model_cache import atomically, output_folder
+from rag_common.model_cache import atomically, fingerprint, output_folder
 from rag_embedding.adapters.sentence_transformer import packaged_model_path
 from rag_embedding.embedder import Purpose
 
@@ -127,7 +126,9 @@ def _pipeline(folder: Path) -> tuple[str, bool]:
 
 def _onnx_file(folder: Path, cache_dir: Path, *, int8: bool) -> Path:
     """The model's ONNX file: shipped in the folder, cached from an earlier start, or made."""
-    cached = cache_dir / _fingerprint(folder)
+    # A name that changes whenever the weights or the config do.
+    weights = ("config.json", "model.safetensors", "pytorch_model.bin")
+    cached = cache_dir / fingerprint([folder / name for name in weights])
     shipped = folder / "onnx" / "model.onnx"
     exported = shipped if shipped.is_file() else cached / "model.onnx"
     wanted = cached / f"model.{_INT8_RECIPE}.onnx" if int8 else exported
@@ -142,17 +143,6 @@ def _onnx_file(folder: Path, cache_dir: Path, *, int8: bool) -> Path:
     quantized = out / f"model.{_INT8_RECIPE}.onnx"
     atomically(quantized, lambda tmp: _quantize(exported, tmp))
     return quantized
-
-
-def _fingerprint(folder: Path) -> str:
-    """A name that changes whenever the weights or the config do."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin"):
-        path = folder / name
-        if path.is_file():
-            stat = path.stat()
-            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
 
 
 def _export(folder: Path, destination: Path) -> None:

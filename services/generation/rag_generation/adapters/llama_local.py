@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
 import logging
 import threading
@@ -12,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rag_common.model_cache import atomically, output_folder
+from rag_common.model_cache import atomically, fingerprint, output_folder
 from rag_generation.models import Completion, Prompt, Usage
 from rag_generation.prompt import estimate_tokens
 from rag_generation.providers import ProviderError
@@ -20,8 +19,6 @@ from rag_generation.providers import ProviderError
 log = logging.getLogger(__name__)
 
 _PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# llama.cpp's file types (llama_ftype) by the names settings use.
-_FILE_TYPES = {"q8_0": 7, "f16": 1}
 _DONE = object()
 
 
@@ -44,14 +41,12 @@ def requantized(source: Path, weights: str, cache_dir: Path) -> Path:
     """
     import llama_cpp
 
-    stat = source.stat()
-    stamp = hashlib.sha256(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    target = cache_dir / stamp.hexdigest()[:16] / f"{source.stem}.{weights}.gguf"
+    target = cache_dir / fingerprint([source]) / f"{source.stem}.{weights}.gguf"
     if target.is_file():
         return target
     target = output_folder(target.parent, "rag-gguf-") / target.name
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = _FILE_TYPES[weights]
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{weights.upper()}")
     params.allow_requantize = True
 
     def write(tmp: Path) -> None:
@@ -78,8 +73,8 @@ class LlamaCppModel:
         context_window: int,
         threads: int,
         temperature: float,
-        packaged_weights: str = "",
-        cache_dir: Path | None = None,
+        packaged_weights: str,
+        cache_dir: Path,
     ) -> None:
         self.name = name
         self._model_path = model_path
@@ -87,7 +82,7 @@ class LlamaCppModel:
         self._threads = threads
         self._temperature = temperature
         self._packaged_weights = packaged_weights
-        self._cache_dir = cache_dir or Path.home() / ".cache" / "rag" / "gguf"
+        self._cache_dir = cache_dir
         self._llama: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
 
