@@ -265,11 +265,12 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     # Tenant B asks 100 questions alone and 100 under each load: a p95 of 30 moves by a
     # third from one run to the next.
     fair_share = 2 * fairness.QUESTIONS_PER_RUN
-    questions = corpus.questions(3 * per_scenario + at_32 + 10 + 3 * fair_share)
+    questions = corpus.questions(3 * per_scenario + at_32 + 10 + 4 * fair_share)
     plain = questions[: per_scenario + 10]
     capacity_questions = questions[3 * per_scenario + 10 : 3 * per_scenario + 10 + at_32]
     traced_questions = questions[per_scenario : 2 * per_scenario + 10]
     tls_questions = questions[2 * per_scenario : 3 * per_scenario + 10]
+    popular_questions = questions[-4 * fair_share : -3 * fair_share]
     fair_questions = questions[-3 * fair_share : -2 * fair_share]
     ingest_questions = questions[-2 * fair_share : -fair_share]
     maximal_questions = questions[-fair_share:]
@@ -297,6 +298,9 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks_per_s:.0f} chunks/s)")
             runs = await grpc_runs(cluster, plain, requests, misses_at_32=capacity_questions)
             fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
+            fair += await fairness.runs(
+                cluster.address("query"), API_KEY, popular_questions, 0, popular=True
+            )
             fair += await fairness.during_ingest(
                 cluster.address("query"), API_KEY, ingest_questions, 600
             )

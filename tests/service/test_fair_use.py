@@ -13,6 +13,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
+from rag_common import busy_shedding
 from rag_common.status import error_info, retry_delay
 from rag_query.config import ApiKey, QuerySettings
 from tests.support.stalled_client import StalledClient
@@ -48,6 +49,7 @@ def suite(embedder, tmp_path, **limits):
         "principal_rate_limit": 0,
         "tenant_max_concurrent": 0,
         "connection_max_streams": 0,
+        "busy_shed_threshold": 1,
     }
     settings = QuerySettings(port=0, api_keys=KEYS, **(unlimited | limits))
     return in_process_suite(embedder, tmp_path, settings)
@@ -65,6 +67,28 @@ async def test_a_tenant_over_its_rate_waits_as_told_while_others_are_served(embe
         await ask(stub, "globex")  # another tenant has its own bucket
         await asyncio.sleep(delay)
         await ask(stub, "acme-1")  # after the delay it was told, it is served
+
+
+async def test_while_busy_a_tenant_over_its_share_is_told_to_wait_and_the_other_is_served(
+    embedder, tmp_path, monkeypatch
+):
+    """How busy the event loop is stands in here for a flood of cached answers, which makes
+    it busy for real (`make bench`, the popular-question flood)."""
+    busy = {"level": 1.0}
+    monkeypatch.setattr(busy_shedding.LoopBusy, "level", lambda self: busy["level"])
+    monkeypatch.setattr(busy_shedding, "WINDOW_S", 600.0)  # every call of the test counts
+    async with suite(embedder, tmp_path, busy_shed_threshold=0.3) as running:
+        stub = pb_grpc.QueryServiceStub(running.channel)
+        for _ in range(3):  # alone, however busy
+            assert (await ask(stub, "acme-1")).text
+        assert (await ask(stub, "globex")).text
+        error = await refused(stub, "acme-2")  # the tenant's share, whichever key
+        assert error_info(error).reason == "TENANT_OVER_SHARE"
+        assert 0.1 <= retry_delay(error) <= 0.3
+        assert "Traceback" not in error.details()
+        assert (await ask(stub, "globex")).text
+        busy["level"] = 0.2  # no longer busy: served again
+        assert (await ask(stub, "acme-1")).text
 
 
 async def test_a_keys_limit_leaves_the_other_keys_of_its_tenant_alone(embedder, tmp_path):

@@ -6,7 +6,8 @@ With Redis they are shared by every replica (one script call per request, atomic
 Redis's clock); without it, or while Redis fails, each replica keeps its own. A refused
 call gets RESOURCE_EXHAUSTED with a `google.rpc.RetryInfo` saying when a token is back.
 Concurrency caps are per replica: a tenant holding more calls than its share, or one
-connection opening streams it never reads, is refused before any work starts.
+connection opening streams it never reads, is refused before any work starts. So, while the
+replica is busy, is a tenant making more than its even share of the calls (busy_shedding.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from rag_common.breaker import CircuitBreaker
+from rag_common.busy_shedding import BusyShedding
 from rag_common.errors import ResourceExhausted
 from rag_common.identity import Identity
 from rag_common.tiered_cache import redis_breaker, redis_failed
@@ -132,9 +134,16 @@ class SharedBuckets:
 class FairUse:
     """Admits a call or refuses it with RESOURCE_EXHAUSTED, and counts it while it runs."""
 
-    def __init__(self, policy: FairUsePolicy, shared: SharedBuckets | None = None) -> None:
+    def __init__(
+        self,
+        policy: FairUsePolicy,
+        shared: SharedBuckets | None = None,
+        *,
+        shedding: BusyShedding | None = None,
+    ) -> None:
         self._policy = policy
         self._shared = shared
+        self._shedding = shedding
         self._local = LocalBuckets()
         self._by_tenant: Counter[str] = Counter()
         self._streams_by_peer: Counter[str] = Counter()
@@ -149,6 +158,8 @@ class FairUse:
             return _nothing
         policy = self._policy
         tenant = identity.tenant
+        if self._shedding is not None:
+            self._shedding.check(tenant)
         if policy.tenant_concurrency and self._by_tenant[tenant] >= policy.tenant_concurrency:
             raise ResourceExhausted(
                 f"tenant '{tenant}' has {policy.tenant_concurrency} calls running; retry "
@@ -192,6 +203,8 @@ class FairUse:
         except BaseException:
             release()
             raise
+        if self._shedding is not None:
+            self._shedding.count(tenant)
         return release
 
     async def _take_tokens(self, identity: Identity) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from rag_common.busy_shedding import BusyShedding
 from rag_common.cache import LocalTTLCache, byte_length
 from rag_common.corpus import CorpusVersions
 from rag_common.credentials import service_credentials
@@ -148,6 +149,7 @@ def build_host(
                 connection_streams=settings.connection_max_streams,
             ),
             SharedBuckets(redis, breaker=remote.breaker) if redis else None,
+            shedding=BusyShedding(settings.busy_shed_threshold),
         ),
     )
     host.metrics.read_at_scrape(

@@ -87,6 +87,15 @@ class QuerySettings(RedisSettings):
         description="Calls one tenant may have running at once per replica (half the "
         "pipeline by default, so another tenant always finds room); 0: any.",
     )
+    busy_shed_threshold: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Share of its time this replica's event loop may be busy before calls of "
+        "a tenant making more than an even share of the last second's calls are refused "
+        "(TENANT_OVER_SHARE; more the busier, all of them from 0.2 above it); a lone tenant "
+        "never is. Above the autoscaler's target, so only a flood reaches it. 1: off.",
+    )
     connection_max_streams: int = Field(
         32, ge=0, description="Streaming calls one connection may hold open; 0: any."
     )
