@@ -102,15 +102,16 @@ async def test_while_another_tenant_asks_a_busy_one_holds_only_its_share():
     release.set()
     await asyncio.gather(*alone)
     order.clear()
+    quiet_done = asyncio.Event()
+    quiet_done.set()
+    await hold(gate, "quiet", order, quiet_done)  # asked, and answered, just now
     release = asyncio.Event()
-    quiet = asyncio.ensure_future(hold(gate, "quiet", order, release))
-    await asyncio.sleep(0)
     floods = [asyncio.ensure_future(hold(gate, "flood", order, release)) for _ in range(8)]
     await asyncio.sleep(0)
     # Places are free, but while the quiet tenant asks, the flood runs two at a time.
-    assert order == ["quiet", "flood", "flood"] and gate.admitted == 9
+    assert order == ["quiet", "flood", "flood"] and gate.admitted == 8
     release.set()
-    await asyncio.gather(quiet, *floods)
+    await asyncio.gather(*floods)
     now[0] = 10.0  # the quiet tenant asked nothing for ten seconds: the flood has it all
     release = asyncio.Event()
     order.clear()
@@ -120,3 +121,34 @@ async def test_while_another_tenant_asks_a_busy_one_holds_only_its_share():
     release.set()
     await asyncio.gather(*floods)
     assert gate.admitted == 0
+
+
+async def test_while_a_lone_question_runs_a_tenant_with_more_starts_no_new_one():
+    gate = FairGate(running=8, admitted=100, tenant_share=2)
+    order, flood_done, quiet_done = [], asyncio.Event(), asyncio.Event()
+    running = asyncio.ensure_future(hold(gate, "flood", order, flood_done))
+    await asyncio.sleep(0)
+    quiet = asyncio.ensure_future(hold(gate, "quiet", order, quiet_done))
+    await asyncio.sleep(0)
+    more = [asyncio.ensure_future(hold(gate, "flood", order, flood_done)) for _ in range(3)]
+    await asyncio.sleep(0)
+    # The flood's share is two and six places are free, yet its second question waits:
+    # the quiet tenant's one question shares the CPUs with one flood question, not more.
+    assert order == ["flood", "quiet"] and gate.admitted == 5
+    flood_done.set()
+    await running
+    await asyncio.sleep(0)
+    assert order == ["flood", "quiet"]  # still waiting: the lone question is not done
+    quiet_done.set()
+    await asyncio.gather(quiet, *more)
+    assert order == ["flood", "quiet", "flood", "flood", "flood"] and gate.admitted == 0
+
+
+async def test_tenants_asking_one_question_each_never_wait_for_each_other():
+    gate = FairGate(running=8, admitted=100, tenant_share=1)
+    order, release = [], asyncio.Event()
+    users = [asyncio.ensure_future(hold(gate, f"t{n}", order, release)) for n in range(5)]
+    await asyncio.sleep(0)
+    assert sorted(order) == [f"t{n}" for n in range(5)]
+    release.set()
+    await asyncio.gather(*users)

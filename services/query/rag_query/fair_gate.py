@@ -10,6 +10,13 @@ delays another tenant's one question by a turn.
 While other tenants are asking too, one tenant holds at most `tenant_share` places (the
 service gives one per two CPUs): the places it would fill otherwise run on the same CPUs
 as the others' questions, which then wait behind its backlog. Alone, it may use them all.
+
+And while another tenant's lone question runs (a user asking one thing at a time), a
+tenant with more questions (one running and more waiting: a flood, a batch job) starts no
+new one: its running questions finish, the next starts when the lone one is done. Each
+question of the two shares the CPUs for a while, not all of it, and they take turns one
+question each, as fair queueing gives a sparse flow its packet before a bulk flow's next.
+Tenants that all have a backlog take turns as above.
 """
 
 from __future__ import annotations
@@ -70,7 +77,9 @@ class FairGate:
         self._asking(tenant)
         self._let_next_in()  # a share may have grown since: no one jumps an admissible waiter
         first = False
-        if self._running < self._capacity and self._running_by[tenant] < self._share():
+        if self._yields(tenant):
+            await self._wait_turn(tenant, wait_s)  # counted as running when let in
+        elif self._running < self._capacity and self._running_by[tenant] < self._share():
             self._running += 1
             self._running_by[tenant] += 1
         elif not self._running_by[tenant] and self._firsts < self._capacity:
@@ -95,6 +104,15 @@ class FairGate:
             self._asked_at.popitem(last=False)
         asking = self._asked_at.keys() | self._running_by.keys()
         return self._tenant_share if len(asking) > 1 else self._capacity
+
+    def _yields(self, tenant: str) -> bool:
+        """Whether `tenant`, wanting more than one question at once, must let another
+        tenant's lone question finish first (see the module's docstring)."""
+        if self._tenant_share == self._capacity:
+            return False
+        if not self._running_by[tenant] and tenant not in self._waiting:
+            return False  # its own lone question
+        return any(other != tenant and other not in self._waiting for other in self._running_by)
 
     def _asking(self, tenant: str) -> None:
         if self._tenant_share < self._capacity:
@@ -139,7 +157,7 @@ class FairGate:
             for tenant in list(self._waiting):
                 if self._running >= self._capacity:
                     return
-                if self._running_by[tenant] >= share:
+                if self._running_by[tenant] >= share or self._yields(tenant):
                     continue
                 turns = self._waiting[tenant]
                 turn = turns.popleft()
