@@ -112,7 +112,10 @@ class FairGate:
             return False
         if not self._running_by[tenant] and tenant not in self._waiting:
             return False  # its own lone question
-        return any(other != tenant and other not in self._waiting for other in self._running_by)
+        return any(
+            count == 1 and other != tenant and other not in self._waiting
+            for other, count in self._running_by.items()
+        )
 
     def _asking(self, tenant: str) -> None:
         if self._tenant_share < self._capacity:
