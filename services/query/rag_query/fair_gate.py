@@ -16,7 +16,10 @@ tenant with more questions (one running and more waiting: a flood, a batch job) 
 new one: its running questions finish, the next starts when the lone one is done. Each
 question of the two shares the CPUs for a while, not all of it, and they take turns one
 question each, as fair queueing gives a sparse flow its packet before a bulk flow's next.
-Tenants that all have a backlog take turns as above.
+Tenants that all have a backlog take turns as above. Should lone questions of many tenants
+keep the pipeline busy without a pause, a backlog waits for them up to its wait limit (and
+is then refused as overloaded): those tenants together are using the CPUs, each within its
+share.
 """
 
 from __future__ import annotations
