@@ -95,7 +95,7 @@ async def test_extractive_answers_when_the_local_model_cannot_load():
 
 
 def test_the_packaged_model_is_re_encoded_once_and_kept(tmp_path):
-    from llama_cpp import Llama
+    from llama_cpp import LLAMA_FTYPE_MOSTLY_Q8_0, Llama
 
     source = packaged_model_path()
     made = requantized(source, "q8_0", tmp_path)
@@ -104,7 +104,7 @@ def test_the_packaged_model_is_re_encoded_once_and_kept(tmp_path):
     assert made.stat().st_mtime_ns == written
     llama = Llama(model_path=str(made), n_ctx=256, verbose=False)
     try:
-        assert llama.metadata["general.file_type"] == "7"  # llama.cpp's MOSTLY_Q8_0
+        assert llama.metadata["general.file_type"] == str(LLAMA_FTYPE_MOSTLY_Q8_0)
     finally:
         llama.close()
     # A cache folder that cannot be made (under a file): made in a temporary folder instead.

@@ -149,7 +149,11 @@ def build_host(
                 connection_streams=settings.connection_max_streams,
             ),
             SharedBuckets(redis, breaker=remote.breaker) if redis else None,
-            shedding=BusyShedding(settings.busy_shed_threshold),
+            shedding=(
+                BusyShedding(settings.busy_shed_threshold)
+                if settings.busy_shed_threshold < 1
+                else None  # off: not even its per-call counting
+            ),
         ),
     )
     host.metrics.read_at_scrape(
