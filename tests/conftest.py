@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import pytest
 
-from rag_common.server import ServiceHost, Servicer
+from rag_common.server import ServiceHost, Servicer, required_roles
 from rag_common.settings import ServiceSettings
 from rag_common.status import error_info
 from tests.support.signed import credentials
@@ -39,7 +39,7 @@ async def start_host(
     """
     settings = settings or ServiceSettings(port=0, grace_period_s=1.0)
     audience = servicers[0].service_name.removeprefix("rag.v1.").removesuffix("Service").lower()
-    kwargs.setdefault("resolve_identity", credentials(audience).resolver())
+    kwargs.setdefault("resolve_identity", credentials(audience).resolver(required_roles(servicers)))
     host = ServiceHost(settings, servicers, **kwargs)
     await host.start()
     await host.mark_serving()

@@ -29,7 +29,9 @@ async def service_texts_per_s(address: str, credentials: Credentials) -> float:
         stub = pb_grpc.EmbeddingServiceStub(channel)
 
         async def one(text: str) -> None:
-            metadata = credentials.metadata("embedding", None)
+            metadata = credentials.metadata(
+                "embedding", None, method="/rag.v1.EmbeddingService/Embed"
+            )
             await stub.Embed(pb.EmbedRequest(texts=[text]), timeout=60, metadata=metadata)
 
         await asyncio.gather(*(one(t) for t in _texts(-1)))  # warm-up

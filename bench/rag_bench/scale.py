@@ -108,7 +108,9 @@ async def _searches(cluster: LocalCluster, hybrid: bool, concurrency: int) -> Ru
                     rerank=False,
                 )
                 identity = Identity("bench", f"tenant-{n % TENANTS}", frozenset({"reader"}))
-                metadata = credentials.metadata("retrieval", identity)
+                metadata = credentials.metadata(
+                    "retrieval", identity, method="/rag.v1.RetrievalService/Retrieve"
+                )
                 started = time.perf_counter()
                 reply = await stub.Retrieve(request, metadata=metadata, timeout=10)
                 run.add((time.perf_counter() - started) * 1000, retrieve=reply.search_ms)

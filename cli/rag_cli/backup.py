@@ -14,7 +14,7 @@ from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import client_channel
 from rag_common.corpus import CorpusVersions
-from rag_common.credentials import Credentials
+from rag_common.credentials import OPERATOR_CLI, Credentials
 from rag_common.tiered_cache import redis_client
 
 PIECE_BYTES = 1024 * 1024
@@ -29,6 +29,16 @@ def archive_path(destination: Path) -> Path:
     return destination / time.strftime("rag-backup-%Y%m%dT%H%M%SZ.tar.gz", time.gmtime())
 
 
+def _operator(credentials: Credentials, method: str, timeout_s: float) -> list[tuple[str, str]]:
+    # Whole-store archives hold every tenant's data: retrieval serves them to operators alone.
+    return credentials.metadata(
+        "retrieval",
+        OPERATOR_CLI,
+        method=f"/rag.v1.RetrievalService/{method}",
+        lifetime_s=timeout_s,
+    )
+
+
 async def create_backup(
     target: str, destination: Path, keep: int, timeout_s: float, credentials: Credentials
 ) -> Path:
@@ -41,7 +51,7 @@ async def create_backup(
             call = stub.CreateBackup(
                 pb.CreateBackupRequest(),
                 timeout=timeout_s,
-                metadata=credentials.metadata("retrieval", None),
+                metadata=_operator(credentials, "CreateBackup", timeout_s),
             )
             async for message in call:
                 sink.write(message.data)
@@ -69,7 +79,9 @@ async def restore_backup(
     async with client_channel(target) as channel:
         stub = pb_grpc.RetrievalServiceStub(channel)
         reply = await stub.RestoreBackup(
-            pieces(), timeout=timeout_s, metadata=credentials.metadata("retrieval", None)
+            pieces(),
+            timeout=timeout_s,
+            metadata=_operator(credentials, "RestoreBackup", timeout_s),
         )
     if redis_url:
         redis = redis_client(redis_url, timeout_s=5.0)

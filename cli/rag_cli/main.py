@@ -32,13 +32,14 @@ from rag_cli.launcher import (
     DEV_API_KEY,
     SERVICES,
     LocalCluster,
+    base_service,
     client_channel,
     die_with_launcher,
     health_status,
     local_identity_key,
 )
 from rag_cli.supervise import keep_running
-from rag_common.credentials import Credentials
+from rag_common.credentials import OPERATOR_CLI, Credentials
 from rag_common.identity import ROLES
 from rag_common.tls import write_development_ca
 from rag_query.config import ApiKey
@@ -262,7 +263,7 @@ async def health(args: argparse.Namespace) -> int:
     unhealthy = 0
     for service, address in targets.items():
         serving = await health_status(address)
-        report = await health_details(address)
+        report = await health_details(address, _details_credential(args, service))
         unhealthy += serving != "SERVING"
         dependencies = list(report.dependencies) if report else []
         overall = _state(report.state) if report else ""
@@ -276,13 +277,27 @@ async def health(args: argparse.Namespace) -> int:
     return int(unhealthy > 0)
 
 
-async def health_details(address: str):
-    """HealthDetailsService's report, or None when the service does not answer."""
+_DETAILS = "/rag.v1.HealthDetailsService/GetHealthDetails"
+
+
+def _details_credential(args: argparse.Namespace, service: str) -> list[tuple[str, str]]:
+    """Health details are an operator's: the API key on the public port, the suite's own
+    signature, as an operator, on an internal one."""
+    if base_service(service) == "query":
+        return _metadata(args)
+    return _credentials(args).metadata(base_service(service), OPERATOR_CLI, method=_DETAILS)
+
+
+async def health_details(address: str, metadata: list[tuple[str, str]]):
+    """HealthDetailsService's report, or None when the service does not answer (or
+    refuses the credential)."""
     async with client_channel(address) as channel:
         stub = health_details_service_pb2_grpc.HealthDetailsServiceStub(channel)
         try:
             return await stub.GetHealthDetails(
-                health_details_service_pb2.GetHealthDetailsRequest(), timeout=3.0
+                health_details_service_pb2.GetHealthDetailsRequest(),
+                timeout=3.0,
+                metadata=metadata,
             )
         except grpc.aio.AioRpcError:
             return None

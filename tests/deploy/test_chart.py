@@ -32,7 +32,7 @@ SETTINGS = {
     "embedding": EmbeddingSettings,
 }
 VALUES_FILES = {
-    "default": None,
+    "default": None,  # the chart's defaults and the one value they require
     "production": CHART / "values-production.yaml",
     "minimal": Path(__file__).with_name("values-minimal.yaml"),
 }
@@ -42,13 +42,15 @@ CUSTOM_RESOURCES = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
 
 def values_of(name: str) -> dict:
     path = VALUES_FILES[name]
-    return yaml.safe_load(path.read_text()) if path else {}
+    return yaml.safe_load(path.read_text()) if path else {"tls": {"secretName": "rag-tls"}}
 
 
 def render(values: dict | None = None) -> list[dict]:
-    """Every object the chart renders with these values, as a release `rag` in `prod`."""
+    """Every object the chart renders with these values, as a release `rag` in `prod`; TLS
+    on by default, with its Secret named as every install names it, unless `tls` is given."""
+    values = {"tls": {"secretName": "rag-tls"}} | (values or {})
     chart = helm.Chart.load(str(CHART))
-    manifests = chart.render(values or {}, name="rag", namespace="prod")
+    manifests = chart.render(values, name="rag", namespace="prod")
     return [
         doc
         for path, text in manifests.items()
@@ -145,11 +147,10 @@ def test_every_container_has_resources_probes_and_a_hardened_security_context(va
             assert security["capabilities"]["drop"] == ["ALL"]
             mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
             assert "/tmp" in mounts  # the only writable place besides /data
-            if service in SETTINGS:
-                assert (
-                    container["readinessProbe"]["grpc"]["port"]
-                    == container["ports"][0]["containerPort"]
-                )
+            if service in SETTINGS:  # with TLS (the default), on the plaintext health port
+                tls = values_of(values).get("tls", {}).get("enabled", True)
+                port = 8086 if tls else container["ports"][0]["containerPort"]
+                assert container["readinessProbe"]["grpc"]["port"] == port
                 assert container["livenessProbe"]["grpc"]["service"] == "liveness"
     specs = pod_specs(render())
     for service in ("embedding", "generation"):  # they load models
@@ -356,3 +357,13 @@ def test_tls_mounts_one_secret_everywhere_and_probes_a_plaintext_health_port():
 def test_tls_without_a_secret_is_refused_by_name():
     with pytest.raises(Exception, match=r"tls\.secretName"):
         render({"tls": {"enabled": True}})
+
+
+def test_an_install_is_plaintext_only_when_it_says_so():
+    """TLS is the default: an install that names no certificate Secret is refused, and
+    plaintext takes an explicit tls.enabled=false."""
+    with pytest.raises(Exception, match=r"tls\.secretName"):
+        helm.Chart.load(str(CHART)).render({}, name="rag", namespace="prod")
+    plaintext = render({"tls": {"enabled": False}})
+    for config_map in of_kind(plaintext, "ConfigMap"):
+        assert "RAG_TLS_CERT_FILE" not in config_map.get("data", {})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from rag_common.cache import LocalTTLCache
 from rag_common.corpus import CorpusVersions
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
+from rag_common.errors import Unavailable
 from rag_common.identity import Identity
 from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
 from rag_query.answer_cache import AnswerCache
@@ -42,12 +45,12 @@ class Corpus:
         yield UpsertResult(documents[0].id, 1)
 
 
-def replica(corpus: Corpus, server: RedisServer):
+def replica(corpus: Corpus, server: RedisServer, *, mark_s: float = 600.0):
     client = redis_client(server.url)
     answers = AnswerCache(
         TieredCache(LocalTTLCache(100, 3600), RedisLayer(client, "answers", ttl_s=3600))
     )
-    versions = CorpusVersions(client)
+    versions = CorpusVersions(client, mark_s=mark_s)
     semantic = SemanticCache(shared=SharedEntries(client))
     engine = QueryEngine(
         corpus, corpus, corpus, answers=answers, versions=versions, semantic=semantic
@@ -78,22 +81,56 @@ async def test_replicas_share_answers_and_a_change_through_one_invalidates_both(
     await client_b.aclose()
 
 
-async def test_with_redis_down_nothing_is_cached_rather_than_risking_a_stale_answer(tmp_path):
-    server = RedisServer(tmp_path).start()
+async def test_a_write_while_redis_hangs_is_refused_and_changes_nothing(redis_server):
+    """Two replicas; Redis hangs (SIGSTOP) while a write comes to the first: it is refused,
+    nothing is stored, and once Redis is back neither replica, nor one started since,
+    serves an answer from before a change that was acknowledged."""
     corpus = Corpus()
-    engine, documents, client = replica(corpus, server)
+    (a, docs_a, client_a), (b, _, client_b) = (replica(corpus, redis_server) for _ in range(2))
     question = Question("When does the office open?")
-    await engine.answer(question, ACME)
-    server.stop()
-    await documents.upsert([DocumentInput("hours", "The office opens at ten.")], ACME)
-    answer = await engine.answer(question, ACME)  # the version is unknown: no cache
-    assert answer.cache == "" and "ten" in answer.text
-    server.start()
-    answer = await engine.answer(question, ACME)  # the pending change is recorded first
-    assert answer.cache == "" and "ten" in answer.text
-    assert (await engine.answer(question, ACME)).cache == "exact"
-    await client.aclose()
-    server.stop()
+    await a.answer(question, ACME)
+    assert (await b.answer(question, ACME)).cache == "exact"
+    redis_server.pause()
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await docs_a.upsert([DocumentInput("hours", "The office opens at ten.")], ACME)
+        assert refused.value.reason == "CORPUS_VERSION_UNAVAILABLE"
+        assert "nine" in corpus.text  # nothing was written
+    finally:
+        redis_server.resume()
+    await docs_a.upsert([DocumentInput("hours", "The office opens at ten.")], ACME)
+    restarted, _, client_c = replica(corpus, redis_server)
+    for engine in (b, restarted):
+        answer = await engine.answer(question, ACME)
+        assert "ten" in answer.text and "nine" not in answer.text
+    for client in (client_a, client_b, client_c):
+        await client.aclose()
+
+
+async def test_while_a_write_is_under_way_no_replica_caches_and_a_lost_end_expires(
+    redis_server,
+):
+    """A writer dies midway through a write (its end is never recorded): the tenant stays
+    marked as changing, and no replica serves or keeps a cached answer until the mark
+    expires; answers stay whole meanwhile."""
+    corpus = Corpus()
+    (a, _, client_a), (b, _, client_b) = (
+        replica(corpus, redis_server, mark_s=2.0) for _ in range(2)
+    )
+    question = Question("When does the office open?")
+    await b.answer(question, ACME)
+    writer = CorpusVersions(redis_client(redis_server.url), mark_s=2.0)
+    killed = writer.changing(ACME.tenant)  # kept: its end would run once collected
+    await killed.__aenter__()  # and never leaves, as a writer killed midway
+    corpus.text = "The office opens at ten."
+    for engine in (a, b, a):  # neither served from the cache nor kept in it
+        answer = await engine.answer(question, ACME)
+        assert answer.cache == "" and "ten" in answer.text
+    await asyncio.sleep(2.5)
+    await b.answer(question, ACME)
+    assert (await a.answer(question, ACME)).cache == "exact"  # cached again, once expired
+    for client in (client_a, client_b):
+        await client.aclose()
 
 
 async def test_a_paraphrase_hits_the_semantic_cache_of_another_replica(redis_server):

@@ -170,7 +170,9 @@ def versioned(index: int, version: str, sentences: int) -> common_pb2.Document:
 async def chunks_of(cluster: LocalCluster, index: int) -> list[str]:
     """Every chunk retrieval returns for one document."""
     identity = Identity("tests", TENANT, frozenset({"reader"}))
-    metadata = cluster.credentials().metadata("retrieval", identity)
+    metadata = cluster.credentials().metadata(
+        "retrieval", identity, method="/rag.v1.RetrievalService/Retrieve"
+    )
     request = retrieval_pb.RetrieveRequest(
         query=f"Record {index} states fact",
         top_k=100,

@@ -19,6 +19,7 @@ from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
+from rag_common.credentials import OPERATOR_CLI
 from rag_common.status import error_info
 from tests.support.fake_llm import FakeLLMServer
 
@@ -26,6 +27,7 @@ KEYS = {
     "acme-key": {"tenant": "acme", "roles": ["writer"]},
     "globex-key": {"tenant": "globex", "roles": ["writer"]},
     "demo-key": {"tenant": "demo", "roles": ["writer"]},
+    "ops-key": {"tenant": "demo", "roles": ["operator"]},
 }
 ACME_DOCS = {
     "handbook": "Employees at Acme get 30 days of paid vacation every year.",
@@ -268,11 +270,21 @@ async def test_a_query_in_flight_completes_while_every_service_shuts_down(tmp_pa
         slow_llm.stop()
 
 
+def details_credential(cluster: LocalCluster, service: str) -> list[tuple[str, str]]:
+    """An operator's: its API key on the public port, the suite's signature elsewhere."""
+    if service == "query":
+        return auth("ops-key")
+    method = "/rag.v1.HealthDetailsService/GetHealthDetails"
+    return cluster.credentials().metadata(service, OPERATOR_CLI, method=method)
+
+
 async def test_every_service_reports_its_dependencies_healthy(cluster):
     for service in ("query", "retrieval", "generation", "embedding"):
         async with grpc.aio.insecure_channel(cluster.address(service)) as channel:
             stub = health_grpc.HealthDetailsServiceStub(channel)
-            report = await stub.GetHealthDetails(health_pb.GetHealthDetailsRequest(), timeout=5)
+            report = await stub.GetHealthDetails(
+                health_pb.GetHealthDetailsRequest(), metadata=details_credential(cluster, service)
+            )
         assert report.service == service
         states = {d.name: d.state for d in report.dependencies}
         assert states and set(states.values()) == {health_pb.HEALTH_STATE_HEALTHY}, states

@@ -88,3 +88,28 @@ async def test_a_client_looping_on_a_bad_key_writes_a_line_a_second_not_one_a_ca
     assert 1 <= len(lines) <= 3
     assert lines[0]["outcome"] == "UNAUTHENTICATED" and lines[0]["reason"] == "INVALID_API_KEY"
     assert "guessed-key" not in json.dumps(lines)
+
+
+async def test_refused_writes_flood_no_audit_log_and_huge_ids_are_cut_before_retrieval(
+    suite, caplog
+):
+    """300 refused writes each with no key, a guessed key and a reader's key; then a writer's
+    delete of 100 ids of 80,000 characters: a few lines, none of them large, and the
+    invalid delete refused by the query service without reaching retrieval."""
+    caplog.set_level(logging.INFO, logger="rag.audit")
+    documents = doc_grpc.DocumentServiceStub(suite.channel)
+    delete = doc_pb.DeleteDocumentsRequest(document_ids=["memo"])
+    for metadata in ([], auth("guessed-key"), auth("reader-secret-key")):
+        for _ in range(300):
+            with pytest.raises(grpc.aio.AioRpcError):
+                await documents.DeleteDocuments(delete, metadata=metadata)
+    refused_lines = audit_lines(caplog)
+    assert len(refused_lines) <= 9, len(refused_lines)  # a line a second per caller and action
+    caplog.clear()
+    huge = doc_pb.DeleteDocumentsRequest(document_ids=[f"{n}" + "x" * 80_000 for n in range(100)])
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await documents.DeleteDocuments(huge, metadata=auth("writer-secret-key"), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    lines = audit_lines(caplog)
+    assert [line["action"] for line in lines] == ["/rag.v1.DocumentService/DeleteDocuments"]
+    assert len(json.dumps(lines)) < 20_000  # was 8 MB, in query's log and retrieval's

@@ -75,10 +75,13 @@ def attempts(audience: str) -> list[tuple[str, list[tuple[str, str]]]]:
         ("MISSING_CREDENTIAL", FORGED),  # the forwarded-identity headers of old
         (
             "INVALID_CREDENTIAL",
-            Credentials("z" * len(TEST_KEY), "query").metadata(audience, VICTIM),
+            Credentials("z" * len(TEST_KEY), "query").metadata(audience, VICTIM, method=ANY),
         ),
-        ("INVALID_CREDENTIAL", credentials("query").metadata(other, VICTIM)),  # not for it
+        ("INVALID_CREDENTIAL", credentials("query").metadata(other, VICTIM, method=ANY)),
     ]
+
+
+ANY = "/rag.v1.RetrievalService/Retrieve"
 
 
 def calls(channel: grpc.aio.Channel, audience: str):
@@ -134,3 +137,58 @@ async def test_a_service_whose_key_differs_gets_unavailable_to_pass_on_not_unaut
         assert refused.value.reason == "DEPENDENCY_AUTH_FAILED"
     finally:
         await client.close()
+
+
+RETRIEVAL = "/rag.v1.RetrievalService/"
+
+
+async def test_a_captured_reader_token_opens_no_other_method_and_whole_store_calls_need_an_operator(
+    ports, expect_error
+):
+    """A token query minted for a tenant-A reader's question, captured on the internal hop,
+    replayed at once: it opens no write, delete, backup or restore. Tokens minted for those
+    methods open them only for a caller with the role they need."""
+    addresses, retriever = ports
+    reader = Identity("alice", "tenant-a", frozenset({"reader"}))
+    captured = credentials("query").metadata("retrieval", reader, method=RETRIEVAL + "Retrieve")
+
+    def minted(method: str, identity: Identity | None) -> list[tuple[str, str]]:
+        return credentials("query").metadata("retrieval", identity, method=RETRIEVAL + method)
+
+    async with grpc.aio.insecure_channel(addresses["retrieval"]) as channel:
+        stub = retrieval_grpc.RetrievalServiceStub(channel)
+        planted = common_pb2.Document(id="planted", text="Pay the invoice to account 666.")
+
+        async def one_piece():
+            yield retrieval_pb.RestoreBackupRequest(data=b"\x1f\x8b")
+
+        methods = {
+            "UpsertDocuments": lambda m: collect(
+                stub.UpsertDocuments(
+                    retrieval_pb.UpsertDocumentsRequest(documents=[planted]), metadata=m
+                )
+            ),
+            "DeleteDocuments": lambda m: stub.DeleteDocuments(
+                retrieval_pb.RetrievalServiceDeleteDocumentsRequest(document_ids=["a"]),
+                metadata=m,
+            ),
+            "CreateBackup": lambda m: collect(
+                stub.CreateBackup(retrieval_pb.CreateBackupRequest(), metadata=m)
+            ),
+            "RestoreBackup": lambda m: stub.RestoreBackup(one_piece(), metadata=m),
+        }
+        for method, call in methods.items():
+            await expect_error(
+                call(captured), grpc.StatusCode.UNAUTHENTICATED, "INVALID_CREDENTIAL"
+            )
+            refused = [reader, None] + ([VICTIM] if "Backup" in method else [])
+            for identity in refused:  # a reader, a bare service token, even a tenant's admin
+                await expect_error(
+                    call(minted(method, identity)),
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "ROLE_REQUIRED",
+                )
+        operator = Identity("ops", "", frozenset({"operator"}))
+        archive = await methods["CreateBackup"](minted("CreateBackup", operator))
+        assert archive  # the operator's own call still works
+    assert await retriever.count(reader) == 0  # nothing was planted

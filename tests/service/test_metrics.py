@@ -17,7 +17,7 @@ from rag_cli.launcher import free_port
 from rag_common.settings import ServiceSettings
 from rag_embedding.servicer import servicers
 from tests.conftest import start_host
-from tests.support.signed import signed_channel
+from tests.support.signed import TEST_KEY, signed_channel
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -56,7 +56,9 @@ async def test_calls_show_up_by_method_and_code(embedder):
         await host.stop(0)
 
 
-async def test_a_signal_past_its_threshold_shows_in_health_details_and_rag_health(embedder, capsys):
+async def test_a_signal_past_its_threshold_shows_in_health_details_and_rag_health(
+    embedder, capsys, monkeypatch, tmp_path
+):
     # Thresholds low enough that ordinary calls cross them: latency over 1 µs is "slow".
     settings = ServiceSettings(
         port=0, grace_period_s=1.0, health_min_calls=3, health_p95_warning_s=1e-6
@@ -77,9 +79,14 @@ async def test_a_signal_past_its_threshold_shows_in_health_details_and_rag_healt
         assert signals["p95_latency_s"].detail == "3 calls"
         assert signals["error_rate"].state == health_pb.HEALTH_STATE_HEALTHY
         capsys.readouterr()
-        await rag_main.health(argparse.Namespace(service=[["embedding", address]]))
+        # `rag health` signs as an operator with the suite's key: the details are not public.
+        monkeypatch.setenv("RAG_IDENTITY_KEY", TEST_KEY)
+        await rag_main.health(
+            argparse.Namespace(service=[["embedding", address]], data_dir=tmp_path, api_key="")
+        )
         printed = capsys.readouterr().out
         row = next(line for line in printed.splitlines() if "p95_latency_s" in line)
-        assert "degraded" in row and "3 calls" in row
+        # The three Embed calls and the details call above: a call with a credential, too.
+        assert "degraded" in row and "4 calls" in row
     finally:
         await host.stop(0)

@@ -260,7 +260,7 @@ async def test_an_operator_switches_maintenance_on_and_off(public, expect_error)
         status = await health.Check(health_pb2.HealthCheckRequest(service="rag.v1.QueryService"))
         assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
         details = await health_grpc.HealthDetailsServiceStub(public.channel).GetHealthDetails(
-            health_details_pb.GetHealthDetailsRequest()
+            health_details_pb.GetHealthDetailsRequest(), metadata=auth("acme-operator")
         )
         assert details.state == health_details_pb.HEALTH_STATE_UNHEALTHY
     finally:
@@ -275,7 +275,7 @@ async def test_an_operator_switches_maintenance_on_and_off(public, expect_error)
 
 async def test_health_details_list_each_dependency_with_its_breaker(public):
     details = await health_grpc.HealthDetailsServiceStub(public.channel).GetHealthDetails(
-        health_details_pb.GetHealthDetailsRequest()
+        health_details_pb.GetHealthDetailsRequest(), metadata=auth("acme-operator")
     )
     assert details.service == "query"
     by_name = {d.name: d for d in details.dependencies}
@@ -361,7 +361,7 @@ async def test_a_paraphrase_is_answered_from_the_semantic_cache_but_a_near_miss_
 
 async def breakers(public) -> dict[str, str]:
     details = await health_grpc.HealthDetailsServiceStub(public.channel).GetHealthDetails(
-        health_details_pb.GetHealthDetailsRequest()
+        health_details_pb.GetHealthDetailsRequest(), metadata=auth("acme-operator")
     )
     return {d.name: d.breaker for d in details.dependencies}
 

@@ -32,6 +32,7 @@ async def upsert(stub, request, metadata) -> list[pb.DocumentResult]:
 
 ACME = Signed("retrieval", Identity("alice", "acme", frozenset({"writer"})))
 GLOBEX = Signed("retrieval", Identity("bob", "globex", frozenset({"writer"})))
+OPERATOR = Signed("retrieval", Identity("ops", "", frozenset({"operator"})))
 
 
 def doc(id: str, text: str, **metadata: str) -> common_pb2.Document:
@@ -263,9 +264,9 @@ async def test_bad_queries_are_rejected_naming_the_field(
     await expect_error(call, INVALID, reason, field)
 
 
-async def test_a_call_without_identity_is_unauthenticated(stack, expect_error):
+async def test_a_call_on_behalf_of_no_reader_is_refused(stack, expect_error):
     call = stack.stub.Retrieve(pb.RetrieveRequest(query="volcano"))
-    await expect_error(call, grpc.StatusCode.UNAUTHENTICATED, "MISSING_IDENTITY")
+    await expect_error(call, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED")
 
 
 async def test_a_backup_restores_the_store_as_it_was(stack, expect_error):
@@ -275,7 +276,8 @@ async def test_a_backup_restores_the_store_as_it_was(stack, expect_error):
         metadata=ACME,
     )
     archive = b"".join(
-        m.data for m in await collect(stack.stub.CreateBackup(pb.CreateBackupRequest()))
+        m.data
+        for m in await collect(stack.stub.CreateBackup(pb.CreateBackupRequest(), metadata=OPERATOR))
     )
     before = await stack.chunks("acme")
     # After the backup: one document replaced, one added, one deleted.
@@ -291,7 +293,7 @@ async def test_a_backup_restores_the_store_as_it_was(stack, expect_error):
         for start in range(0, len(archive), 100_000):
             yield pb.RestoreBackupRequest(data=archive[start : start + 100_000])
 
-    reply = await stack.stub.RestoreBackup(pieces())
+    reply = await stack.stub.RestoreBackup(pieces(), metadata=OPERATOR)
     assert await stack.chunks("acme") == before
     assert reply.chunks >= before
     hits = await ask(stack, "What do lighthouses do?", top_k=10)
@@ -304,6 +306,8 @@ async def test_a_backup_restores_the_store_as_it_was(stack, expect_error):
         yield pb.RestoreBackupRequest(data=b"not a tar.gz at all")
 
     await expect_error(
-        stack.stub.RestoreBackup(garbage()), grpc.StatusCode.INVALID_ARGUMENT, field="data"
+        stack.stub.RestoreBackup(garbage(), metadata=OPERATOR),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        field="data",
     )
     assert await stack.chunks("acme") == before

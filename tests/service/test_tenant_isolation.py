@@ -137,10 +137,12 @@ async def test_no_key_ever_shows_in_a_log_line_an_error_or_health(suite, caplog)
             await stub.Query(request, metadata=metadata)
         except grpc.aio.AioRpcError as error:
             seen.append(f"{error.details()} {error.trailing_metadata()}")
-    details = await health_grpc.HealthDetailsServiceStub(suite.channel).GetHealthDetails(
-        health_pb.GetHealthDetailsRequest()
-    )
-    seen.append(str(details))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # the system's state: not a tenant's
+        await health_grpc.HealthDetailsServiceStub(suite.channel).GetHealthDetails(
+            health_pb.GetHealthDetailsRequest(), metadata=auth(ACME)
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    seen.append(f"{refused.value.details()} {refused.value.trailing_metadata()}")
     formatter = JsonFormatter("query")
     seen += [formatter.format(record) for record in caplog.records]
     everything = json.dumps(seen)

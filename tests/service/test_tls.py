@@ -45,7 +45,9 @@ def tls_settings(certs, name: str, **more) -> ServiceSettings:
 
 async def embed(channel: grpc.aio.Channel) -> int:
     stub = pb_grpc.EmbeddingServiceStub(channel)
-    metadata = credentials("embedding").metadata("embedding", None)
+    metadata = credentials("embedding").metadata(
+        "embedding", None, method="/rag.v1.EmbeddingService/Embed"
+    )
     reply = await stub.Embed(pb.EmbedRequest(texts=["over tls"]), metadata=metadata, timeout=10)
     return len(reply.embeddings)
 
@@ -118,3 +120,23 @@ async def test_probes_get_plaintext_health_and_nothing_else_beside_a_tls_port(em
             assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
     finally:
         await host.stop(0)
+
+
+async def test_the_cli_certificate_can_call_a_service_but_never_pose_as_one(embedder, tmp_path):
+    """One identity per certificate: the CLI's may call (client usage, its own name only);
+    a port serving with it is refused by every caller that checks the server."""
+    folder = tmp_path / "ca"
+    write_development_ca(folder, ["embedding", "cli"], ["localhost", "127.0.0.1"])
+    genuine = await start_host(servicers(embedder), tls_settings(folder, "embedding"))
+    impostor = await start_host(servicers(embedder), tls_settings(folder, "cli"))
+    caller = files(folder, "cli").channel_credentials()
+    try:
+        async with grpc.aio.secure_channel(f"127.0.0.1:{genuine.port}", caller) as channel:
+            assert await embed(channel) == 1
+        async with grpc.aio.secure_channel(f"127.0.0.1:{impostor.port}", caller) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await embed(channel)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await impostor.stop(0)
+        await genuine.stop(0)

@@ -1,8 +1,8 @@
 """Calls straight to an internal service, signed as the suite's own services sign them.
 
 Tests reach internal ports the way only the suite may: with a credential made from the
-test key (`TEST_KEY`). `Signed` is metadata for a call on behalf of a tenant; a channel
-from `signed_channel` adds a service credential to every call that has none.
+test key (`TEST_KEY`) for the method called. A channel from `signed_channel` adds one to
+every call that has none, on behalf of the identity named by `Signed` metadata if any.
 """
 
 from __future__ import annotations
@@ -20,16 +20,28 @@ def credentials(service: str = "tests") -> Credentials:
     return Credentials(TEST_KEY, service)
 
 
+_ON_BEHALF_OF = "x-test-on-behalf-of"  # read by a signed channel, never sent
+
+
 class Signed:
-    """Metadata for a call to `audience` for `identity`, signed anew whenever a call reads
-    it: tokens live a minute, and a module's constants outlive that."""
+    """Metadata for a call on behalf of `identity`, through a channel from `signed_channel`:
+    it mints the credential for the method called, as the suite's clients do."""
 
     def __init__(self, audience: str, identity: Identity | None = None) -> None:
         self.audience = audience
         self.identity = identity
 
     def __iter__(self):
-        return iter(credentials().metadata(self.audience, self.identity))
+        identity = self.identity
+        if identity is None:
+            return iter(())
+        roles = ",".join(sorted(identity.roles))
+        return iter([(_ON_BEHALF_OF, f"{identity.principal}|{identity.tenant}|{roles}")])
+
+
+def _on_behalf_of(value: str) -> Identity:
+    principal, tenant, roles = value.split("|")
+    return Identity(principal, tenant, frozenset(filter(None, roles.split(","))))
 
 
 class _Signing:
@@ -38,8 +50,15 @@ class _Signing:
 
     def _signed(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(details.metadata or ())
-        if not any(key == CREDENTIAL_KEY for key, _ in metadata):
-            metadata += Signed(self._audience)
+        if any(key == CREDENTIAL_KEY for key, _ in metadata):
+            return details  # the test made its own, to see it refused
+        identity = None
+        for key, value in metadata:
+            if key == _ON_BEHALF_OF:
+                identity = _on_behalf_of(value)
+        metadata = [(k, v) for k, v in metadata if k != _ON_BEHALF_OF]
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        metadata += credentials().metadata(self._audience, identity, method=method)
         return details._replace(metadata=grpc.aio.Metadata(*metadata))
 
 

@@ -53,32 +53,56 @@ def test_roles_gate_methods_and_unknown_methods_need_admin():
 KEY = "k" * 32
 
 
-def test_a_signed_identity_reaches_only_the_service_it_was_signed_for():
+RETRIEVE = "/rag.v1.RetrievalService/Retrieve"
+UPSERT = "/rag.v1.RetrievalService/UpsertDocuments"
+
+
+def test_a_signed_identity_reaches_only_the_service_and_method_it_was_signed_for():
     identity = Identity("p", "acme", frozenset({"reader", "writer"}))
-    token = dict(Credentials(KEY, "query").metadata("retrieval", identity))
-    caller = Credentials(KEY, "retrieval").verify(token)
+    token = dict(Credentials(KEY, "query").metadata("retrieval", identity, method=RETRIEVE))
+    caller = Credentials(KEY, "retrieval").verify(token, RETRIEVE)
     assert caller.identity == identity and caller.service == "query"
-    assert (
-        Credentials(KEY, "retrieval")
-        .verify(dict(Credentials(KEY, "query").metadata("retrieval", None)))
-        .identity
-        is None
-    )  # a service's own call: no tenant to act for
+    own = dict(Credentials(KEY, "query").metadata("retrieval", None, method=RETRIEVE))
+    assert Credentials(KEY, "retrieval").verify(own, RETRIEVE).identity is None
     refusals = {
-        "MISSING_CREDENTIAL": (Credentials(KEY, "retrieval"), {}),
-        "INVALID_CREDENTIAL": (Credentials("o" * 32, "retrieval"), token),  # another key
-        "NO_IDENTITY_KEY": (Credentials("", "retrieval"), token),
+        "MISSING_CREDENTIAL": (Credentials(KEY, "retrieval"), {}, RETRIEVE),
+        "INVALID_CREDENTIAL": (Credentials("o" * 32, "retrieval"), token, RETRIEVE),
+        "NO_IDENTITY_KEY": (Credentials("", "retrieval"), token, RETRIEVE),
     }
-    for reason, (verifier, metadata) in refusals.items():
+    # Captured on the wire and replayed against another method: refused.
+    refusals["INVALID_CREDENTIAL (replayed)"] = (Credentials(KEY, "retrieval"), token, UPSERT)
+    for reason, (verifier, metadata, method) in refusals.items():
         with pytest.raises(Unauthenticated) as refused:
-            verifier.verify(metadata)
-        assert refused.value.reason == reason
+            verifier.verify(metadata, method)
+        assert refused.value.reason == reason.split()[0]
     with pytest.raises(Unauthenticated) as refused:  # replayed at another service
-        Credentials(KEY, "generation").verify(token)
+        Credentials(KEY, "generation").verify(token, RETRIEVE)
     assert refused.value.reason == "INVALID_CREDENTIAL"
     forged = {"x-rag-tenant": "acme", "x-rag-roles": "admin"}  # the headers of old
     with pytest.raises(Unauthenticated):
-        Credentials(KEY, "retrieval").verify(forged)
+        Credentials(KEY, "retrieval").verify(forged, RETRIEVE)
+
+
+def test_a_credential_expires_seconds_after_the_deadline_of_its_call():
+    import jwt
+
+    token = dict(
+        Credentials(KEY, "query").metadata("retrieval", None, method=RETRIEVE, lifetime_s=2)
+    )
+    claims = jwt.decode(token["x-rag-credential"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] <= 8  # 2 s of call, 5 s for clocks, rounding
+
+
+def test_an_internal_method_needs_the_role_it_was_made_for():
+    resolve = Credentials(KEY, "retrieval").resolver({UPSERT: "writer"})
+    reader = Identity("r", "acme", frozenset({"reader"}))
+    writer = Identity("w", "acme", frozenset({"writer"}))
+    minted = Credentials(KEY, "query")
+    assert resolve(UPSERT, dict(minted.metadata("retrieval", writer, method=UPSERT))) == writer
+    for identity in (reader, None):
+        with pytest.raises(PermissionDenied) as refused:
+            resolve(UPSERT, dict(minted.metadata("retrieval", identity, method=UPSERT)))
+        assert refused.value.reason == "ROLE_REQUIRED"
 
 
 class FakeRpcError(grpc.aio.AioRpcError):

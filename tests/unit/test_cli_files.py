@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rag_cli.files import batches, document_id, find_files, to_document
-from rag_retrieval.validation import DOCUMENT_ID
+from rag_common.document_ids import DOCUMENT_ID
 
 
 def test_folders_are_walked_recursively_for_supported_files(tmp_path):

@@ -3,9 +3,10 @@
 Lines go to the `rag.audit` logger (stdout like every log, marked `"audit": true`, so a
 collector can route them apart). Each names the principal, tenant, action, the document
 ids concerned, the outcome and the request id; never a key, a token or a document's text.
-Writes and admin actions are always written. Denied requests are written at most once a
-second per action, outcome and principal, with a count of those left out, so a client
-looping on a bad key cannot fill the disk.
+Writes and admin actions are always written. Denied requests, writes included, are written
+at most once a second per action, outcome and principal, with a count of those left out,
+and every id is cut to the longest a valid one can be, so a client looping on a bad key or
+sending ids of megabytes cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ log = logging.getLogger("rag.audit")
 # The outcomes that mean the caller was turned away.
 DENIED = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED"})
 MAX_IDS = 100  # ids listed per line; the count is always whole
+MAX_ID_CHARS = 128  # the longest valid document id
 
 
 class AuditLog:
@@ -57,9 +59,9 @@ class AuditLog:
             entry["reason"] = reason
         ids = _document_ids(request)
         if ids:
-            entry["document_ids"] = ids[:MAX_IDS]
+            entry["document_ids"] = [_shown(i) for i in ids[:MAX_IDS]]
             entry["documents"] = len(ids)
-        if denied and not method.startswith(self._audited):
+        if denied:
             left_out = self._admit((method, code, principal))
             if left_out is None:
                 return
@@ -77,6 +79,12 @@ class AuditLog:
             self._last.clear()
         self._last[key] = now
         return self._left_out.pop(key, 0)
+
+
+def _shown(document_id: str) -> str:
+    if len(document_id) <= MAX_ID_CHARS:
+        return document_id
+    return f"{document_id[:MAX_ID_CHARS]}... ({len(document_id)} characters)"
 
 
 def _document_ids(request: Any) -> list[str]:

@@ -12,7 +12,8 @@ import enum
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -186,16 +187,37 @@ def record_cancelled(breaker: CircuitBreaker) -> None:
         breaker.release_probe()
 
 
-async def guarded(breaker: CircuitBreaker, call: Callable[[], Awaitable[T]]) -> T:
-    """Run `call` through `breaker`: refused at once while open, outcome recorded after."""
-    breaker.admit()
+@contextmanager
+def calling(
+    breaker: CircuitBreaker, *, timeouts_count: bool = True, admitted: bool = False
+) -> Iterator[None]:
+    """One call through `breaker`: refused at once while open (unless `admitted` already),
+    its outcome recorded after.
+
+    `timeouts_count=False` is for a call its caller gave less time than the dependency can
+    be expected to need: running out of it is the caller's doing (STYLE rule 19), so a
+    timeout or a cancellation by the deadline gives no verdict. Other failures still count.
+    """
+    if not admitted:
+        breaker.admit()
     try:
-        result = await call()
+        yield
     except Exception as exc:
-        breaker.record_failure(exc)
+        if isinstance(exc, DeadlineExceeded | TimeoutError) and not timeouts_count:
+            breaker.release_probe()
+        else:
+            breaker.record_failure(exc)
         raise
     except BaseException:
-        record_cancelled(breaker)
+        if timeouts_count:
+            record_cancelled(breaker)
+        else:
+            breaker.release_probe()
         raise
     breaker.record_success()
-    return result
+
+
+async def guarded(breaker: CircuitBreaker, call: Callable[[], Awaitable[T]]) -> T:
+    """Run `call` through `breaker` (see `calling`)."""
+    with calling(breaker):
+        return await call()

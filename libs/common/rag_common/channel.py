@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rag_common import context, status, tracing
-from rag_common.breaker import BreakerState, CircuitBreaker, guarded, record_cancelled
+from rag_common.breaker import BreakerState, CircuitBreaker, calling
 from rag_common.credentials import Credentials
+from rag_common.endpoints import Endpoint, Endpoints
+from rag_common.errors import DeadlineExceeded, Unavailable
+from rag_common.hedging import LOST_RACE, HedgeBudget, LatencyWindow, hedged
 from rag_common.identity import REQUEST_ID_KEY, Identity
 from rag_common.tls import TlsFiles
 
-# Round-robin over every address the target resolves to, and let gRPC itself retry a call
-# that found a replica unavailable (the only status that is always safe to retry: the call
-# did not run). Nothing above this layer retries internal calls.
+# For a channel over every address a target resolves to (callers of the public port):
+# round-robin, and gRPC's own retry of a call that found a replica unavailable (the only
+# status that is always safe to retry: the call did not run).
 _SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
@@ -35,6 +41,18 @@ _SERVICE_CONFIG = json.dumps(
         ],
     }
 )
+_COMMON_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # gRPC's default reconnect backoff grows to 120 s, so a replica that restarted could
+    # stay unused for minutes; cap it so recovery takes about a second.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
 
 
 def channel_target(target: str) -> str:
@@ -55,32 +73,43 @@ def open_channel(target: str, tls: TlsFiles | None = None) -> grpc.aio.Channel:
     options = [
         ("grpc.service_config", _SERVICE_CONFIG),
         ("grpc.enable_retries", 1),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        # gRPC's default reconnect backoff grows to 120 s, so a replica that restarted
-        # could stay unused for minutes; cap it so recovery takes about a second.
-        ("grpc.initial_reconnect_backoff_ms", 200),
-        ("grpc.min_reconnect_backoff_ms", 200),
-        ("grpc.max_reconnect_backoff_ms", 1000),
+        *_COMMON_OPTIONS,
         # A dns:/// target is resolved again when a server closes a connection for its
         # age (see ServiceSettings.max_connection_age_s); at most this often.
         ("grpc.dns_min_time_between_resolutions_ms", 5000),
-        ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ]
+    return _channel(channel_target(target), tls, options)
+
+
+def replica_channel(address: str, authority: str, tls: TlsFiles | None) -> grpc.aio.Channel:
+    """A channel to one replica (see endpoints.py): no retry of its own, since a call that
+    finds it unavailable goes to another; with TLS, its certificate is checked against
+    `authority`, the name the replica was found by, when there is one."""
+    options = list(_COMMON_OPTIONS)
+    if authority:
+        options += [("grpc.default_authority", authority)]
+        if tls is not None:
+            options += [("grpc.ssl_target_name_override", authority.rsplit(":", 1)[0])]
+    return _channel(address, tls, options)
+
+
+def _channel(target: str, tls: TlsFiles | None, options: list) -> grpc.aio.Channel:
     # When tracing is on: each call's span, and the trace context in its metadata.
     interceptors = tracing.client_interceptors()
     if tls is None:
-        return grpc.aio.insecure_channel(
-            channel_target(target), options=options, interceptors=interceptors
-        )
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
     return grpc.aio.secure_channel(
-        channel_target(target),
-        tls.channel_credentials(),
-        options=options,
-        interceptors=interceptors,
+        target, tls.channel_credentials(), options=options, interceptors=interceptors
     )
+
+
+# A call given less time than this and cut off by it says nothing about the dependency:
+# the caller chose a deadline too short (STYLE rule 19). The public budget's floor.
+FAIR_TIMEOUT_S = 0.1
+
+
+# Attempts of one call at most, each on another replica where it found one unavailable.
+_ATTEMPTS = 3
 
 
 class ServiceClient:
@@ -88,54 +117,92 @@ class ServiceClient:
 
     A failed call is decoded into the project's own error, so the caller sees the same code
     and reason the remote service raised (or `Unavailable` naming the dependency). Calls go
-    through the dependency's circuit breaker: while it is open they fail at once.
+    through the dependency's circuit breaker: while it is open they fail at once. Each
+    attempt goes to one replica (endpoints.py): one found unavailable is left for another,
+    a light idempotent call slower than usual is sent to another as well (hedging.py), and
+    a replica that keeps failing or hanging is ejected. Each call's credential names the
+    method it is for, so a captured one opens nothing else.
     """
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        target: str,
         dependency: str,
         timeout_s: float,
         breaker: CircuitBreaker | None = None,
         *,
         credentials: Credentials,
+        stub: type,
+        service: str,
     ) -> None:
-        self._channel = channel
         self._credentials = credentials
         self._dependency = dependency
         self._timeout_s = timeout_s
+        self.replicas = Endpoints(
+            target,
+            lambda address, authority: replica_channel(address, authority, credentials.tls),
+            name=dependency,
+        )
+        self._stub_type = stub
+        self._service = service  # full name, e.g. "rag.v1.RetrievalService"
         self.breaker = breaker or CircuitBreaker(dependency)
+        self._latency: dict[str, LatencyWindow] = {}
+        self._hedge_budget = HedgeBudget()
 
     async def _unary(
-        self, method: Callable[..., Any], request: Any, identity: Identity | None = None
+        self, method: str, request: Any, identity: Identity | None = None, *, hedge: bool = False
     ) -> Any:
-        async def call() -> Any:
-            try:
-                return await method(request, **self._call_options(identity))
-            except grpc.aio.AioRpcError as exc:
-                raise status.decode(exc, dependency=self._dependency) from None
+        """One call; `hedge` (idempotent, light calls only) sends it again to another
+        replica when it is slower than usual (see hedging.py)."""
+        options = self._call_options(method, identity)
+        fair = options["timeout"] >= FAIR_TIMEOUT_S
+        latency = self._latency.setdefault(method, LatencyWindow()) if hedge else None
+        tried: set[str] = set()
 
-        return await guarded(self.breaker, call)
+        async def attempt() -> Any:
+            for number in range(_ATTEMPTS):
+                replica = self.replicas.pick(avoid=tried)
+                tried.add(replica.address)
+                started = time.monotonic()
+                send = getattr(replica.stub(self._stub_type), method)
+                # Each attempt gets what is left of the call's time, no more.
+                timeout = context.remaining_seconds(self._timeout_s)
+                try:
+                    with _outcome(replica, fair):
+                        try:
+                            reply = await send(request, **(options | {"timeout": timeout}))
+                        except grpc.aio.AioRpcError as exc:
+                            raise status.decode(exc, dependency=self._dependency) from None
+                except Unavailable:
+                    if number == _ATTEMPTS - 1:
+                        raise
+                    continue  # it did not run there: another replica
+                if latency is not None:
+                    latency.add(time.monotonic() - started)
+                return reply
+            raise AssertionError("unreachable")
+
+        with calling(self.breaker, timeouts_count=fair):
+            if latency is None:
+                return await attempt()
+            return await hedged(attempt, latency.hedge_delay(), self._hedge_budget)
 
     async def _stream(
-        self, method: Callable[..., Any], request: Any, identity: Identity | None = None
+        self, method: str, request: Any, identity: Identity | None = None
     ) -> AsyncIterator[Any]:
-        # A stream cannot go through guarded(); the same bookkeeping, spelled out.
-        self.breaker.admit()
-        call = method(request, **self._call_options(identity))
-        try:
-            async for message in call:
-                yield message
-        except grpc.aio.AioRpcError as exc:
-            error = status.decode(exc, dependency=self._dependency)
-            self.breaker.record_failure(error)
-            raise error from None
-        except BaseException:
-            record_cancelled(self.breaker)
-            raise
-        finally:
-            call.cancel()
-        self.breaker.record_success()
+        options = self._call_options(method, identity)
+        fair = options["timeout"] >= FAIR_TIMEOUT_S
+        with calling(self.breaker, timeouts_count=fair):
+            replica = self.replicas.pick()
+            with _outcome(replica, fair):
+                call = getattr(replica.stub(self._stub_type), method)(request, **options)
+                try:
+                    async for message in call:
+                        yield message
+                except grpc.aio.AioRpcError as exc:
+                    raise status.decode(exc, dependency=self._dependency) from None
+                finally:
+                    call.cancel()
 
     @property
     def dependency(self) -> str:
@@ -143,19 +210,31 @@ class ServiceClient:
         return self._dependency
 
     async def health(self) -> str:
-        """The service's standard health status; UNREACHABLE when it does not answer."""
-        stub = health_pb2_grpc.HealthStub(self._channel)
-        try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-        except grpc.aio.AioRpcError:
-            return "UNREACHABLE"
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        """The service's standard health status, as its best replica reports it;
+        UNREACHABLE when none answers."""
+        best = "UNREACHABLE"
+        for replica in self.replicas.all:
+            try:
+                reply = await replica.stub(health_pb2_grpc.HealthStub).Check(
+                    health_pb2.HealthCheckRequest(), timeout=1.0
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            best = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            if best == "SERVING":
+                break
+        return best
 
-    def _call_options(self, identity: Identity | None) -> dict[str, Any]:
+    def _call_options(self, method: str, identity: Identity | None) -> dict[str, Any]:
+        # Before the breaker is asked: a deadline already passed is the caller's, not a
+        # failure of the dependency.
+        timeout = context.remaining_seconds(self._timeout_s)
         metadata = [(REQUEST_ID_KEY, context.request_id() or context.new_request_id())]
-        metadata += self._credentials.metadata(self._dependency, identity)
+        metadata += self._credentials.metadata(
+            self._dependency, identity, method=f"/{self._service}/{method}", lifetime_s=timeout
+        )
         return {
-            "timeout": context.remaining_seconds(self._timeout_s),
+            "timeout": timeout,
             "metadata": metadata,
             # A half-open probe waits for the connection instead of failing at once while
             # the channel sits in reconnect backoff: otherwise a dependency that is back can
@@ -164,5 +243,22 @@ class ServiceClient:
         }
 
     async def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
-        await self._channel.close()
+        """Close the channels; calls in flight are cancelled."""
+        await self.replicas.close()
+
+
+@contextlib.contextmanager
+def _outcome(replica: Endpoint, fair: bool) -> Iterator[None]:
+    """Record one attempt's outcome on its replica's breaker (its ejection). An attempt
+    cancelled because another replica answered first lost the race: a failure of this
+    replica, the sign of a hang, where a cancellation by the caller says nothing."""
+    try:
+        # Admitted already: the pick took its place (or every replica was ejected).
+        with calling(replica.breaker, timeouts_count=fair, admitted=True):
+            yield
+    except asyncio.CancelledError as exc:
+        if exc.args == (LOST_RACE,):
+            replica.breaker.record_failure(
+                DeadlineExceeded(f"{replica.address} was slower than another replica")
+            )
+        raise

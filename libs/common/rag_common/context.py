@@ -115,8 +115,11 @@ def tighter_deadline(seconds: float) -> Iterator[float]:
     now = time.monotonic()
     current = _deadline.get()
     deadline = now + seconds if current is None else min(current, now + seconds)
-    token = _deadline.set(deadline)
+    _deadline.set(deadline)
     try:
         yield max(0.0, deadline - now)
     finally:
-        _deadline.reset(token)
+        # Not `reset(token)`: a stream cancelled mid-block is closed by asyncio in another
+        # context, where a token from this one raises ValueError ("created in a different
+        # Context") inside a task nobody awaits.
+        _deadline.set(current)

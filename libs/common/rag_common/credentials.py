@@ -1,24 +1,27 @@
 """Signed credentials between the suite's services: internal ports trust nothing else.
 
 QueryService authenticates callers; every call it (or retrieval) makes to an internal
-service carries a short-lived token, HMAC-signed (JWT, HS256) with a key all the suite's
-services share (`RAG_IDENTITY_KEY`, from a Secret). The token names the calling service,
-the service it is meant for, and the caller's identity when there is one (principal,
-tenant, roles). A call with no token, a forged one, one for another service, an expired
+service carries a token minted for that one call, HMAC-signed (JWT, HS256) with a key all
+the suite's services share (`RAG_IDENTITY_KEY`, from a Secret). The token names the calling
+service, the service and the method it is meant for, and the caller's identity when there
+is one (principal, tenant, roles); it expires a few seconds after the call's own deadline.
+A call with no token, a forged one, one for another service or another method, an expired
 one, or any call to a service with no key configured is refused with UNAUTHENTICATED
-before any work: reaching an internal port gives nothing.
+before any work; a caller whose role does not allow the method gets PERMISSION_DENIED. A
+token captured on the wire opens nothing but the call it was made for, for seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jwt
 
-from rag_common.errors import Unauthenticated
-from rag_common.identity import Identity
+from rag_common.errors import PermissionDenied, Unauthenticated
+from rag_common.identity import OPERATOR, Identity
 from rag_common.settings import ServiceSettings
 from rag_common.tls import TlsFiles
 
@@ -27,7 +30,8 @@ log = logging.getLogger(__name__)
 CREDENTIAL_KEY = "x-rag-credential"
 _ALGORITHM = "HS256"
 _ISSUER = "rag"
-_LIFETIME_S = 60.0  # a token is minted per call; this only bounds a replayed one
+_LIFETIME_S = 60.0  # the longest a token lives, whatever the call's deadline
+_SKEW_S = 5.0  # clocks of two pods may differ by this much
 _MIN_KEY_BYTES = 32
 
 
@@ -53,8 +57,17 @@ class Credentials:
         """Whether a key long enough to sign with is set."""
         return len(self._key) >= _MIN_KEY_BYTES
 
-    def metadata(self, audience: str, identity: Identity | None) -> list[tuple[str, str]]:
-        """The metadata that authenticates one call to `audience` (e.g. "retrieval")."""
+    def metadata(
+        self,
+        audience: str,
+        identity: Identity | None,
+        *,
+        method: str,
+        lifetime_s: float = _LIFETIME_S,
+    ) -> list[tuple[str, str]]:
+        """The metadata that authenticates one call of `method` (its full path, e.g.
+        "/rag.v1.RetrievalService/Retrieve") to `audience` (e.g. "retrieval"), valid for
+        about `lifetime_s` (the call's timeout)."""
         if not self.configured:
             raise Unauthenticated(
                 "RAG_IDENTITY_KEY is not set: internal calls cannot be signed",
@@ -65,8 +78,9 @@ class Credentials:
             "iss": _ISSUER,
             "sub": self.service,
             "aud": audience,
+            "method": method,
             "iat": int(now),
-            "exp": now + _LIFETIME_S,
+            "exp": now + min(_LIFETIME_S, max(lifetime_s, 0.0) + _SKEW_S),
         }
         if identity is not None:
             claims |= {
@@ -76,8 +90,9 @@ class Credentials:
             }
         return [(CREDENTIAL_KEY, jwt.encode(claims, self._key, algorithm=_ALGORITHM))]
 
-    def verify(self, metadata: dict[str, str]) -> Caller:
-        """The caller of an inbound call, or Unauthenticated (a stable reason, no detail)."""
+    def verify(self, metadata: dict[str, str], method: str) -> Caller:
+        """The caller of an inbound call of `method`, or Unauthenticated (a stable reason,
+        no detail)."""
         if not self.configured:
             raise Unauthenticated(
                 "this service has no RAG_IDENTITY_KEY and accepts no call",
@@ -96,7 +111,8 @@ class Credentials:
                 algorithms=[_ALGORITHM],
                 audience=self.service,
                 issuer=_ISSUER,
-                options={"require": ["exp", "sub", "aud", "iss"]},
+                leeway=_SKEW_S,
+                options={"require": ["exp", "sub", "aud", "iss", "method"]},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated(
@@ -106,22 +122,38 @@ class Credentials:
             raise Unauthenticated(
                 "the credential is not valid", reason="INVALID_CREDENTIAL"
             ) from None
+        if claims["method"] != method:  # captured from another call
+            raise Unauthenticated("the credential is not valid", reason="INVALID_CREDENTIAL")
         identity = None
-        if claims.get("tenant"):
+        if claims.get("principal"):
             identity = Identity(
                 principal=str(claims.get("principal", "")),
-                tenant=str(claims["tenant"]),
+                tenant=str(claims.get("tenant", "")),
                 roles=frozenset(map(str, claims.get("roles", ()))),
             )
         return Caller(service=str(claims["sub"]), identity=identity)
 
-    def resolver(self):
-        """An identity resolver for an internal service's ServiceHost."""
+    def resolver(self, required_roles: Mapping[str, str] | None = None):
+        """An identity resolver for an internal service's ServiceHost.
+
+        `required_roles` maps a method's full path to the role its caller must hold: a
+        call on behalf of nobody, or of someone without it, is refused.
+        """
+        required_roles = required_roles or {}
 
         def resolve(method: str, metadata: dict[str, str]) -> Identity | None:
-            return self.verify(metadata).identity
+            identity = self.verify(metadata, method).identity
+            role = required_roles.get(method)
+            if role is not None and (identity is None or not identity.has_role(role)):
+                raise PermissionDenied.role_required(role, identity)
+            return identity
 
         return resolve
+
+
+# Who `rag` signs as for system-wide calls (backups, health details): an operator of no
+# tenant, so it can read or write no tenant's documents.
+OPERATOR_CLI = Identity(principal="rag-cli", tenant="", roles=frozenset({OPERATOR}))
 
 
 def service_credentials(settings: ServiceSettings, service: str) -> Credentials:

@@ -7,8 +7,9 @@ from typing import Literal
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+from rag_common import context
 from rag_common.breaker import CircuitBreaker
-from rag_common.channel import ServiceClient, open_channel
+from rag_common.channel import ServiceClient
 from rag_common.credentials import Credentials
 
 _PURPOSES = {
@@ -29,18 +30,22 @@ class EmbeddingClient(ServiceClient):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
-            open_channel(target, credentials.tls),
+            target,
             "embedding",
             timeout_s,
             breaker,
             credentials=credentials,
+            stub=pb_grpc.EmbeddingServiceStub,
+            service="rag.v1.EmbeddingService",
         )
-        self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
 
     async def embed(
         self, texts: Sequence[str], purpose: Literal["query", "document"]
     ) -> list[list[float]]:
-        """One vector per text, in order."""
+        """One vector per text, in order, for the tenant of the call in progress (its
+        vectors are cached apart from every other tenant's)."""
         request = pb.EmbedRequest(texts=texts, purpose=_PURPOSES[purpose])
-        response = await self._unary(self._stub.Embed, request)
+        # A question's embedding is light and waited on: worth a hedge. An ingest batch is
+        # neither.
+        response = await self._unary("Embed", request, context.caller(), hedge=purpose == "query")
         return [list(e.values) for e in response.embeddings]

@@ -67,6 +67,16 @@ class PermissionDenied(RagError):
         super().__init__(message, reason=reason, metadata=metadata)
         self.caller = caller
 
+    @classmethod
+    def role_required(cls, role: str, caller: Identity | None) -> PermissionDenied:
+        """The refusal of a caller whose roles do not include `role`."""
+        return cls(
+            f"this call needs the '{role}' role",
+            reason="ROLE_REQUIRED",
+            metadata={"required_role": role},
+            caller=caller,
+        )
+
 
 class NotFound(RagError):
     """The named thing does not exist."""

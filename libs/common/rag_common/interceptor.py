@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -13,9 +14,16 @@ from google.protobuf.message import DecodeError
 
 from rag_common import context, status, tracing
 from rag_common.audit import AuditLog
-from rag_common.errors import InvalidArgument, PermissionDenied, RagError
+from rag_common.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    PermissionDenied,
+    RagError,
+    ResourceExhausted,
+)
 from rag_common.fair_use import FairUse
 from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
+from rag_common.keyless import IDLE_S, KeylessShare
 from rag_common.metrics import RpcMetrics
 from rag_common.signals import SignalWindow
 
@@ -26,8 +34,9 @@ log = logging.getLogger(__name__)
 # QueryService checks API keys.
 IdentityResolver = Callable[[str, dict[str, str]], Identity | None]
 
-# Calls to these are plumbing, not requests: no identity, no request log.
-_PLUMBING = ("/grpc.health.v1.", "/grpc.reflection.", "/rag.v1.HealthDetailsService/")
+# Calls to these are plumbing, not requests: no identity, no request log. Health details
+# (breakers, providers, error counts) are not: they need a credential like any call.
+_PLUMBING = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
@@ -42,12 +51,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         resolve_identity: IdentityResolver,
         metrics: RpcMetrics,
         signals: SignalWindow,
+        keyless: KeylessShare,
         *,
         untimed: tuple[str, ...] = (),
         fair_use: FairUse | None = None,
         audit: AuditLog | None = None,
     ) -> None:
         self._resolve_identity = resolve_identity
+        self._keyless = keyless
         self._metrics = metrics
         self._signals = signals
         self._fair_use = fair_use
@@ -62,32 +73,67 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        """Wrap the handler of one call."""
+        """Wrap the handler of one call.
+
+        The caller's credential is checked here, from the call's metadata alone: a call
+        refused gets a handler that never reads its request, so a keyless caller cannot
+        make the process take in megabytes only to be told no.
+        """
         handler = await continuation(details)
         method = details.method
         if handler is None:
             return handler
         if method.startswith(_PLUMBING):
-            return _plumbing(handler)
+            return _plumbing(handler, self._keyless)
+        try:
+            identity = self._resolve_identity(method, metadata_dict(details.invocation_metadata))
+        except RagError as exc:
+            return self._refusal(method, handler, exc)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary),
+                self._wrap_unary(method, handler.unary_unary, identity),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream),
+                self._wrap_stream(method, handler.unary_stream, identity),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:  # the handler reads the request stream itself
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary, client_stream=True),
+                self._wrap_unary(method, handler.stream_unary, identity, client_stream=True),
                 request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # no bidi-streaming RPCs in rag.v1
+
+    def _refusal(
+        self, method: str, handler: grpc.RpcMethodHandler, refused: RagError
+    ) -> grpc.RpcMethodHandler:
+        """A handler that ends the call with `refused` without reading a request: declared
+        request-streaming whatever the method, so gRPC leaves the request unread."""
+
+        async def refuse(requests: Any, ctx: grpc.aio.ServicerContext) -> Any:
+            call = self._call(method)
+            self._enter_scope(
+                ctx, refused.caller if isinstance(refused, PermissionDenied) else None
+            )
+            await call.abort(ctx, refused)
+
+        if handler.unary_stream or handler.stream_stream:
+
+            async def refuse_stream(requests: Any, ctx: grpc.aio.ServicerContext):
+                await refuse(requests, ctx)
+                yield  # never reached: makes this an async generator, as gRPC expects
+
+            return grpc.stream_stream_rpc_method_handler(
+                refuse_stream, response_serializer=handler.response_serializer
+            )
+        return grpc.stream_unary_rpc_method_handler(
+            refuse, response_serializer=handler.response_serializer
+        )
 
     def _call(self, method: str) -> _Call:
         timed = not method.startswith(self._untimed)
@@ -96,17 +142,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
 
     async def _admit(
-        self, method: str, ctx: grpc.aio.ServicerContext, *, streaming: bool = False
+        self, ctx: grpc.aio.ServicerContext, identity: Identity | None, *, streaming: bool = False
     ) -> None:
-        """Open the request scope, resolve the caller and take its fair-use slot."""
-        identity = self._enter_scope(method, ctx)
+        """Open the request scope for the caller and take its fair-use slot."""
+        self._enter_scope(ctx, identity)
         if self._fair_use is not None:
             release = await self._fair_use.admit(identity, ctx.peer(), streaming=streaming)
             # Held until the call is over for gRPC, not only for the handler: a stream whose
             # reader stalls keeps its slot (and counts against its tenant) until it ends.
             ctx.add_done_callback(lambda _: release())
 
-    def _enter_scope(self, method: str, ctx: grpc.aio.ServicerContext) -> Identity | None:
+    def _enter_scope(self, ctx: grpc.aio.ServicerContext, identity: Identity | None) -> None:
         metadata = metadata_dict(ctx.invocation_metadata())
         remaining = ctx.time_remaining()
         request_id = _request_id(metadata.get(REQUEST_ID_KEY, ""))
@@ -117,26 +163,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         )
         tracing.annotate(request_id=request_id)  # a trace can be found by its request id
-        # Resolved after the scope exists so that a rejection is logged with its request id.
-        try:
-            identity = self._resolve_identity(method, metadata)
-        except PermissionDenied as exc:
-            context.set_identity(exc.caller)  # known, only not allowed: the audit names it
-            raise
         context.set_identity(identity)
-        return identity
 
     def _wrap_unary(
         self,
         method: str,
         behavior: Callable[..., Awaitable[Any]],
+        identity: Identity | None,
         *,
         client_stream: bool = False,
     ):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
             call = self._call(method)
             try:
-                await self._admit(method, ctx)
+                await self._admit(ctx, identity)
                 request = _decoded_stream(request) if client_stream else _decoded(request)
                 call.request = request
                 response = await behavior(request, ctx)
@@ -147,11 +187,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         return unary
 
-    def _wrap_stream(self, method: str, behavior: Callable[..., AsyncIterator[Any]]):
+    def _wrap_stream(
+        self,
+        method: str,
+        behavior: Callable[..., AsyncIterator[Any]],
+        identity: Identity | None,
+    ):
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = self._call(method)
             try:
-                await self._admit(method, ctx, streaming=True)
+                await self._admit(ctx, identity, streaming=True)
                 call.request = _decoded(request)
                 async for message in behavior(call.request, ctx):
                     yield message
@@ -205,22 +250,34 @@ async def _decoded_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield _decoded(request)
 
 
-def _plumbing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """A health or reflection handler as it is, except that a request that does not parse
-    ends as INVALID_ARGUMENT, not as UNKNOWN with a logged traceback."""
+def _plumbing(handler: grpc.RpcMethodHandler, keyless: KeylessShare) -> grpc.RpcMethodHandler:
+    """A health or reflection handler as it is, except that it holds one of the few slots
+    keyless calls may (see keyless.py), a stream idle for `IDLE_S` is ended, and a request
+    that does not parse ends as INVALID_ARGUMENT, not as UNKNOWN with a logged traceback."""
 
-    async def refused(ctx: grpc.aio.ServicerContext) -> None:
-        code, message, trailers = status.encode(
-            InvalidArgument("request", "not a valid protobuf message for this method")
-        )
+    async def refuse(ctx: grpc.aio.ServicerContext, error: RagError) -> None:
+        code, message, trailers = status.encode(error)
         await ctx.abort(code, message, trailing_metadata=trailers)
+
+    async def take_slot(ctx: grpc.aio.ServicerContext) -> None:
+        try:
+            give_back = keyless.take(ctx.peer())
+        except ResourceExhausted as exc:
+            await refuse(ctx, exc)
+        ctx.add_done_callback(lambda _: give_back())
+
+    async def check(request: Any, ctx: grpc.aio.ServicerContext) -> None:
+        if request is _UNDECODABLE:
+            await refuse(
+                ctx, InvalidArgument("request", "not a valid protobuf message for this method")
+            )
 
     if handler.unary_unary:
         behavior = handler.unary_unary
 
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            if request is _UNDECODABLE:
-                await refused(ctx)
+            await take_slot(ctx)
+            await check(request, ctx)
             return await behavior(request, ctx)
 
         return grpc.unary_unary_rpc_method_handler(
@@ -232,8 +289,8 @@ def _plumbing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         streaming = handler.unary_stream
 
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> None:
-            if request is _UNDECODABLE:
-                await refused(ctx)
+            await take_slot(ctx)
+            await check(request, ctx)
             await streaming(request, ctx)  # health's Watch, which writes for itself
 
         return grpc.unary_stream_rpc_method_handler(
@@ -245,10 +302,24 @@ def _plumbing(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         conversation = handler.stream_stream
 
         async def bidi(requests: AsyncIterator[Any], ctx: grpc.aio.ServicerContext):
+            await take_slot(ctx)
+
             async def decoded() -> AsyncIterator[Any]:
-                async for request in requests:
-                    if request is _UNDECODABLE:
-                        await refused(ctx)
+                iterator = aiter(requests)
+                while True:
+                    try:
+                        async with asyncio.timeout(IDLE_S):
+                            request = await anext(iterator)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        await refuse(
+                            ctx,
+                            DeadlineExceeded(
+                                f"no request for {IDLE_S:.0f} s: stream closed", reason="IDLE"
+                            ),
+                        )
+                    await check(request, ctx)
                     yield request
 
             async for message in conversation(decoded(), ctx):

@@ -7,8 +7,8 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -24,6 +24,7 @@ from rag_common.fair_use import FairUse
 from rag_common.health_details import HealthChecker
 from rag_common.health_servicer import CheckOnlyHealth, HealthDetailsServicer
 from rag_common.interceptor import IdentityResolver, ServerInterceptor
+from rag_common.keyless import KeylessShare
 from rag_common.metrics import RpcMetrics
 from rag_common.settings import ServiceSettings, env_name
 from rag_common.signals import SignalWindow
@@ -44,6 +45,17 @@ class Servicer:
     implementation: Any
     add_to_server: Callable[[Any, grpc.aio.Server], None]
     service_name: str
+    # Method name -> the role its caller must act for (internal services; see credentials).
+    required_roles: Mapping[str, str] = field(default_factory=dict)
+
+
+def required_roles(servicers: Sequence[Servicer]) -> dict[str, str]:
+    """The role each method of `servicers` needs, by its full path."""
+    return {
+        f"/{s.service_name}/{method}": role
+        for s in servicers
+        for method, role in s.required_roles.items()
+    }
 
 
 class ServiceHost:
@@ -82,6 +94,7 @@ class ServiceHost:
             resolve_identity,
             self.metrics,
             self.signals,
+            KeylessShare(settings.max_concurrent_rpcs),
             untimed=untimed,
             fair_use=fair_use,
             # Writes, deletes and admin calls (`audited`), and every denied call.
@@ -116,6 +129,11 @@ class ServiceHost:
         """Something that runs beside the server (a follower of shared state): started
         with it, before it serves, and stopped after it."""
         self._companions.append((start, stop))
+
+    @property
+    def shutdown_delay_s(self) -> float:
+        """How long the port keeps taking calls after SIGTERM, before the grace period."""
+        return self._settings.shutdown_delay_s
 
     @property
     def grace_period_s(self) -> float:
@@ -175,6 +193,10 @@ class ServiceHost:
     async def mark_not_serving(self) -> None:
         """Report NOT_SERVING, for example while a dependency it cannot work without is down."""
         await self._set_all(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def announce_shutdown(self) -> None:
+        """NOT_SERVING, while calls are still taken: balancers move away first."""
+        await self._health.enter_graceful_shutdown()
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first so balancers move away, then let calls in flight finish."""
@@ -269,6 +291,10 @@ async def run_service(
         log.info("serving", extra={"port": port, "cold_start_ms": cold_start_ms})
         await stop.wait()
         log.info("stopping", extra={"grace_s": host.grace_period_s})
+        # A call sent just before the signal may not have reached a handler yet; stopping
+        # the server now would cancel it with a bare CANCELLED. Keep taking calls a moment.
+        await host.announce_shutdown()
+        await asyncio.sleep(host.shutdown_delay_s)
         if draining is not None:
             draining(host.grace_period_s)
     finally:

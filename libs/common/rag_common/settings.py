@@ -23,6 +23,13 @@ class ServiceSettings(BaseSettings):
     grace_period_s: float = Field(
         10.0, gt=0, description="On SIGTERM, how long calls in flight may take to finish."
     )
+    shutdown_delay_s: float = Field(
+        1.0,
+        ge=0,
+        description="On SIGTERM, how long the port keeps taking calls, with health "
+        "NOT_SERVING, before the grace period starts: calls already sent arrive and are "
+        "answered, and balancers move away meanwhile.",
+    )
     max_concurrent_rpcs: int = Field(
         256, ge=1, description="Calls served at once; more are refused with RESOURCE_EXHAUSTED."
     )
@@ -62,10 +69,11 @@ class ServiceSettings(BaseSettings):
         30.0, gt=0, description="Deadline of an outbound call when the inbound one has none."
     )
     max_message_bytes: int = Field(
-        64 * 1024 * 1024,
+        16 * 1024 * 1024,
         ge=1024,
         description="Largest request message accepted; gRPC refuses a larger one from its "
-        "length prefix, before reading or parsing it (RESOURCE_EXHAUSTED).",
+        "length prefix, before reading or parsing it (RESOURCE_EXHAUSTED). Twice the "
+        "largest public request, which is the most an internal call legitimately carries.",
     )
     metrics_port: int = Field(
         0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0: none."

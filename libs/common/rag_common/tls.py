@@ -54,10 +54,14 @@ class TlsFiles:
         )
 
 
-def write_development_ca(folder: Path, names: list[str], hosts: list[str]) -> list[Path]:
-    """A CA (ca.pem) and, for each name, `<name>.pem` and `<name>-key.pem` signed by it,
-    valid for `hosts` (DNS names or IP addresses) and for one year. Not for production:
-    the CA's key is written beside the certificates."""
+def write_development_ca(
+    folder: Path, names: list[str], hosts: list[str], *, clients: tuple[str, ...] = ("cli",)
+) -> list[Path]:
+    """A CA (ca.pem) and, for each name, `<name>.pem` and `<name>-key.pem` signed by it, for
+    one year. One identity per certificate: a service's names itself and `hosts` (DNS names
+    or IP addresses) and may serve and call; one of `clients` names only itself and may
+    only call, so it cannot pose as a service. Not for production: the CA's key is written
+    beside the certificates."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -94,8 +98,12 @@ def write_development_ca(folder: Path, names: list[str], hosts: list[str]) -> li
     )
     written = [_write(folder / "ca.pem", ca.public_bytes(serialization.Encoding.PEM))]
     written.append(_write(folder / "ca-key.pem", _key_pem(ca_key), secret=True))
-    sans = [_san(host) for host in hosts]
     for name in names:
+        client_only = name in clients
+        sans = [x509.DNSName(name)] + ([] if client_only else [_san(host) for host in hosts])
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+        if not client_only:  # a service is a server to its callers and a client of its callees
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
         key = ec.generate_private_key(ec.SECP256R1())
         cert = (
             x509.CertificateBuilder()
@@ -107,13 +115,7 @@ def write_development_ca(folder: Path, names: list[str], hosts: list[str]) -> li
             .not_valid_after(now + datetime.timedelta(days=365))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                # Both ends: each service is a server to its callers and a client of its callees.
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         written.append(

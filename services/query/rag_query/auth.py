@@ -18,6 +18,8 @@ METHOD_ROLES = {
     "/rag.v1.DocumentService/DeleteDocuments": WRITER,
     # Maintenance stops every tenant: a tenant's own admin may not.
     "/rag.v1.AdminService/SetMaintenance": OPERATOR,
+    # The whole system's state (breakers, providers, error counts): an operator's.
+    "/rag.v1.HealthDetailsService/GetHealthDetails": OPERATOR,
 }
 
 
@@ -77,10 +79,5 @@ class Authenticator:
             raise Unauthenticated("unknown API key", reason="INVALID_API_KEY")
         required = METHOD_ROLES.get(method, ADMIN)
         if not identity.has_role(required):
-            raise PermissionDenied(
-                f"this call needs the '{required}' role",
-                reason="ROLE_REQUIRED",
-                metadata={"required_role": required},
-                caller=identity,
-            )
+            raise PermissionDenied.role_required(required, identity)
         return identity

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from rag_common import context
 from rag_common.corpus import CorpusVersions
+from rag_common.document_ids import check_delete, check_document_id
 from rag_common.domain import DocumentInput, UpsertResult
 from rag_common.errors import InvalidArgument, RagError
 from rag_common.identity import Identity
@@ -43,19 +44,20 @@ class Documents:
     ) -> list[UpsertResult]:
         """Store documents in the caller's tenant."""
         self._maintenance.check()
+        for i, document in enumerate(documents):  # an id retrieval would refuse goes no further
+            check_document_id(document.id, f"documents[{i}].id")
         stored: list[UpsertResult] = []
         try:
-            with self._time_for(documents):
-                async for result in self._writer.upsert(documents, identity):
-                    stored.append(result)
+            # Even a failed call may have changed something: the version moves either way.
+            async with self._changing(identity):
+                with self._time_for(documents):
+                    async for result in self._writer.upsert(documents, identity):
+                        stored.append(result)
         except RagError as exc:
             if isinstance(exc, InvalidArgument):
                 raise  # rejected before anything was stored
             if len(stored) < len(documents):  # else only the end of the stream was lost
                 raise _incomplete(exc, documents, len(stored)) from None
-        finally:
-            # Even a failed call may have changed something: move the version either way.
-            await self._corpus_changed(identity)
         return stored
 
     def _time_for(self, documents: Sequence[DocumentInput]) -> contextlib.AbstractContextManager:
@@ -68,14 +70,15 @@ class Documents:
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant."""
         self._maintenance.check()
-        try:
+        check_delete(document_ids)  # refused here: not forwarded, and no version moves
+        async with self._changing(identity):
             return await self._writer.delete(document_ids, identity)
-        finally:
-            await self._corpus_changed(identity)
 
-    async def _corpus_changed(self, identity: Identity) -> None:
-        if self._versions is not None:
-            await self._versions.bump(identity.tenant)
+    def _changing(self, identity: Identity) -> contextlib.AbstractAsyncContextManager:
+        """Where the write is recorded for every replica (see CorpusVersions.changing)."""
+        if self._versions is None:
+            return contextlib.nullcontext()
+        return self._versions.changing(identity.tenant)
 
 
 def _incomplete(cause: RagError, documents: Sequence[DocumentInput], stored: int) -> RagError:

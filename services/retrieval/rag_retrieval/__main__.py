@@ -6,7 +6,7 @@ from rag_common.credentials import service_credentials
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import client_probe
-from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.server import ServiceHost, required_roles, run_service, service_main
 from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.rerank import Reranker, RerankPolicy, RerankStage
@@ -112,10 +112,11 @@ async def serve(settings: RetrievalSettings) -> None:
             *_reranker_dependency(retriever),
         ],
     )
+    hosted = servicers(retriever, backups)
     host = ServiceHost(
         settings,
-        servicers(retriever, backups),
-        resolve_identity=credentials.resolver(),
+        hosted,
+        resolve_identity=credentials.resolver(required_roles(hosted)),
         name="retrieval",
         checker=checker,
         untimed=UNTIMED,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from rag_common import tracing
 from rag_common.breaker import CircuitBreaker, guarded
+from rag_common.document_ids import check_delete
 from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
 from rag_retrieval import validation
@@ -160,7 +161,7 @@ class Retriever:
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant; returns how many chunks went."""
-        validation.check_delete(document_ids)
+        check_delete(document_ids)
         unique_ids = list(dict.fromkeys(document_ids))
         delete = functools.partial(self._delete_documents, identity.tenant, unique_ids)
         return await guarded(self.store_breaker, delete)

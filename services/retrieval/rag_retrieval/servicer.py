@@ -8,6 +8,7 @@ from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
 from rag_common.convert import documents_from_pb
+from rag_common.identity import OPERATOR, READER, WRITER
 from rag_common.server import Servicer
 from rag_retrieval import convert
 from rag_retrieval.backups import Backups
@@ -63,5 +64,14 @@ def servicers(retriever: Retriever, backups: Backups) -> list[Servicer]:
             RetrievalServicer(retriever, backups),
             pb_grpc.add_RetrievalServiceServicer_to_server,
             pb.DESCRIPTOR.services_by_name["RetrievalService"].full_name,
+            # On whose behalf each call must be made: a token minted for a reader's
+            # question writes nothing, and whole-store archives are for operators alone.
+            required_roles={
+                "Retrieve": READER,
+                "UpsertDocuments": WRITER,
+                "DeleteDocuments": WRITER,
+                "CreateBackup": OPERATOR,
+                "RestoreBackup": OPERATOR,
+            },
         )
     ]

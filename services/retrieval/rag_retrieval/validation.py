@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 
+from rag_common.document_ids import check_document_id
 from rag_common.domain import DocumentInput
 from rag_common.errors import InvalidArgument
 from rag_common.filters import METADATA_KEY, check_conditions
 from rag_retrieval.models import RetrieveQuery
 
-DOCUMENT_ID = re.compile(r"[A-Za-z0-9._:/-]{1,128}")  # used with fullmatch: no "\n" slips by
 MAX_TITLE_CHARS = 512
 MAX_SOURCE_CHARS = 2048
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_VALUE_CHARS = 256
 MAX_QUERY_CHARS = 4000
-MAX_DELETE_IDS = 1000
 
 
 def check_documents(
@@ -46,24 +44,6 @@ def check_documents(
         _check_length(doc.title, MAX_TITLE_CHARS, f"{where}.title")
         _check_length(doc.source, MAX_SOURCE_CHARS, f"{where}.source")
         _check_metadata(doc.metadata, f"{where}.metadata")
-
-
-def check_document_id(document_id: str, field: str) -> None:
-    """A document id: 1 to 128 characters from [A-Za-z0-9._:/-]."""
-    if not DOCUMENT_ID.fullmatch(document_id):
-        raise InvalidArgument(
-            field, "must be 1 to 128 characters from letters, digits and . _ : / -"
-        )
-
-
-def check_delete(document_ids: Sequence[str]) -> None:
-    """Validate a delete request."""
-    if not document_ids:
-        raise InvalidArgument("document_ids", "at least one id is required")
-    if len(document_ids) > MAX_DELETE_IDS:
-        raise InvalidArgument("document_ids", f"at most {MAX_DELETE_IDS} ids per call")
-    for i, document_id in enumerate(document_ids):
-        check_document_id(document_id, f"document_ids[{i}]")
 
 
 def check_query(query: RetrieveQuery, *, max_top_k: int, dimension: int) -> None:

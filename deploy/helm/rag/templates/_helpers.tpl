@@ -237,7 +237,7 @@ RAG_GENERATION_PROVIDERS: {{ toJson $root.Values.generation.providers | quote }}
 {{- if .Values.tls.enabled }}
 - name: tls
   secret:
-    secretName: {{ required "tls.secretName is required with tls.enabled" .Values.tls.secretName }}
+    secretName: {{ required "tls.secretName is required: the Secret with tls.crt, tls.key and ca.crt (TLS is on by default; tls.enabled=false runs plaintext, internal credentials in the clear)" .Values.tls.secretName }}
     defaultMode: 0400
 {{- end }}
 {{- end }}

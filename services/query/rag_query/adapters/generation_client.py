@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
-from rag_common.channel import ServiceClient, open_channel
+from rag_common.channel import ServiceClient
 from rag_common.convert import source_to_pb
 from rag_common.credentials import Credentials
 from rag_common.domain import ScoredChunk
@@ -48,13 +48,14 @@ class GenerationClient(ServiceClient):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
-            open_channel(target, credentials.tls),
+            target,
             "generation",
             timeout_s,
             breaker,
             credentials=credentials,
+            stub=pb_grpc.GenerationServiceStub,
+            service="rag.v1.GenerationService",
         )
-        self._stub = pb_grpc.GenerationServiceStub(self._channel)
 
     async def generate(
         self,
@@ -65,7 +66,7 @@ class GenerationClient(ServiceClient):
     ) -> GeneratedText:
         """The whole answer."""
         request = pb.GenerateRequest(input=_input(question, sources, options))
-        response = await self._unary(self._stub.Generate, request, identity)
+        response = await self._unary("Generate", request, identity)
         return _generated(response)
 
     async def stream(
@@ -77,7 +78,7 @@ class GenerationClient(ServiceClient):
     ) -> AsyncIterator[str | GeneratedText]:
         """Pieces of the answer, then its summary."""
         request = pb.StreamGenerateRequest(input=_input(question, sources, options))
-        async for message in self._stream(self._stub.StreamGenerate, request, identity):
+        async for message in self._stream("StreamGenerate", request, identity):
             if message.HasField("done"):
                 yield _generated(message.done)
             else:

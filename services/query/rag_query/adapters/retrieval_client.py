@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
-from rag_common.channel import ServiceClient, open_channel
+from rag_common.channel import ServiceClient
 from rag_common.convert import (
     conditions_to_pb,
     documents_to_pb,
@@ -32,13 +32,14 @@ class RetrievalClient(ServiceClient):
         breaker: CircuitBreaker | None = None,
     ) -> None:
         super().__init__(
-            open_channel(target, credentials.tls),
+            target,
             "retrieval",
             timeout_s,
             breaker,
             credentials=credentials,
+            stub=pb_grpc.RetrievalServiceStub,
+            service="rag.v1.RetrievalService",
         )
-        self._stub = pb_grpc.RetrievalServiceStub(self._channel)
 
     async def retrieve(
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
@@ -55,7 +56,7 @@ class RetrievalClient(ServiceClient):
             request.score_threshold = options.score_threshold
         if options.rerank is not None:
             request.rerank = options.rerank
-        response = await self._unary(self._stub.Retrieve, request, identity)
+        response = await self._unary("Retrieve", request, identity, hedge=True)
         return RetrievedContext(
             [source_from_pb(c) for c in response.chunks], tuple(response.degraded)
         )
@@ -65,12 +66,12 @@ class RetrievalClient(ServiceClient):
     ) -> AsyncIterator[UpsertResult]:
         """Store documents in the caller's tenant; yields each one once it is stored."""
         request = pb.UpsertDocumentsRequest(documents=documents_to_pb(documents))
-        async for response in self._stream(self._stub.UpsertDocuments, request, identity):
+        async for response in self._stream("UpsertDocuments", request, identity):
             for result in response.results:
                 yield UpsertResult(result.document_id, result.chunks)
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents of the caller's tenant."""
         request = pb.RetrievalServiceDeleteDocumentsRequest(document_ids=document_ids)
-        response = await self._unary(self._stub.DeleteDocuments, request, identity)
+        response = await self._unary("DeleteDocuments", request, identity)
         return response.deleted_chunks
