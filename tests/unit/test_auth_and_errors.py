@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import grpc
 import pytest
 
@@ -134,3 +136,19 @@ def test_a_dependency_refusing_our_credentials_is_unavailable_not_the_callers_fa
     assert isinstance(decoded, Unavailable)  # the caller's own key was fine
     assert decoded.reason == "DEPENDENCY_AUTH_FAILED"
     assert decoded.metadata["dependency"] == "retrieval"
+
+
+def test_the_identity_key_rotates_in_three_rollouts_with_no_call_refused():
+    """Old pods and new pods side by side at each step of a rotation: each accepts what
+    the other signs. A key set that shares no key with the signer is refused."""
+    old, new = "o" * 32, "n" * 32
+    steps = [old, f"{old},{new}", f"{new},{old}", new]
+    for before, after in itertools.pairwise(steps):
+        for signer, verifier in ((before, after), (after, before)):
+            token = dict(Credentials(signer, "query").metadata("retrieval", None, method=RETRIEVE))
+            assert Credentials(verifier, "retrieval").verify(token, RETRIEVE).service == "query"
+    token = dict(Credentials(old, "query").metadata("retrieval", None, method=RETRIEVE))
+    with pytest.raises(Unauthenticated) as refused:  # skipping a step: refused
+        Credentials(new, "retrieval").verify(token, RETRIEVE)
+    assert refused.value.reason == "INVALID_CREDENTIAL"
+    assert not Credentials(f"{new},short", "retrieval").configured  # every key long enough

@@ -13,6 +13,7 @@ token captured on the wire opens nothing but the call it was made for, for secon
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -44,18 +45,26 @@ class Caller:
 
 
 class Credentials:
-    """Signs this service's outbound calls and checks its inbound ones, with one key; and
-    the TLS files its channels use (None: plaintext)."""
+    """Signs this service's outbound calls and checks its inbound ones; and the TLS files
+    its channels use (None: plaintext).
 
-    def __init__(self, key: str, service: str, tls: TlsFiles | None = None) -> None:
-        self._key = key.encode()
+    `keys` is one key, or several separated by commas: the first signs, every one is
+    accepted, each token naming its key by `kid` (a digest, never the key). That is how the
+    key rotates without a failed call: roll "old,new", then "new,old", then "new"; at every
+    step each pod accepts what every other pod signs.
+    """
+
+    def __init__(self, keys: str, service: str, tls: TlsFiles | None = None) -> None:
+        secrets = [k.strip().encode() for k in keys.split(",") if k.strip()]
+        self._keys = {_key_id(k): k for k in secrets}
+        self._signing = secrets[0] if secrets else b""
         self.service = service
         self.tls = tls
 
     @property
     def configured(self) -> bool:
-        """Whether a key long enough to sign with is set."""
-        return len(self._key) >= _MIN_KEY_BYTES
+        """Whether keys long enough to sign with are set."""
+        return bool(self._keys) and all(len(k) >= _MIN_KEY_BYTES for k in self._keys.values())
 
     def metadata(
         self,
@@ -88,7 +97,10 @@ class Credentials:
                 "tenant": identity.tenant,
                 "roles": sorted(identity.roles),
             }
-        return [(CREDENTIAL_KEY, jwt.encode(claims, self._key, algorithm=_ALGORITHM))]
+        token = jwt.encode(
+            claims, self._signing, algorithm=_ALGORITHM, headers={"kid": _key_id(self._signing)}
+        )
+        return [(CREDENTIAL_KEY, token)]
 
     def verify(self, metadata: dict[str, str], method: str) -> Caller:
         """The caller of an inbound call of `method`, or Unauthenticated (a stable reason,
@@ -105,9 +117,10 @@ class Credentials:
                 reason="MISSING_CREDENTIAL",
             )
         try:
+            key = self._keys[jwt.get_unverified_header(token).get("kid", "")]
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=[_ALGORITHM],
                 audience=self.service,
                 issuer=_ISSUER,
@@ -118,7 +131,7 @@ class Credentials:
             raise Unauthenticated(
                 "the credential has expired", reason="EXPIRED_CREDENTIAL"
             ) from None
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, KeyError):  # KeyError: signed with no key of ours
             raise Unauthenticated(
                 "the credential is not valid", reason="INVALID_CREDENTIAL"
             ) from None
@@ -151,6 +164,11 @@ class Credentials:
         return resolve
 
 
+def _key_id(key: bytes) -> str:
+    """A token's `kid`: which key signed it, without saying anything of the key."""
+    return hashlib.sha256(b"rag-identity-key-id\0" + key).hexdigest()[:16]
+
+
 # Who `rag` signs as for system-wide calls (backups, health details): an operator of no
 # tenant, so it can read or write no tenant's documents.
 OPERATOR_CLI = Identity(principal="rag-cli", tenant="", roles=frozenset({OPERATOR}))
@@ -163,7 +181,7 @@ def service_credentials(settings: ServiceSettings, service: str) -> Credentials:
     )
     if not credentials.configured:
         log.error(
-            "RAG_IDENTITY_KEY is unset or shorter than 32 characters: internal calls are "
-            "refused, both ways"
+            "RAG_IDENTITY_KEY is unset, or a key in it is shorter than 32 characters: "
+            "internal calls are refused, both ways"
         )
     return credentials

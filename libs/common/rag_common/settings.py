@@ -38,7 +38,9 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("RAG_IDENTITY_KEY"),
         description="Key (at least 32 characters) every service of the suite signs and checks "
         "internal calls with; one variable for all four. Without it internal services refuse "
-        "every call. `rag up` makes one for the processes it starts.",
+        "every call. `rag up` makes one for the processes it starts. To rotate it: several "
+        "keys separated by commas, the first signing and all accepted (roll 'old,new', then "
+        "'new,old', then 'new').",
     )
     tls_cert_file: str = Field(
         "",
