@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import urllib.request
 
 import grpc
+import pytest
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
@@ -15,7 +17,7 @@ from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag_cli import main as rag_main
 from rag_cli.launcher import free_port
 from rag_common.settings import ServiceSettings
-from rag_embedding.servicer import servicers
+from rag_embedding.servicer import EmbeddingServicer, servicers
 from tests.conftest import start_host
 from tests.support.signed import TEST_KEY, signed_channel
 
@@ -88,5 +90,31 @@ async def test_a_signal_past_its_threshold_shows_in_health_details_and_rag_healt
         row = next(line for line in printed.splitlines() if "p95_latency_s" in line)
         # The three Embed calls and the details call above: a call with a credential, too.
         assert "degraded" in row and "4 calls" in row
+    finally:
+        await host.stop(0)
+
+
+async def test_a_call_its_handler_aborted_is_counted_as_ended(embedder):
+    """A handler that ends its call with `context.abort` (as grpc's own examples do) leaves
+    no call "in flight" in the gauge the autoscaler reads."""
+
+    class Aborting(EmbeddingServicer):
+        async def Embed(self, request, context):
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not today")
+
+    port = free_port()
+    settings = ServiceSettings(port=0, grace_period_s=1.0, metrics_port=port)
+    [servicer] = servicers(embedder)
+    aborting = dataclasses.replace(servicer, implementation=Aborting(embedder))
+    host = await start_host([aborting], settings, name="embedding")
+    try:
+        async with signed_channel(f"127.0.0.1:{host.port}", "embedding") as channel:
+            for _ in range(3):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await pb_grpc.EmbeddingServiceStub(channel).Embed(pb.EmbedRequest(texts=["x"]))
+                assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        samples = await asyncio.to_thread(scrape, port)
+        labels = 'method="/rag.v1.EmbeddingService/Embed",service="embedding"'
+        assert samples[f"rag_requests_in_flight{{{labels}}}"] == 0
     finally:
         await host.stop(0)

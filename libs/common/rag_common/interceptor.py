@@ -409,7 +409,9 @@ class _Call:
         if not isinstance(exc, Exception):  # cancelled, or a stream closed: caller gone
             self.done("CANCELLED")
             raise exc
-        if isinstance(exc, grpc.aio.AbortError):
+        if isinstance(exc, grpc.aio.AbortError):  # the handler ended the call itself
+            code = ctx.code()
+            self.done(getattr(code, "name", "UNKNOWN"))  # or it stays "in flight" forever
             raise exc
         if not isinstance(exc, RagError):
             log.error("unhandled error in %s", self._method, exc_info=exc)
