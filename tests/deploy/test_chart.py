@@ -40,15 +40,20 @@ VALUES_FILES = {
 CUSTOM_RESOURCES = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
 
 
+# What every install must set beside the defaults: the TLS Secret, and a Redis for the
+# query replicas to share corpus versions through.
+REQUIRED = {"tls": {"secretName": "rag-tls"}, "redis": {"url": "redis://rag-redis:6379/0"}}
+
+
 def values_of(name: str) -> dict:
     path = VALUES_FILES[name]
-    return yaml.safe_load(path.read_text()) if path else {"tls": {"secretName": "rag-tls"}}
+    return yaml.safe_load(path.read_text()) if path else dict(REQUIRED)
 
 
 def render(values: dict | None = None) -> list[dict]:
-    """Every object the chart renders with these values, as a release `rag` in `prod`; TLS
-    on by default, with its Secret named as every install names it, unless `tls` is given."""
-    values = {"tls": {"secretName": "rag-tls"}} | (values or {})
+    """Every object the chart renders with these values, as a release `rag` in `prod`, with
+    the values every install must set (REQUIRED) unless they are given."""
+    values = REQUIRED | (values or {})
     chart = helm.Chart.load(str(CHART))
     manifests = chart.render(values, name="rag", namespace="prod")
     return [
@@ -367,3 +372,13 @@ def test_an_install_is_plaintext_only_when_it_says_so():
     plaintext = render({"tls": {"enabled": False}})
     for config_map in of_kind(plaintext, "ConfigMap"):
         assert "RAG_TLS_CERT_FILE" not in config_map.get("data", {})
+
+
+def test_several_query_replicas_without_a_shared_redis_are_refused():
+    """Each replica would keep its own corpus versions: a delete through one would leave
+    its text in the others' caches."""
+    for query in ({"replicas": 2, "autoscaling": {"enabled": False}}, {}):  # {}: autoscaled
+        with pytest.raises(Exception, match=r"redis\.url"):
+            render({"redis": {"url": ""}, "query": query})
+    single = {"replicas": 1, "autoscaling": {"enabled": False}}
+    assert of_kind(render({"redis": {"url": ""}, "query": single}), "Deployment")
