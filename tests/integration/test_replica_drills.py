@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import signal
+from collections import Counter
 
 import grpc
 import pytest
@@ -47,7 +49,13 @@ async def drill(tmp_path_factory):
         },
     )
     second = cluster.add_replica("query")
-    cluster.start(("embedding", "retrieval", "generation", "query", second))
+    # Two embedding and two generation replicas behind every caller, for the hang drills.
+    pairs = {s: (s, cluster.add_replica(s)) for s in ("embedding", "generation")}
+    for service, upper in (("embedding", "EMBEDDING"), ("generation", "GENERATION")):
+        targets = ",".join(cluster.address(name) for name in pairs[service])
+        cluster.env[f"RAG_QUERY_{upper}_TARGET"] = targets
+    cluster.env["RAG_RETRIEVAL_EMBEDDING_TARGET"] = cluster.env["RAG_QUERY_EMBEDDING_TARGET"]
+    cluster.start(("retrieval", "query", second, *pairs["embedding"], *pairs["generation"]))
     try:
         await cluster.wait_serving(within_s=240)
         yield cluster, second, redis
@@ -195,3 +203,54 @@ async def test_every_key_the_suite_left_in_redis_expires_but_versions_and_marks(
         await client.aclose()
     assert lasting, "nothing was written to Redis"
     assert all(key.startswith(("rag:corpus:", "rag:corpus-writing:")) for key in lasting), lasting
+
+
+async def normal_share_with_one_hung(cluster: LocalCluster, hung: str) -> tuple[int, int, str]:
+    """8 clients ask new questions for 6 s; `hung` is SIGSTOPped from 1 s to 5 s. Normal
+    answers, all answers, and what the others were."""
+    counter = itertools.count()
+    outcomes: list[str] = []
+    stop = asyncio.Event()
+    async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
+        stub = pb_grpc.QueryServiceStub(channel)
+
+        async def client() -> None:
+            while not stop.is_set():
+                question = f"What is the code word of project heron, asked {next(counter)}?"
+                request = pb.QueryRequest(
+                    question=question, options=pb.QueryOptions(provider="extractive")
+                )
+                try:
+                    reply = await stub.Query(request, metadata=AUTH, timeout=10)
+                    outcomes.append(",".join(reply.degraded) or "normal")
+                except grpc.aio.AioRpcError as exc:
+                    outcomes.append(exc.code().name)
+
+        clients = [asyncio.ensure_future(client()) for _ in range(8)]
+        await asyncio.sleep(1.0)
+        cluster.pause((hung,))
+        try:
+            await asyncio.sleep(4.0)
+        finally:
+            cluster.resume((hung,))
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*clients)
+    others = Counter(o for o in outcomes if o != "normal")
+    return outcomes.count("normal"), len(outcomes), str(dict(others))
+
+
+@pytest.mark.parametrize("service", ["embedding", "generation"])
+async def test_one_hung_replica_of_two_leaves_the_answers_normal(drill, service):
+    """A hung embedding replica: questions' embeddings are hedged to the other, and the
+    hung one is ejected; at least 95 % of answers stay normal. A hung generation replica
+    (answers are not hedged: they cost a model call) is ejected after three timeouts;
+    every answer still comes, the few it held degraded to their sources."""
+    cluster, _, _ = drill
+    await ingest(cluster)
+    hung = f"{service}#2"
+    normal, total, others = await normal_share_with_one_hung(cluster, hung)
+    print(f"\n{hung} hung 4 s of 6: {normal} of {total} answers normal; others {others}")
+    assert total > 0 and "UNAVAILABLE" not in others and "DEADLINE_EXCEEDED" not in others
+    if service == "embedding":
+        assert normal >= 0.95 * total
