@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -9,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import free_port
+from rag_common.embedding_client import EmbeddingClient
 from rag_common.settings import ServiceSettings
 from rag_common.tls import TlsFiles, write_development_ca
 from rag_embedding.servicer import servicers
@@ -140,3 +143,23 @@ async def test_the_cli_certificate_can_call_a_service_but_never_pose_as_one(embe
     finally:
         await impostor.stop(0)
         await genuine.stop(0)
+
+
+async def test_replicas_found_by_name_are_checked_against_that_name(embedder, tmp_path):
+    """A `dns:///name:port` target (a headless Service) is dialled per resolved address;
+    TLS still checks each replica's certificate against the name, not the address."""
+    name = socket.gethostname()
+    folder = tmp_path / "named"
+    write_development_ca(folder, ["embedding", "query"], [name])  # the name only, no IP
+    # Every interface: the name may resolve to another loopback address than 127.0.0.1.
+    host = await start_host(servicers(embedder), tls_settings(folder, "embedding", host="0.0.0.0"))
+    query = credentials("query")
+    query.tls = files(folder, "query")
+    client = EmbeddingClient(f"dns:///{name}:{host.port}", timeout_s=10, credentials=query)
+    try:
+        assert len(await client.embed(["by name"], "query")) == 1
+        [replica] = client.replicas.all
+        assert replica.address != f"{name}:{host.port}"  # dialled by address
+    finally:
+        await client.close()
+        await host.stop(0)
