@@ -43,10 +43,14 @@ test: install proto
 test-fast: install proto
 	$(BIN)/python -m pytest -q tests/unit tests/service -m "not slow"
 
+# Ruff, buf lint, and the contracts still compatible with the previous release's (old and
+# new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
 lint: install proto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	npx --yes @bufbuild/buf lint
+	npx --yes @bufbuild/buf breaking --against '.git#ref=$(shell cat PREVIOUS_RELEASE)'
+
 
 bench: install proto
 	$(BIN)/python -m rag_bench
@@ -57,7 +61,9 @@ load: install proto
 
 # Lint and render the chart with each values file, validate every object against the
 # Kubernetes schemas, hadolint the Dockerfile, build the light image's environment.
-helm-lint: install proto
+helm-# Ruff, buf lint, and the contracts still compatible with the previous release's (old and
+# new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
+lint: install proto
 	$(BIN)/python -m pytest -q tests/deploy
 
 clean:

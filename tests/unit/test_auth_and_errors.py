@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import grpc
 import pytest
@@ -152,3 +153,26 @@ def test_the_identity_key_rotates_in_three_rollouts_with_no_call_refused():
         Credentials(new, "retrieval").verify(token, RETRIEVE)
     assert refused.value.reason == "INVALID_CREDENTIAL"
     assert not Credentials(f"{new},short", "retrieval").configured  # every key long enough
+
+
+def test_a_credential_of_the_previous_release_is_accepted_with_its_roles_checked():
+    """During a rolling upgrade old pods call new ones with credentials that name no key and
+    no method: accepted, so no call fails, and the caller's role still decides."""
+    import jwt
+
+    now = time.time()
+    old_format = {"iss": "rag", "sub": "query", "aud": "retrieval", "iat": int(now)}
+    old_format |= {"exp": now + 60, "principal": "p", "tenant": "acme", "roles": ["reader"]}
+    token = {"x-rag-credential": jwt.encode(old_format, KEY, algorithm="HS256")}
+    verifier = Credentials(KEY, "retrieval")
+    assert verifier.verify(token, RETRIEVE).identity.tenant == "acme"
+    with pytest.raises(PermissionDenied):  # a reader's, replayed against a write
+        verifier.resolver({UPSERT: "writer"})(UPSERT, token)
+    # A credential of this release must name its method.
+    minted = dict(Credentials(KEY, "query").metadata("retrieval", None, method=RETRIEVE))
+    claims = jwt.decode(minted["x-rag-credential"], options={"verify_signature": False})
+    del claims["method"]
+    header = jwt.get_unverified_header(minted["x-rag-credential"])
+    unbound = {"x-rag-credential": jwt.encode(claims, KEY, algorithm="HS256", headers=header)}
+    with pytest.raises(Unauthenticated):
+        verifier.verify(unbound, RETRIEVE)
