@@ -45,6 +45,8 @@ test-fast: install proto
 
 # Ruff, buf lint, and the contracts still compatible with the previous release's (old and
 # new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
+# Ruff, buf lint, and the contracts still compatible with the previous release's (old and
+# new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
 lint: install proto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,9 +63,7 @@ load: install proto
 
 # Lint and render the chart with each values file, validate every object against the
 # Kubernetes schemas, hadolint the Dockerfile, build the light image's environment.
-helm-# Ruff, buf lint, and the contracts still compatible with the previous release's (old and
-# new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
-lint: install proto
+helm-lint: install proto
 	$(BIN)/python -m pytest -q tests/deploy
 
 clean:
