@@ -45,8 +45,6 @@ test-fast: install proto
 
 # Ruff, buf lint, and the contracts still compatible with the previous release's (old and
 # new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
-# Ruff, buf lint, and the contracts still compatible with the previous release's (old and
-# new pods meet in a rolling upgrade; tests/integration/test_mixed_versions.py runs both).
 lint: install proto
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
