@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import ssl
+import time
+from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import free_port
+from rag_common import channel as channel_module
 from rag_common.embedding_client import EmbeddingClient
 from rag_common.settings import ServiceSettings
 from rag_common.tls import TlsFiles, write_development_ca
@@ -163,3 +170,74 @@ async def test_replicas_found_by_name_are_checked_against_that_name(embedder, tm
     finally:
         await client.close()
         await host.stop(0)
+
+
+def presented_certificate(port: int, client: TlsFiles, folder: Path) -> bytes:
+    """The certificate a new connection to `port` is shown (DER)."""
+    cert, key = folder / "probe.pem", folder / "probe-key.pem"
+    cert.write_bytes(client.cert)
+    key.write_bytes(client.key)
+    context = ssl.create_default_context(cadata=client.ca.decode())
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        return tls.getpeercert(binary_form=True)
+
+
+async def test_renewed_certificates_are_used_without_a_restart_and_no_call_fails(
+    embedder, tmp_path, monkeypatch
+):
+    """A CA rotation as Kubernetes Secrets carry it out: both CAs trusted, then every
+    certificate replaced on disk by one the new CA signed, under load. No call fails, a
+    new connection is shown the new certificate, and clients present theirs."""
+    old, new, live = tmp_path / "old", tmp_path / "new", tmp_path / "live"
+    for folder in (old, new):
+        write_development_ca(folder, ["embedding", "query"], ["localhost", "127.0.0.1"])
+    live.mkdir()
+    both_cas = (old / "ca.pem").read_bytes() + (new / "ca.pem").read_bytes()
+
+    def install(source: Path) -> None:
+        for name in ("embedding", "query"):
+            for suffix in (".pem", "-key.pem"):
+                staged = live / f".{name}{suffix}"
+                staged.write_bytes((source / f"{name}{suffix}").read_bytes())
+                staged.replace(live / f"{name}{suffix}")  # atomic, as a Secret's swap
+        (live / "ca.pem").write_bytes(both_cas)
+
+    install(old)
+    host = await start_host(servicers(embedder), tls_settings(live, "embedding"))
+    cert, key, ca = tls_paths(live, "query")
+    settings = ServiceSettings(
+        RAG_TLS_CERT_FILE=str(cert), RAG_TLS_KEY_FILE=str(key), RAG_TLS_CA_FILE=str(ca)
+    )
+    query = credentials("query")
+    query.tls = TlsFiles.from_settings(settings)
+    monkeypatch.setattr(channel_module, "TLS_CHECK_S", 0.2)
+    client = EmbeddingClient(f"127.0.0.1:{host.port}", timeout_s=10, credentials=query)
+    failures, calls = [], 0
+    try:
+        before = presented_certificate(host.port, query.tls, tmp_path)
+        deadline = time.monotonic() + 3.0
+        installed = False
+        while time.monotonic() < deadline:
+            if not installed and time.monotonic() > deadline - 2.0:
+                install(new)
+                installed = True
+            try:
+                await client.embed([f"rotating {calls}"], "document")
+            except Exception as exc:  # any failure at all is the finding
+                failures.append(repr(exc))
+            calls += 1
+            await asyncio.sleep(0.01)
+        after = presented_certificate(host.port, TlsFiles.from_settings(settings), tmp_path)
+    finally:
+        await client.close()
+        await host.stop(0)
+    assert failures == [] and calls > 50
+    new_server = x509.load_pem_x509_certificate((new / "embedding.pem").read_bytes())
+    assert before != after
+    assert after == new_server.public_bytes(serialization.Encoding.DER)
+    assert query.tls.cert == (new / "query.pem").read_bytes()  # the client renewed too

@@ -110,6 +110,7 @@ FAIR_TIMEOUT_S = 0.1
 
 # Attempts of one call at most, each on another replica where it found one unavailable.
 _ATTEMPTS = 3
+TLS_CHECK_S = 5.0  # how often a client looks whether its TLS files changed
 
 
 class ServiceClient:
@@ -140,6 +141,7 @@ class ServiceClient:
         self._timeout_s = timeout_s
         self.replicas = Endpoints(
             target,
+            # The files as they are when a channel opens (see _follow_tls_files).
             lambda address, authority: replica_channel(address, authority, credentials.tls),
             name=dependency,
         )
@@ -148,12 +150,27 @@ class ServiceClient:
         self.breaker = breaker or CircuitBreaker(dependency)
         self._latency: dict[str, LatencyWindow] = {}
         self._hedge_budget = HedgeBudget()
+        self._tls_seen, self._tls_checked = credentials.tls, time.monotonic()
+
+    def _follow_tls_files(self) -> None:
+        """Reopen the channels once the TLS files changed (checked every few seconds): a
+        renewed certificate is used without a restart. Credentials are shared by a
+        process's clients; each reopens its own channels."""
+        now = time.monotonic()
+        if self._credentials.tls is None or now - self._tls_checked < TLS_CHECK_S:
+            return
+        self._tls_checked = now
+        self._credentials.tls = self._credentials.tls.reloaded()
+        if self._credentials.tls is not self._tls_seen:
+            self._tls_seen = self._credentials.tls
+            self.replicas.reopen()
 
     async def _unary(
         self, method: str, request: Any, identity: Identity | None = None, *, hedge: bool = False
     ) -> Any:
         """One call; `hedge` (idempotent, light calls only) sends it again to another
         replica when it is slower than usual (see hedging.py)."""
+        self._follow_tls_files()
         options = self._call_options(method, identity)
         fair = options["timeout"] >= FAIR_TIMEOUT_S
         latency = self._latency.setdefault(method, LatencyWindow()) if hedge else None
@@ -190,6 +207,7 @@ class ServiceClient:
     async def _stream(
         self, method: str, request: Any, identity: Identity | None = None
     ) -> AsyncIterator[Any]:
+        self._follow_tls_files()
         options = self._call_options(method, identity)
         fair = options["timeout"] >= FAIR_TIMEOUT_S
         with calling(self.breaker, timeouts_count=fair):

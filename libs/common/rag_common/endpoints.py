@@ -52,6 +52,12 @@ class Endpoint:
             self._stubs[kind] = kind(self.channel)
         return self._stubs[kind]
 
+    def replace_channel(self, channel: grpc.aio.Channel) -> grpc.aio.Channel:
+        """Use `channel` from now on; returns the one it replaces."""
+        old, self.channel = self.channel, channel
+        self._stubs.clear()
+        return old
+
 
 @dataclass(frozen=True)
 class Target:
@@ -119,6 +125,18 @@ class Endpoints:
         self._turn = (self._turn + 1) % count
         return fresh[self._turn % len(fresh)]
 
+    def reopen(self) -> None:
+        """A new channel to every replica (its TLS files changed); calls in flight on the
+        old ones may finish. Ejections are kept."""
+        authority = self._authority()
+        for endpoint in self.all:
+            old, endpoint.channel = (
+                endpoint.channel,
+                self._open_channel(endpoint.address, authority),
+            )
+            endpoint._stubs.clear()
+            self._close_later(old)
+
     async def close(self) -> None:
         """Close every channel; calls in flight are cancelled."""
         if self._resolving is not None:
@@ -129,18 +147,23 @@ class Endpoints:
     def _update(self, addresses: list[str] | tuple[str, ...]) -> None:
         if not addresses:
             return  # resolution failed or found nothing: keep what we have
-        authority = f"{self._target.host}:{self._target.port}" if self._target.host else ""
+        authority = self._authority()
         for address in addresses:
             if address not in self._by_address:
                 channel = self._open_channel(address, authority)
                 breaker = CircuitBreaker(f"{self._name}@{address}", EJECTION, clock=self._clock)
                 self._by_address[address] = Endpoint(address, channel, breaker)
         for address in set(self._by_address) - set(addresses):
-            gone = self._by_address.pop(address)
             # Calls in flight on a replica that left may finish; it gets no new ones.
-            closing = asyncio.ensure_future(gone.channel.close(grace=30.0))
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
+            self._close_later(self._by_address.pop(address).channel)
+
+    def _authority(self) -> str:
+        return f"{self._target.host}:{self._target.port}" if self._target.host else ""
+
+    def _close_later(self, channel: grpc.aio.Channel) -> None:
+        closing = asyncio.ensure_future(channel.close(grace=30.0))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def _resolve_soon(self) -> None:
         if not self._target.host or self._clock() - self._resolved_at < RESOLVE_EVERY_S:
