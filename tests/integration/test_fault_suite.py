@@ -29,14 +29,12 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag.v1 import retrieval_service_pb2 as retrieval_pb
-from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_cli.launcher import LocalCluster
 from rag_common.identity import Identity
 from rag_common.settings import ServiceSettings
-from tests.conftest import collect
 from tests.support.fake_llm import FakeLLMServer
 from tests.support.redis_servers import RedisServer
+from tests.support.suite import upsert_directly
 
 pytestmark = pytest.mark.slow
 
@@ -393,17 +391,7 @@ async def ingest_into_every_replica(cluster: LocalCluster, replicas: tuple[str, 
     ]
     identity = Identity("tests", TENANT, frozenset({"writer"}))
     for name in replicas:
-        metadata = cluster.credentials().metadata(
-            "retrieval", identity, method="/rag.v1.RetrievalService/UpsertDocuments"
-        )
-        async with grpc.aio.insecure_channel(cluster.address(name)) as channel:
-            await collect(
-                retrieval_grpc.RetrievalServiceStub(channel).UpsertDocuments(
-                    retrieval_pb.UpsertDocumentsRequest(documents=documents),
-                    metadata=metadata,
-                    timeout=60,
-                )
-            )
+        await upsert_directly(cluster.address(name), cluster.credentials(), identity, documents)
 
 
 def print_table(rows) -> None:

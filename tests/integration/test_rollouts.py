@@ -14,13 +14,11 @@ import pytest
 from rag.v1 import common_pb2
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag.v1 import retrieval_service_pb2 as retrieval_pb
-from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_cli.launcher import LocalCluster
 from rag_common.channel import open_channel
 from rag_common.credentials import Credentials
 from rag_common.identity import Identity
-from tests.conftest import collect
+from tests.support.suite import upsert_directly
 
 KEY = "rollout-key"
 AUTH = [("authorization", f"Bearer {KEY}")]
@@ -64,19 +62,8 @@ async def ingest(cluster: LocalCluster, replica: str) -> None:
         common_pb2.Document(id=t, text=f"Notes on {t}: the {t} of the north are famous.")
         for t in TOPICS
     ]
-    metadata = Credentials(OLD, "tests").metadata(
-        "retrieval",
-        Identity("tests", "rollout", frozenset({"writer"})),
-        method="/rag.v1.RetrievalService/UpsertDocuments",
-    )
-    async with grpc.aio.insecure_channel(cluster.address(replica)) as channel:
-        await collect(
-            retrieval_grpc.RetrievalServiceStub(channel).UpsertDocuments(
-                retrieval_pb.UpsertDocumentsRequest(documents=documents),
-                metadata=metadata,
-                timeout=60,
-            )
-        )
+    identity = Identity("tests", "rollout", frozenset({"writer"}))
+    await upsert_directly(cluster.address(replica), Credentials(OLD, "tests"), identity, documents)
 
 
 async def restart(cluster: LocalCluster, name: str, key: str) -> None:

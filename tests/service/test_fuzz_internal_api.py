@@ -15,19 +15,15 @@ from rag.v1 import generation_service_pb2 as generation_pb
 from rag.v1 import generation_service_pb2_grpc as generation_grpc
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
-from rag_common.embedding_client import EmbeddingClient
 from rag_common.identity import Identity
-from rag_embedding.servicer import servicers as embedding_servicers
-from rag_generation.__main__ import build_generator
-from rag_generation.config import GenerationSettings
-from rag_generation.servicer import servicers as generation_servicers
-from rag_retrieval.__main__ import build_retriever, build_store
-from rag_retrieval.backups import Backups
-from rag_retrieval.config import RetrievalSettings
-from rag_retrieval.servicer import servicers as retrieval_servicers
-from tests.conftest import start_host
-from tests.service.test_fuzz_public_api import answered_or_refused_clearly, keys, texts
-from tests.support.signed import Signed, credentials, signed_channel
+from tests.service.test_fuzz_public_api import (
+    answered_or_refused_clearly,
+    documents,
+    keys,
+    texts,
+)
+from tests.support.signed import Signed, signed_channel
+from tests.support.suite import internal_services
 
 WRITER = Signed("retrieval", Identity("fuzzer", "fuzz", frozenset({"writer"})))
 FUZZ = settings(
@@ -56,13 +52,6 @@ searches = st.builds(
     filters=st.lists(conditions, max_size=3),
     search_mode=st.integers(min_value=-1, max_value=5),
 )
-documents = st.builds(
-    common_pb2.Document,
-    id=st.text(max_size=200),
-    text=texts,
-    title=texts,
-    metadata=st.dictionaries(keys, texts, max_size=4),
-)
 sources = st.builds(common_pb2.Source, document_id=texts, text=texts, title=texts)
 generations = st.builds(
     generation_pb.GenerateRequest,
@@ -78,34 +67,13 @@ generations = st.builds(
 
 @pytest.fixture(scope="module")
 async def internal(embedder, tmp_path_factory):
-    embedding_host = await start_host(embedding_servicers(embedder))
-    settings_ = RetrievalSettings(data_dir=tmp_path_factory.mktemp("fuzz-internal"))
-    store = build_store(settings_)
-    embedding = EmbeddingClient(
-        f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
-    )
-    retriever = build_retriever(settings_, embedding, store)
-    await retriever.start()
-    backups = Backups(store, settings_.data_dir / "tmp", 10**9)
-    retrieval_host = await start_host(retrieval_servicers(retriever, backups))
-    generator = build_generator(GenerationSettings(providers=["extractive"]))
-    await generator.start()
-    generation_host = await start_host(generation_servicers(generator))
-    hosts = {
-        "embedding": embedding_host,
-        "retrieval": retrieval_host,
-        "generation": generation_host,
-    }
-    channels = {
-        name: signed_channel(f"127.0.0.1:{host.port}", name) for name, host in hosts.items()
-    }
-    yield channels
-    for channel in channels.values():
-        await channel.close()
-    for host in hosts.values():
-        await host.stop(0)
-    await retriever.close()
-    await embedding.close()
+    async with internal_services(embedder, tmp_path_factory.mktemp("fuzz-internal")) as services:
+        channels = {
+            name: signed_channel(address, name) for name, address in services.addresses.items()
+        }
+        yield channels
+        for channel in channels.values():
+            await channel.close()
 
 
 @FUZZ

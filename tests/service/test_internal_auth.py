@@ -18,21 +18,13 @@ from rag.v1 import generation_service_pb2_grpc as generation_grpc
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_common.credentials import Credentials
-from rag_common.embedding_client import EmbeddingClient
 from rag_common.errors import Unavailable
 from rag_common.identity import Identity
-from rag_embedding.servicer import servicers as embedding_servicers
-from rag_generation.__main__ import build_generator
-from rag_generation.config import GenerationSettings
-from rag_generation.servicer import servicers as generation_servicers
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.models import QueryOptions
-from rag_retrieval.__main__ import build_retriever, build_store
-from rag_retrieval.backups import Backups
-from rag_retrieval.config import RetrievalSettings
-from rag_retrieval.servicer import servicers as retrieval_servicers
-from tests.conftest import collect, start_host
+from tests.conftest import collect
 from tests.support.signed import TEST_KEY, credentials
+from tests.support.suite import internal_services
 
 VICTIM = Identity("mallory", "victim", frozenset({"admin"}))
 FORGED = [("x-rag-tenant", "victim"), ("x-rag-principal", "mallory"), ("x-rag-roles", "admin")]
@@ -40,31 +32,8 @@ FORGED = [("x-rag-tenant", "victim"), ("x-rag-principal", "mallory"), ("x-rag-ro
 
 @pytest.fixture(scope="module")
 async def ports(embedder, tmp_path_factory):
-    embedding_host = await start_host(embedding_servicers(embedder))
-    settings = RetrievalSettings(data_dir=tmp_path_factory.mktemp("auth"))
-    store = build_store(settings)
-    embedding = EmbeddingClient(
-        f"127.0.0.1:{embedding_host.port}", timeout_s=30, credentials=credentials("retrieval")
-    )
-    retriever = build_retriever(settings, embedding, store)
-    await retriever.start()
-    backups = Backups(store, settings.data_dir / "tmp", 10**9)
-    retrieval_host = await start_host(retrieval_servicers(retriever, backups))
-    generator = build_generator(GenerationSettings(providers=["extractive"]))
-    await generator.start()
-    generation_host = await start_host(generation_servicers(generator))
-    yield (
-        {
-            "embedding": f"127.0.0.1:{embedding_host.port}",
-            "retrieval": f"127.0.0.1:{retrieval_host.port}",
-            "generation": f"127.0.0.1:{generation_host.port}",
-        },
-        retriever,
-    )
-    for host in (generation_host, retrieval_host, embedding_host):
-        await host.stop(0)
-    await retriever.close()
-    await embedding.close()
+    async with internal_services(embedder, tmp_path_factory.mktemp("auth")) as internal:
+        yield internal.addresses, internal.retriever
 
 
 def attempts(audience: str) -> list[tuple[str, list[tuple[str, str]]]]:
