@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from rag_common import context
-from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, guarded
+from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, calling, guarded
 from rag_common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from rag_common.retry import RetryPolicy, retrying
 
@@ -165,3 +165,17 @@ async def test_no_retry_waits_into_the_deadline():
         # Retry-After of 1 s does not fit a 0.5 s budget: give up at once instead of waiting.
         await run(policy, [Flaky(retry_after=1.0), Flaky()], budget_s=0.5)
     assert loop.time() - started < 0.5
+
+
+def test_a_failure_its_dependency_is_not_blamed_for_moves_no_breaker():
+    """One replica of a service failed while another serves: the service's breaker stays
+    closed however often that happens (the replica's own breaker ejects it)."""
+    breaker = CircuitBreaker("retrieval", BreakerPolicy(consecutive_failures=2))
+    for _ in range(5):
+        with pytest.raises(Unavailable), calling(breaker, blamed=lambda: False):
+            raise Unavailable("that replica hangs")
+    assert breaker.state is BreakerState.CLOSED
+    for _ in range(2):
+        with pytest.raises(Unavailable), calling(breaker):
+            raise Unavailable("every replica hangs")
+    assert breaker.state is BreakerState.OPEN

@@ -189,14 +189,20 @@ def record_cancelled(breaker: CircuitBreaker) -> None:
 
 @contextmanager
 def calling(
-    breaker: CircuitBreaker, *, timeouts_count: bool = True, admitted: bool = False
+    breaker: CircuitBreaker,
+    *,
+    timeouts_count: bool = True,
+    admitted: bool = False,
+    blamed: Callable[[], bool] = lambda: True,
 ) -> Iterator[None]:
     """One call through `breaker`: refused at once while open (unless `admitted` already),
     its outcome recorded after.
 
     `timeouts_count=False` is for a call its caller gave less time than the dependency can
     be expected to need: running out of it is the caller's doing (STYLE rule 19), so a
-    timeout or a cancellation by the deadline gives no verdict. Other failures still count.
+    timeout or a cancellation by the deadline gives no verdict. Other failures still count,
+    unless `blamed()` says this breaker's dependency is not to blame (one replica of a
+    service failed while others serve: that replica's own breaker takes it).
     """
     if not admitted:
         breaker.admit()
@@ -205,11 +211,13 @@ def calling(
     except Exception as exc:
         if isinstance(exc, DeadlineExceeded | TimeoutError) and not timeouts_count:
             breaker.release_probe()
-        else:
+        elif blamed():
             breaker.record_failure(exc)
+        else:
+            breaker.release_probe()
         raise
     except BaseException:
-        if timeouts_count:
+        if timeouts_count and blamed():
             record_cancelled(breaker)
         else:
             breaker.release_probe()

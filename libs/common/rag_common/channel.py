@@ -199,7 +199,9 @@ class ServiceClient:
                 return reply
             raise AssertionError("unreachable")
 
-        with calling(self.breaker, timeouts_count=fair):
+        # The service is to blame only when no replica it was not tried on still serves.
+        blamed = lambda: not self.replicas.serving_besides(tried)  # noqa: E731
+        with calling(self.breaker, timeouts_count=fair, blamed=blamed):
             if latency is None:
                 return await attempt()
             return await hedged(attempt, latency.hedge_delay(), self._hedge_budget)

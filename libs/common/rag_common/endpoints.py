@@ -125,6 +125,12 @@ class Endpoints:
         self._turn = (self._turn + 1) % count
         return fresh[self._turn % len(fresh)]
 
+    def serving_besides(self, tried: set[str]) -> bool:
+        """Whether a replica other than those in `tried` is not ejected."""
+        return any(
+            e.address not in tried and e.breaker.peek() is not BreakerState.OPEN for e in self.all
+        )
+
     def reopen(self) -> None:
         """A new channel to every replica (its TLS files changed); calls in flight on the
         old ones may finish. Ejections are kept."""
