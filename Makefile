@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE = 1
 # native build takes ggml's AMX matrix path, which crashes on the first token.
 export CMAKE_ARGS ?= -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
-.PHONY: install proto run test test-fast lint bench load helm-lint clean
+.PHONY: install proto run test test-fast lint bench load helm-lint images compose-up compose-down clean
 
 install: $(STAMP)
 
@@ -60,9 +60,24 @@ load: install proto
 	$(BIN)/python -m rag_bench.load
 
 # Lint and render the chart with each values file, validate every object against the
-# Kubernetes schemas, hadolint the Dockerfile, build the light image's environment.
+# Kubernetes schemas, hadolint the Dockerfile, build both images and run them as containers,
+# alone and as deploy/compose.yaml.
 helm-lint: install proto
 	$(BIN)/python -m pytest -q tests/deploy
+
+# The light and models images with podman, from a base made of Debian's packages (no image
+# registry needed); scripts/install_podman.sh installs podman where it is missing.
+images: install proto
+	scripts/build_images.sh light models redis
+
+# The suite as containers on this host (deploy/compose.yaml), query on 127.0.0.1:50051.
+compose-up: images
+	$(BIN)/python -m scripts.compose_secrets
+	RAG_REDIS_IMAGE=localhost/rag-redis:dev podman-compose -f deploy/compose.yaml up -d
+	@echo "query on 127.0.0.1:50051: export RAG_API_KEY=\$$(cat deploy/secrets/api-key)"
+
+compose-down:
+	RAG_REDIS_IMAGE=localhost/rag-redis:dev podman-compose -f deploy/compose.yaml down
 
 clean:
 	rm -rf gen .rag-data

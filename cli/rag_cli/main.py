@@ -303,6 +303,14 @@ async def health_details(address: str, metadata: list[tuple[str, str]]):
             return None
 
 
+async def probe(args: argparse.Namespace) -> int:
+    """Print the standard health status of one address; exit 0 only if SERVING (what a
+    container health check runs: no credential, no rendering, one call)."""
+    status = await health_status(args.address, call_timeout_s=min(args.timeout, 5.0))
+    print(status)
+    return int(status != "SERVING")
+
+
 def _dependency_cells(dependencies: list) -> tuple[str, ...]:
     if not dependencies:
         return ("", "", "", "", "")
@@ -576,6 +584,10 @@ def parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=health)
 
+    s = sub.add_parser("probe", help="exit 0 if the service at ADDRESS is SERVING")
+    s.add_argument("address", help="host:port of any of the four services (plaintext)")
+    s.set_defaults(func=probe)
+
     s = sub.add_parser("certs", help="a development CA and a certificate per service")
     s.add_argument("folder", type=Path)
     s.add_argument(
@@ -625,6 +637,6 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, evaluate.BadInput) as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2
-    if code == 0 and args.command not in ("up", "health", "advise", "keys", "certs"):
+    if code == 0 and args.command not in ("up", "health", "probe", "advise", "keys", "certs"):
         console.print(f"[dim]{time.perf_counter() - started:.2f}s[/dim]")
     sys.exit(code)

@@ -1,27 +1,35 @@
-"""The container image, checked without a container engine (none runs on these machines).
+"""The images, built with podman and run as containers.
 
-hadolint lints the Dockerfile; every file it copies must exist and pass the .dockerignore;
-and the light target is built the way the Dockerfile builds it, from only the files it
-copies, into a fresh virtual environment whose `rag serve` must bring query and retrieval
-to SERVING without any model library installed.
+hadolint lints the Dockerfile; every file it copies must exist and pass the .dockerignore.
+Then both targets are built (scripts/build_images.sh, from a base made of Debian's packages)
+and each service is started from its image the way a cluster runs it: uid 10001, a read-only
+root filesystem and no network at all, so anything it tried to download would fail. The
+build times, sizes and cold starts to SERVING are printed (`pytest -s`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
 import shlex
 import shutil
 import subprocess
 import sys
-import time
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from rag_cli.launcher import free_port
+from tests.deploy.containers import (
+    IDENTITY_KEY,
+    PODMAN,
+    ROOT,
+    Image,
+    build,
+    podman,
+    require_podman,
+    wait_serving,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 MODEL_LIBRARIES = ("torch", "sentence_transformers", "llama_cpp", "transformers")
 
@@ -64,66 +72,90 @@ def test_every_copied_file_exists_and_is_in_the_build_context():
         assert admitted(source), f"{source} is excluded by .dockerignore"
 
 
-def wait_serving(process: subprocess.Popen, port: int, python: Path) -> None:
-    probe = (
-        "import grpc,sys;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;"
-        f"c=grpc.insecure_channel('127.0.0.1:{port}');"
-        "r=g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=1);"
-        "sys.exit(0 if r.status==h.HealthCheckResponse.SERVING else 1)"
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the service exited"
-        if subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0:
-            return
-        time.sleep(0.3)
-    raise AssertionError("not SERVING")
+PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, Image]:
+    """Both targets, built once for the module."""
+    require_podman()
+    built = {target: build(target) for target in ("light", "models")}
+    for target, image in built.items():
+        print(f"\n{target}: {image.name} {image.size_mb:.0f} MB, built in {image.build_s:.0f} s")
+    return built
+
+
+@pytest.fixture
+def start(request):
+    """Start `rag serve <service>` from an image as a cluster would, with no network."""
+    started: list[str] = []
+
+    def run(image: Image, service: str) -> str:
+        name = f"rag-test-{service}-{len(started)}-{request.node.name[:20]}".replace("_", "-")
+        podman("rm", "-f", name, check=False)
+        podman(
+            "run", "--detach", "--name", name, "--read-only", "--network", "none",
+            "--tmpfs", "/tmp", "--env", f"RAG_IDENTITY_KEY={IDENTITY_KEY}",
+            image.name, service,
+        )  # fmt: skip
+        started.append(name)
+        return name
+
+    yield run
+    for name in started:
+        podman("rm", "-f", "--time", "2", name, check=False)
 
 
 @pytest.mark.slow
-def test_the_light_target_builds_from_what_it_copies_and_serves_without_model_libraries(
-    tmp_path,
+@pytest.mark.parametrize(
+    ("target", "service"),
+    [("light", "query"), ("light", "retrieval"), ("models", "embedding"), ("models", "generation")],
+)
+def test_each_service_serves_from_its_image_as_uid_10001_read_only_without_a_network(
+    images, start, target, service
 ):
-    context = tmp_path / "src"
-    for source in copied_sources():
-        target = context / source
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if (ROOT / source).is_dir():
-            shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / source, target)
-    venv = tmp_path / "venv"
-    python = venv / "bin" / "python"
-    constraints = ["--constraint", "deploy/docker/constraints.txt"]
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "-q", *constraints, "grpcio-tools"],
-        ["bash", "scripts/gen_proto.sh"],
-        [str(python), "-m", "pip", "install", "-q", *constraints, "."],
+    container = start(images[target], service)
+    cold_start = wait_serving(container, PORTS[service])
+    print(f"\n{service}: SERVING {cold_start:.1f} s after start ({target} image)")
+    assert podman("exec", container, "id", "-u") == "10001"
+    write = subprocess.run(
+        [*PODMAN, "exec", container, "touch", "/opt/venv/written"], capture_output=True
+    )
+    assert write.returncode != 0 and b"Read-only file system" in write.stderr
+    # The embedding model was exported and the local model re-encoded at build time.
+    assert "exporting the model" not in podman("logs", container)
+
+
+@pytest.mark.slow
+def test_no_model_library_in_the_light_image_and_no_torch_in_the_models_image(images):
+    def importable(image: Image, modules: list[str]) -> list[str]:
+        code = "import importlib.util as u,sys;print(*[m for m in sys.argv[1:] if u.find_spec(m)])"
+        found = podman("run", "--rm", "--network", "none", "--entrypoint", "python",
+                       image.name, "-c", code, *modules)  # fmt: skip
+        return found.split()
+
+    assert importable(images["light"], list(MODEL_LIBRARIES)) == []
+    assert importable(images["models"], list(MODEL_LIBRARIES)) == ["llama_cpp"]
+    assert importable(images["models"], ["onnxruntime", "tokenizers"]) == [
+        "onnxruntime",
+        "tokenizers",
     ]
-    env = {**os.environ, "PYTHON": str(python), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    for step in steps:
-        done = subprocess.run(step, cwd=context, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, (step, done.stdout[-2000:], done.stderr[-2000:])
-    for library in MODEL_LIBRARIES:
-        found = subprocess.run([str(python), "-c", f"import {library}"], capture_output=True)
-        assert found.returncode != 0, f"{library} is installed in the light image"
-    for service in ("retrieval", "query"):
-        port = free_port()
-        service_env = {
-            **env,
-            f"RAG_{service.upper()}_PORT": str(port),
-            "RAG_RETRIEVAL_DATA_DIR": str(tmp_path / "data"),
-        }
-        process = subprocess.Popen(
-            [str(venv / "bin" / "rag"), "serve", service],
-            cwd=tmp_path,
-            env=service_env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+
+
+@pytest.mark.slow
+def test_no_build_secret_is_left_in_any_layer(images, tmp_path):
+    """pip's settings and CA bundle reach the build as secrets: no file of the image holds
+    them, and the image's history does not name them."""
+    for image in images.values():
+        container = podman("create", image.name)
         try:
-            wait_serving(process, port, python)
+            archive = tmp_path / "fs.tar"
+            podman("export", "--output", str(archive), container, timeout=300)
+            with tarfile.open(archive) as tar:
+                names = tar.getnames()
         finally:
-            process.terminate()
-            assert process.wait(timeout=30) == 0
+            podman("rm", container)
+        assert not [n for n in names if n.endswith(("pip.conf", "pip-ca", "secrets/pip"))]
+        assert len(names) > 1000  # the listing is the image's whole filesystem
+        history = podman("history", "--no-trunc", "--format", "{{.CreatedBy}}", image.name)
+        assert "pip-ca" not in history and "find-links" not in history

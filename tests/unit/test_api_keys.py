@@ -57,3 +57,23 @@ def test_a_cut_digest_is_refused_at_start_without_being_shown(monkeypatch):
     report = settings_errors(QuerySettings, refused.value)
     assert "RAG_QUERY_API_KEYS" in report and "64 hex digits" in report
     assert "ab" * 20 not in report
+
+
+def test_compose_secrets_admit_their_key_and_settings_read_them_from_files(tmp_path, monkeypatch):
+    """What deploy/compose.yaml mounts at /run/secrets: files named after the variables."""
+    from scripts import compose_secrets
+
+    folder = tmp_path / "secrets"
+    compose_secrets.main(folder)
+    first = {path.name: path.read_text() for path in folder.iterdir()}
+    compose_secrets.main(folder)  # a second run keeps every secret
+    assert {path.name: path.read_text() for path in folder.iterdir()} == first
+    monkeypatch.delenv("RAG_IDENTITY_KEY", raising=False)
+    monkeypatch.delenv("RAG_QUERY_API_KEYS", raising=False)
+    settings = QuerySettings(_secrets_dir=folder)
+    assert settings.identity_key.get_secret_value() == first["RAG_IDENTITY_KEY"]
+    assert settings.redis_url == first["RAG_QUERY_REDIS_URL"]
+    identity = Authenticator(settings.api_keys)(INGEST, bearer(first["api-key"]))
+    assert identity.tenant == "default"
+    monkeypatch.setenv("RAG_IDENTITY_KEY", "from-the-environment-" + "x" * 32)
+    assert QuerySettings(_secrets_dir=folder).identity_key.get_secret_value().startswith("from")

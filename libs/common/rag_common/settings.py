@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,10 +13,17 @@ from rag_common.signals import Thresholds
 from rag_common.tracing import SAMPLER_NAMES
 
 
+def secrets_dir() -> str | None:
+    """The folder where a setting may also be a file named after its variable (Compose and
+    Kubernetes mount secrets there: /run/secrets/RAG_IDENTITY_KEY); the variable wins."""
+    folder = os.environ.get("RAG_SECRETS_DIR", "/run/secrets")
+    return folder if os.path.isdir(folder) else None
+
+
 class ServiceSettings(BaseSettings):
     """Settings every service has. Read from the environment once, in the service's main()."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, secrets_dir=secrets_dir())
 
     host: str = Field("127.0.0.1", description="Address to listen on; 0.0.0.0 in a container.")
     port: int = Field(0, ge=0, le=65535, description="Port to listen on; 0 picks a free one.")
