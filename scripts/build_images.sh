@@ -47,7 +47,7 @@ build_options() {
     --secret "id=pip,src=$work/pip.conf" --secret "id=pip-ca,src=$ca"
     --volume "$work/built:/wheels/built:ro"
     --build-arg "PYTHON_IMAGE=$BASE"
-    --label "org.opencontainers.image.version=$VERSION")
+    --build-arg "VERSION=$VERSION")
   if compgen -G "/opt/wheels/torch-*+cpu-*.whl" >/dev/null; then
     # The CPU torch lies on this disk: pip takes it from there, the default index is enough.
     OPTIONS+=(--volume /opt/wheels:/wheels/host:ro --build-arg "TORCH_INDEX_URL=https://pypi.org/simple")
