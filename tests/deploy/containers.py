@@ -35,7 +35,7 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> str:
         [*PODMAN, *args], capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {done.stderr[-2000:]}")
+        raise AssertionError(f"podman {' '.join(args)}: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     return done.stdout.strip()
 
 

@@ -80,7 +80,13 @@ def compose(tmp_path_factory):
     for service, port in PORTS.items():
         wait_serving(project.container(service), port)
     yield project
+    # The images' own VOLUMEs (/data where no named volume is mounted) are anonymous:
+    # `down -v` leaves them.
+    containers = [project.container(service) for service in [*PORTS, "redis"]]
+    volumes = podman("inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", *containers)
     project("down", "-v")
+    for volume in volumes.split():
+        podman("volume", "rm", "--force", volume, check=False)
     podman("network", "rm", f"{project.project}_rag", check=False)
 
 

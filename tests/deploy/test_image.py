@@ -92,7 +92,7 @@ def start(request):
 
     def run(image: Image, service: str) -> str:
         name = f"rag-test-{service}-{len(started)}-{request.node.name[:20]}".replace("_", "-")
-        podman("rm", "-f", name, check=False)
+        podman("rm", "-f", "-v", name, check=False)
         podman(
             "run", "--detach", "--name", name, "--read-only", "--network", "none",
             "--tmpfs", "/tmp", "--env", f"RAG_IDENTITY_KEY={IDENTITY_KEY}",
@@ -103,7 +103,7 @@ def start(request):
 
     yield run
     for name in started:
-        podman("rm", "-f", "--time", "2", name, check=False)
+        podman("rm", "-f", "-v", "--time", "2", name, check=False)
 
 
 @pytest.mark.slow
@@ -154,7 +154,7 @@ def test_no_build_secret_is_left_in_any_layer(images, tmp_path):
             with tarfile.open(archive) as tar:
                 names = tar.getnames()
         finally:
-            podman("rm", container)
+            podman("rm", "-v", container)
         assert not [n for n in names if n.endswith(("pip.conf", "pip-ca", "secrets/pip"))]
         assert len(names) > 1000  # the listing is the image's whole filesystem
         history = podman("history", "--no-trunc", "--format", "{{.CreatedBy}}", image.name)

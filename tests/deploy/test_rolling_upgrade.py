@@ -64,7 +64,7 @@ class Fleet:
     def stop(self, name: str) -> None:
         """SIGTERM, then the grace the service drains in (as a pod's termination does)."""
         podman("stop", "--time", "20", name)
-        podman("rm", name)
+        podman("rm", "-v", name)
         self.running.remove(name)
 
 
@@ -110,7 +110,7 @@ def fleet():
         yield fleet
     finally:
         for name in fleet.running:
-            podman("rm", "--force", "--time", "2", name, check=False)
+            podman("rm", "--force", "-v", "--time", "2", name, check=False)
         podman("network", "rm", network, check=False)
 
 
