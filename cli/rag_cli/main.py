@@ -241,8 +241,11 @@ def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
         console.print(f"\n(cached answer: {reply.cache})")
     if reply.degraded:
         console.print(f"[yellow]degraded: {', '.join(reply.degraded)}[/yellow]")
+    # Said whenever a provider before it failed or declined (a local model too slow for the
+    # time left): otherwise an extractive answer after a long wait is a mystery.
+    tried = f" (after {', '.join(reply.failed_providers)} failed)" if reply.failed_providers else ""
     console.print(
-        f"\nprovider {reply.provider} | cites {cited} | tokens {u.input_tokens} in, "
+        f"\nprovider {reply.provider}{tried} | cites {cited} | tokens {u.input_tokens} in, "
         f"{u.output_tokens} out, ${u.cost_usd:.6f}\nembed {t.embed_ms:.1f} ms | retrieve "
         f"{t.retrieve_ms:.1f} ms | generate {t.generate_ms:.1f} ms | total {t.total_ms:.1f} ms",
         highlight=False,

@@ -71,6 +71,7 @@ class Tally:
 
     normal: int = 0
     providers: Counter = field(default_factory=Counter)  # who wrote the normal answers
+    passed_over: Counter = field(default_factory=Counter)  # who failed before the writer
     degraded: Counter = field(default_factory=Counter)
     failed: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
@@ -125,6 +126,7 @@ async def ask(stub, question: str, tally: Tally) -> None:
         else:
             tally.normal += 1
             tally.providers[reply.provider] += 1
+            tally.passed_over.update(reply.failed_providers)
     finally:
         tally.latencies.append(time.monotonic() - started)
 
@@ -247,7 +249,9 @@ def faults(cluster: LocalCluster, replica: str, llm: FakeLLMServer, redis: Redis
         return lambda: llm.model_modes.__setitem__("primary", mode)
 
     def by_fallback(tally: Tally) -> bool:
-        return tally.providers["extractive"] > 0
+        # Answers say which provider failed first (until its breaker opens and it is
+        # skipped without a call).
+        return tally.providers["extractive"] > 0 and tally.passed_over["primary"] > 0
 
     def cached(fault: Fault, reason: str) -> Fault:
         return dataclasses.replace(fault, degraded=frozenset({reason}))

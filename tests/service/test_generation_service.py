@@ -13,6 +13,7 @@ from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_generation.__main__ import build_generator
 from rag_generation.adapters.llama_local import packaged_model_path, requantized
 from rag_generation.config import GenerationSettings
+from rag_generation.pace import Pace
 from rag_generation.servicer import servicers
 from tests.conftest import collect, start_host
 from tests.support.signed import signed_channel
@@ -35,12 +36,26 @@ async def serve(settings: GenerationSettings):
 
 
 @pytest.fixture(scope="module")
-async def stub():
+async def served():
     generator, host, channel = await serve(GenerationSettings(providers=["local", "extractive"]))
-    yield pb_grpc.GenerationServiceStub(channel)
+    yield generator, pb_grpc.GenerationServiceStub(channel)
     await channel.close()
     await host.stop(0)
     await generator.close()
+
+
+@pytest.fixture(scope="module")
+def stub(served):
+    return served[1]
+
+
+@pytest.fixture
+def local_model(served):
+    """The local model, whose pace a test may set as if measured; put back after."""
+    model = next(route.model for route in served[0].routes if route.name == "local")
+    measured = model.pace
+    yield model
+    model.pace = measured
 
 
 def question(text: str, **fields) -> pb.GenerationInput:
@@ -54,6 +69,46 @@ async def test_local_model_writes_an_answer(stub):
     assert reply.provider == "local"
     assert len(reply.text.split()) >= 2
     assert reply.sources_used == 2
+
+
+async def test_the_local_model_s_pace_is_measured_at_start(local_model):
+    assert local_model.pace.read_per_s > local_model.pace.write_per_s > 1
+
+
+async def test_a_local_model_too_slow_for_the_time_left_declines_and_extractive_answers(
+    served, local_model
+):
+    # At this pace even a short answer takes 4.8 s: with 3 s left, it is not tried at all,
+    # and declining is not a failure of the model (its breaker stays closed).
+    local_model.pace = Pace(read_per_s=100, write_per_s=10)
+    generator, stub = served
+    for _ in range(4):
+        reply = await stub.Generate(
+            pb.GenerateRequest(input=question("What is the capital of Germany?")), timeout=3
+        )
+        assert reply.provider == "extractive"
+        assert list(reply.failed_providers) == ["local"]
+    assert generator.breaker_states()["local"] == "closed"
+
+
+async def test_the_local_model_reads_the_sources_it_has_time_for_and_caps_its_answer(
+    stub, local_model
+):
+    local_model.pace = Pace(read_per_s=100, write_per_s=10)
+    long_text = " ".join(
+        f"Harbour {n} keeps its boats in a sheltered basin behind a stone wall." for n in range(40)
+    )
+    sources = [common_pb2.Source(document_id=f"harbour-{i}", text=long_text) for i in range(4)]
+    request = pb.GenerationInput(
+        question="Where do the harbours keep their boats?", sources=sources, max_tokens=256
+    )
+    reply = await stub.Generate(pb.GenerateRequest(input=request), timeout=20)
+    # 19.5 s for the local model: 15.6 s planned; 4.8 s kept for 48 tokens of answer leaves
+    # 1,080 tokens to read, one source of about 600; the rest of the time writes the answer.
+    assert reply.provider == "local"
+    assert reply.sources_used == 1
+    written = (15.6 - reply.usage.input_tokens / 100) * 10
+    assert reply.usage.output_tokens <= written
 
 
 async def test_extractive_provider_quotes_the_best_sentence_with_its_citation(stub):

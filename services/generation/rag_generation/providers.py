@@ -38,7 +38,9 @@ class ProviderError(Unavailable):
 
 
 class ChatModel(Protocol):
-    """One way of turning a prompt into an answer."""
+    """One way of turning a prompt into an answer. A model that runs on this machine may
+    also have a `pace` (rag_generation.pace.Pace): the router then sizes its prompt and
+    answer to the time a request leaves it."""
 
     name: str
     context_window: int

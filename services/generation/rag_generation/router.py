@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -23,6 +24,7 @@ from rag_generation.citations import cited_sources
 from rag_generation.config import ProviderConfig
 from rag_generation.metrics import UsageStats
 from rag_generation.models import Completion, Generation, GenerationRequest, Prompt, Usage
+from rag_generation.pace import MIN_ANSWER_TOKENS, Pace
 from rag_generation.prompt import build_prompt
 from rag_generation.providers import ProviderError
 from rag_generation.routing import Route, TieringRule, plan
@@ -114,8 +116,8 @@ class Generator:
         for route, reserve_s in self._reserving(routes):
             if not route.breaker.allow():
                 continue
-            prompt = self._prompt(route, request)
             try:
+                prompt = self._prompt(route, request, reserve_s)
                 completion = await self._complete(route, prompt, reserve_s)
             except ProviderError as exc:
                 self._note_failure(route, exc, failed)
@@ -144,8 +146,8 @@ class Generator:
         for route, reserve_s in self._reserving(routes):
             if not route.breaker.allow():
                 continue
-            prompt = self._prompt(route, request)
             try:
+                prompt = self._prompt(route, request, reserve_s)
                 first, rest = await self._open_stream(route, prompt, reserve_s)
             except ProviderError as exc:
                 self._note_failure(route, exc, failed)
@@ -302,15 +304,42 @@ class Generator:
             )
         return _all_failed(failed)
 
-    def _prompt(self, route: Route, request: GenerationRequest) -> Prompt:
-        max_tokens = request.max_tokens or self._default_max_tokens
-        return build_prompt(
+    def _prompt(self, route: Route, request: GenerationRequest, reserve_s: float) -> Prompt:
+        window = route.model.context_window
+        max_tokens = min(request.max_tokens or self._default_max_tokens, window // 2)
+        pace: Pace | None = getattr(route.model, "pace", None)
+        if pace is None:
+            return build_prompt(
+                request.question,
+                request.sources,
+                context_window=window,
+                max_tokens=max_tokens,
+                count_tokens=route.model.count_tokens,
+            )
+        # A model that runs here gets the sources it can read and the answer it can write
+        # in its time, or declines at once (not its failure: the time was short).
+        seconds = self._attempt_timeout(route.config, reserve_s)
+        shortest = min(max_tokens, MIN_ANSWER_TOKENS)
+        prompt = build_prompt(
             request.question,
             request.sources,
-            context_window=route.model.context_window,
-            max_tokens=min(max_tokens, route.model.context_window // 2),
+            context_window=min(window - max_tokens, pace.readable_tokens(seconds)) + shortest,
+            max_tokens=shortest,
             count_tokens=route.model.count_tokens,
         )
+        prompt_tokens = route.model.count_tokens(prompt.text)
+        writable = min(max_tokens, pace.writable_tokens(seconds, prompt_tokens))
+        if writable < shortest or (request.sources and not prompt.sources):
+            declined = ProviderError(
+                route.name,
+                f"too slow to answer in {seconds:.1f} s at its measured pace",
+                reason="PROVIDER_TOO_SLOW",
+                retryable=False,
+                counts=False,
+            )
+            route.breaker.record_failure(declined)  # uncounted: only frees a probe's place
+            raise declined
+        return dataclasses.replace(prompt, max_tokens=writable)
 
     def _generation(
         self,

@@ -59,11 +59,15 @@ class AnswerCache:
 
     async def put(self, key: str, answer: Answer) -> None:
         """Store a whole answer (callers never store degraded or partial ones)."""
+        generated = dataclasses.asdict(answer.generated)
+        # Which providers failed says something of that request, not of the answer (and a
+        # replica of the previous version could not read the field).
+        del generated["failed_providers"]
         data = {
             "text": answer.text,
             "sources": [
                 dataclasses.asdict(s) | {"metadata": dict(s.metadata)} for s in answer.sources
             ],
-            "generated": dataclasses.asdict(answer.generated),
+            "generated": generated,
         }
         await self.cache.set_many({key: json.dumps(data, separators=(",", ":")).encode()})

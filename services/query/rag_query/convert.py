@@ -43,6 +43,7 @@ def answer_to_pb(answer: Answer, *, snippet_chars: int) -> pb.QueryResponse:
         ),
         cited_sources=g.cited_sources,
         partial=g.partial,
+        failed_providers=g.failed_providers,
         degraded=answer.degraded,
         cache=answer.cache,
         cache_similarity=answer.cache_similarity,

@@ -53,6 +53,7 @@ class GeneratedText:
     cost_usd: float = 0.0
     cited_sources: tuple[int, ...] = ()
     partial: bool = False
+    failed_providers: tuple[str, ...] = ()  # of this request only: never cached
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from rag_common.model_cache import atomically, fingerprint, output_folder
 from rag_generation.models import Completion, Prompt, Usage
+from rag_generation.pace import Pace
 from rag_generation.prompt import estimate_tokens
 from rag_generation.providers import ProviderError
 
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 
 _PACKAGED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DONE = object()
+# Read, then continued, once at start to measure the pace (words a model never ends early).
+_CALIBRATION_TEXT = " ".join(f"item{number}," for number in range(80))
 
 
 def packaged_model_path() -> Path:
@@ -62,7 +66,8 @@ class LlamaCppModel:
     """llama-cpp-python behind the ChatModel port; one generation at a time.
 
     A llama.cpp context is not safe to share between threads, so every call runs on one
-    worker thread; tokens cross back to the event loop through a queue as they come.
+    worker thread; tokens cross back to the event loop through a queue as they come. Its
+    `pace` is measured at start and by every answer, so the router can size its work.
     """
 
     def __init__(
@@ -85,13 +90,20 @@ class LlamaCppModel:
         self._cache_dir = cache_dir
         self._llama: Any = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
+        self.pace = Pace(read_per_s=200.0, write_per_s=20.0)  # until measured at start
 
     async def start(self) -> None:
-        """Load the model and generate one token, so SERVING means it can answer."""
+        """Load the model and measure its pace, so SERVING means it can answer."""
         loop = asyncio.get_running_loop()
         self._llama = await loop.run_in_executor(self._executor, self._load)
-        warm_up = Prompt([{"role": "user", "content": "Hello"}], "Hello", (), max_tokens=1)
-        await self.complete(warm_up, timeout_s=60)
+        self.pace = await loop.run_in_executor(self._executor, self._measure_pace)
+        log.info(
+            "local model pace",
+            extra={
+                "read_tokens_per_s": round(self.pace.read_per_s),
+                "write_tokens_per_s": round(self.pace.write_per_s),
+            },
+        )
 
     def _load(self) -> Any:
         from llama_cpp import Llama  # heavy: imported only when this provider is configured
@@ -110,6 +122,19 @@ class LlamaCppModel:
         )
         log.info("local model loaded", extra={"model": path.name})
         return llama
+
+    def _measure_pace(self) -> Pace:
+        llama = self._llama
+        tokens = llama.tokenize(_CALIBRATION_TEXT.encode())
+        llama.reset()
+        started = time.perf_counter()
+        llama.eval(tokens)
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()  # the prompt is cached: this is all writing
+        reply = llama.create_completion(_CALIBRATION_TEXT, max_tokens=16, temperature=0.0)
+        write_s = time.perf_counter() - started
+        written = max(reply["usage"]["completion_tokens"], 1)
+        return Pace(read_per_s=len(tokens) / read_s, write_per_s=written / write_s)
 
     async def close(self) -> None:
         """Wait for the generation in progress and release the model."""
@@ -165,15 +190,21 @@ class LlamaCppModel:
             finally:
                 put(_DONE)
 
+        prompt_tokens = self.count_tokens(prompt.text)
+        started = time.perf_counter()
         loop.run_in_executor(self._executor, produce)
-        tokens = 0
+        tokens, first_at = 0, 0.0
         try:
             while (item := await queue.get()) is not _DONE:
                 if isinstance(item, Exception):
                     log.error("local generation failed", exc_info=item)
                     raise ProviderError(self.name, "generation failed")
                 tokens += 1
+                first_at = first_at or time.perf_counter()
                 yield item
         finally:
             cancelled.set()
-        yield Usage(self.count_tokens(prompt.text), tokens)
+        if first_at:  # a whole answer: the time to its first token was mostly reading
+            done_at = time.perf_counter()
+            self.pace.observe(prompt_tokens, first_at - started, tokens - 1, done_at - first_at)
+        yield Usage(prompt_tokens, tokens)

@@ -33,6 +33,7 @@ def _generated(response: pb.GenerateResponse) -> GeneratedText:
         cost_usd=response.usage.cost_usd,
         cited_sources=tuple(response.cited_sources),
         partial=response.partial,
+        failed_providers=tuple(response.failed_providers),
     )
 
 
