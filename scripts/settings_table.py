@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -19,6 +18,7 @@ from rag_embedding.config import EmbeddingSettings
 from rag_generation.config import GenerationSettings
 from rag_query.config import QuerySettings
 from rag_retrieval.config import RetrievalSettings
+from scripts.readme_sections import replace_section
 
 SERVICES: list[type[BaseSettings]] = [
     QuerySettings,
@@ -27,7 +27,6 @@ SERVICES: list[type[BaseSettings]] = [
     EmbeddingSettings,
 ]
 _COMMON = set(ServiceSettings.model_fields) - {"port"}
-BEGIN, END = "<!-- settings:begin", "<!-- settings:end -->"
 
 
 def _default(name: str, field: FieldInfo) -> str:
@@ -80,17 +79,8 @@ def tables() -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path) -> None:
-    """Replace the settings section of the README at `path` with the current tables."""
-    text = path.read_text()
-    head, rest = text.split(BEGIN, 1)
-    begin_line, after = rest.split("-->\n", 1)
-    _, tail = after.split(END, 1)
-    path.write_text(f"{head}{BEGIN}{begin_line}-->\n{tables()}\n{END}{tail}")
-
-
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        write_readme(Path(__file__).parents[1] / "README.md")
+        replace_section("settings", tables())
     else:
         print(tables())

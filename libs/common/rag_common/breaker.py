@@ -26,6 +26,7 @@ from rag_common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from rag_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,7 +55,12 @@ class BreakerPolicy:
 # Refusals that concern one tenant or caller (its rate, its share, its budget), not the
 # dependency's health: counted, one tenant over its limits would cut off every other.
 TENANT_LIMITS = frozenset(
-    {"RATE_LIMITED", "TENANT_CONCURRENCY", "CONNECTION_STREAMS", "LLM_BUDGET_EXHAUSTED"}
+    {
+        Reason.RATE_LIMITED,
+        Reason.TENANT_CONCURRENCY,
+        Reason.CONNECTION_STREAMS,
+        Reason.LLM_BUDGET_EXHAUSTED,
+    }
 )
 
 
@@ -124,7 +130,7 @@ class CircuitBreaker:
         if not self.allow():
             raise Unavailable(
                 f"{self.name} is failing; calls are paused while it recovers",
-                reason="CIRCUIT_OPEN",
+                reason=Reason.CIRCUIT_OPEN,
                 metadata={"dependency": self.name},
             )
 

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from rag_common.errors import ResourceExhausted
+from rag_common.reasons import Reason
 
 # Calls counted for shares: the last two halves of this window. Long enough to hold a few
 # calls of a tenant asking one question at a time; short enough to follow a flood that stops.
@@ -96,7 +97,7 @@ class BusyShedding:
             raise ResourceExhausted(
                 "this service is busy and your tenant is making more than its share of "
                 "the calls; retry after the delay in RetryInfo",
-                reason="TENANT_OVER_SHARE",
+                reason=Reason.TENANT_OVER_SHARE,
                 # Spread out: refused clients coming back together would fill the loop again.
                 retry_after_s=round(random.uniform(0.1, 0.3), 3),
             )

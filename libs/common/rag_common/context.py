@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rag_common.errors import DeadlineExceeded, Unauthenticated
 from rag_common.identity import Identity
+from rag_common.reasons import Reason
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
@@ -57,7 +58,7 @@ def current_identity() -> Identity:
     """Return the caller's identity, or raise `Unauthenticated` when there is none."""
     identity = _identity.get()
     if identity is None:
-        raise Unauthenticated("no caller identity on this request", reason="MISSING_IDENTITY")
+        raise Unauthenticated("no caller identity on this request", reason=Reason.MISSING_IDENTITY)
     return identity
 
 

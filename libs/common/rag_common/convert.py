@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from rag.v1 import common_pb2
 from rag_common.domain import Condition, DocumentInput, Operator, ScoredChunk
 from rag_common.errors import InvalidArgument
+from rag_common.reasons import Reason
 
 _OPERATORS = {
     common_pb2.FILTER_OPERATOR_EQUALS: Operator.EQUALS,
@@ -50,7 +51,7 @@ def conditions_from_pb(
                 f"{field}[{i}].operator",
                 f"unknown filter operator {condition.operator}; use EQUALS, NOT_EQUALS, IN "
                 "or NOT_IN",
-                reason="UNKNOWN_FILTER_OPERATOR",
+                reason=Reason.UNKNOWN_FILTER_OPERATOR,
             )
         conditions.append(Condition(condition.key, operator, tuple(condition.values)))
     return tuple(conditions)

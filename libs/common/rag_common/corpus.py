@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from rag_common.breaker import CircuitBreaker
 from rag_common.errors import Unavailable
+from rag_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 # Moves every tenant's version at once. Not a valid tenant name, so it cannot collide.
@@ -103,7 +104,7 @@ class CorpusVersions:
         refused = Unavailable(
             "the change cannot be recorded where every replica reads it (Redis); nothing "
             "was changed, try again",
-            reason="CORPUS_VERSION_UNAVAILABLE",
+            reason=Reason.CORPUS_VERSION_UNAVAILABLE,
             metadata={"dependency": "redis"},
         )
         # Tried even while the breaker is open: the breaker spares answers Redis's timeout,

@@ -23,6 +23,7 @@ import jwt
 
 from rag_common.errors import PermissionDenied, Unauthenticated
 from rag_common.identity import OPERATOR, Identity
+from rag_common.reasons import Reason
 from rag_common.settings import ServiceSettings
 from rag_common.tls import TlsFiles
 
@@ -80,7 +81,7 @@ class Credentials:
         if not self.configured:
             raise Unauthenticated(
                 "RAG_IDENTITY_KEY is not set: internal calls cannot be signed",
-                reason="NO_IDENTITY_KEY",
+                reason=Reason.NO_IDENTITY_KEY,
             )
         now = time.time()
         claims: dict = {
@@ -108,31 +109,31 @@ class Credentials:
         if not self.configured:
             raise Unauthenticated(
                 "this service has no RAG_IDENTITY_KEY and accepts no call",
-                reason="NO_IDENTITY_KEY",
+                reason=Reason.NO_IDENTITY_KEY,
             )
         token = metadata.get(CREDENTIAL_KEY)
         if not token:
             raise Unauthenticated(
                 "internal services accept calls only from the suite's services",
-                reason="MISSING_CREDENTIAL",
+                reason=Reason.MISSING_CREDENTIAL,
             )
         try:
             kid = jwt.get_unverified_header(token).get("kid")
             claims = self._decode(token, [self._keys[kid]] if kid else list(self._keys.values()))
         except jwt.ExpiredSignatureError:
             raise Unauthenticated(
-                "the credential has expired", reason="EXPIRED_CREDENTIAL"
+                "the credential has expired", reason=Reason.EXPIRED_CREDENTIAL
             ) from None
         except (jwt.InvalidTokenError, KeyError):  # KeyError: signed with no key of ours
             raise Unauthenticated(
-                "the credential is not valid", reason="INVALID_CREDENTIAL"
+                "the credential is not valid", reason=Reason.INVALID_CREDENTIAL
             ) from None
         # A credential of the previous release names no key and no method. Accepted so that
         # a rolling upgrade costs no call while old pods still call new ones; its caller's
         # role is checked all the same, and no pod of this release mints one.
         bound = claims.get("method")
         if (kid and bound is None) or (bound is not None and bound != method):
-            raise Unauthenticated("the credential is not valid", reason="INVALID_CREDENTIAL")
+            raise Unauthenticated("the credential is not valid", reason=Reason.INVALID_CREDENTIAL)
         identity = None
         if claims.get("principal"):
             identity = Identity(

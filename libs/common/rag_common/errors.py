@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from rag_common.reasons import Reason
+
 if TYPE_CHECKING:
     from rag_common.identity import Identity
 
@@ -20,7 +22,7 @@ class RagError(Exception):
     """Base of every error a caller may see; `code` names a `grpc.StatusCode` member."""
 
     code = "INTERNAL"
-    default_reason = "INTERNAL"
+    default_reason = Reason.INTERNAL
 
     def __init__(
         self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None
@@ -35,7 +37,7 @@ class InvalidArgument(RagError):
     """The request is malformed; `field` names the offending field (for example `top_k`)."""
 
     code = "INVALID_ARGUMENT"
-    default_reason = "INVALID_ARGUMENT"
+    default_reason = Reason.INVALID_ARGUMENT
 
     def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
         super().__init__(f"{field}: {message}", reason=reason, metadata={"field": field})
@@ -46,7 +48,7 @@ class Unauthenticated(RagError):
     """No credentials, or credentials that match no known caller."""
 
     code = "UNAUTHENTICATED"
-    default_reason = "UNAUTHENTICATED"
+    default_reason = Reason.UNAUTHENTICATED
 
 
 class PermissionDenied(RagError):
@@ -54,7 +56,7 @@ class PermissionDenied(RagError):
     the audit log, never for the reply)."""
 
     code = "PERMISSION_DENIED"
-    default_reason = "PERMISSION_DENIED"
+    default_reason = Reason.PERMISSION_DENIED
 
     def __init__(
         self,
@@ -72,7 +74,7 @@ class PermissionDenied(RagError):
         """The refusal of a caller whose roles do not include `role`."""
         return cls(
             f"this call needs the '{role}' role",
-            reason="ROLE_REQUIRED",
+            reason=Reason.ROLE_REQUIRED,
             metadata={"required_role": role},
             caller=caller,
         )
@@ -82,7 +84,7 @@ class NotFound(RagError):
     """The named thing does not exist."""
 
     code = "NOT_FOUND"
-    default_reason = "NOT_FOUND"
+    default_reason = Reason.NOT_FOUND
 
 
 class ResourceExhausted(RagError):
@@ -90,7 +92,7 @@ class ResourceExhausted(RagError):
     sent as a `google.rpc.RetryInfo`, when known)."""
 
     code = "RESOURCE_EXHAUSTED"
-    default_reason = "RESOURCE_EXHAUSTED"
+    default_reason = Reason.RESOURCE_EXHAUSTED
 
     def __init__(
         self,
@@ -108,28 +110,28 @@ class Unavailable(RagError):
     """A dependency is down or the service is not ready; retrying may succeed."""
 
     code = "UNAVAILABLE"
-    default_reason = "UNAVAILABLE"
+    default_reason = Reason.UNAVAILABLE
 
 
 class FailedPrecondition(RagError):
     """The call is valid but cannot work in this deployment (e.g. a backup of a server store)."""
 
     code = "FAILED_PRECONDITION"
-    default_reason = "FAILED_PRECONDITION"
+    default_reason = Reason.FAILED_PRECONDITION
 
 
 class DeadlineExceeded(RagError):
     """The request's time budget ran out."""
 
     code = "DEADLINE_EXCEEDED"
-    default_reason = "DEADLINE_EXCEEDED"
+    default_reason = Reason.DEADLINE_EXCEEDED
 
 
 class Internal(RagError):
     """A fault of ours; the message sent to the caller never says more than this."""
 
     code = "INTERNAL"
-    default_reason = "INTERNAL"
+    default_reason = Reason.INTERNAL
 
 
 ERRORS_BY_CODE: dict[str, type[RagError]] = {

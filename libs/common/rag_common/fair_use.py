@@ -24,6 +24,7 @@ from rag_common.breaker import CircuitBreaker
 from rag_common.busy_shedding import BusyShedding
 from rag_common.errors import ResourceExhausted
 from rag_common.identity import Identity
+from rag_common.reasons import Reason
 from rag_common.tiered_cache import redis_breaker, redis_failed
 
 
@@ -164,7 +165,7 @@ class FairUse:
             raise ResourceExhausted(
                 f"tenant '{tenant}' has {policy.tenant_concurrency} calls running; retry "
                 "when one ends",
-                reason="TENANT_CONCURRENCY",
+                reason=Reason.TENANT_CONCURRENCY,
                 # About when one of its calls ends: a client that waits this long instead
                 # of a fixed short delay costs the service one refusal, not dozens.
                 retry_after_s=self._call_seconds.typical(tenant),
@@ -177,7 +178,7 @@ class FairUse:
             raise ResourceExhausted(
                 f"this connection holds {policy.connection_streams} open streams; read or "
                 "close one first",
-                reason="CONNECTION_STREAMS",
+                reason=Reason.CONNECTION_STREAMS,
             )
         # Counted before the (possibly remote) token check, so calls arriving meanwhile
         # see this one and cannot all slip under the cap together.
@@ -231,7 +232,7 @@ class FairUse:
         if wait > 0:
             raise ResourceExhausted(
                 "rate limit reached; retry after the delay in RetryInfo",
-                reason="RATE_LIMITED",
+                reason=Reason.RATE_LIMITED,
                 metadata={"tenant": identity.tenant},
                 retry_after_s=round(wait, 3),
             )

@@ -25,6 +25,7 @@ from rag_common.fair_use import FairUse
 from rag_common.identity import REQUEST_ID_KEY, Identity, metadata_dict
 from rag_common.keyless import IDLE_S, KeylessShare
 from rag_common.metrics import RpcMetrics
+from rag_common.reasons import Reason
 from rag_common.signals import SignalWindow
 
 log = logging.getLogger(__name__)
@@ -316,7 +317,7 @@ def _plumbing(handler: grpc.RpcMethodHandler, keyless: KeylessShare) -> grpc.Rpc
                         await refuse(
                             ctx,
                             DeadlineExceeded(
-                                f"no request for {IDLE_S:.0f} s: stream closed", reason="IDLE"
+                                f"no request for {IDLE_S:.0f} s: stream closed", reason=Reason.IDLE
                             ),
                         )
                     await check(request, ctx)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from rag_common.errors import ResourceExhausted
+from rag_common.reasons import Reason
 
 # Of the server's slots, at most this share for keyless calls; the rest stay for callers
 # with a key whatever keyless callers do.
@@ -36,7 +37,7 @@ class KeylessShare:
         if self._in_flight >= self.limit or self._by_peer[address] >= self.per_peer:
             raise ResourceExhausted(
                 "too many health or reflection calls are open; close one first",
-                reason="KEYLESS_CALLS",
+                reason=Reason.KEYLESS_CALLS,
                 retry_after_s=1.0,
             )
         self._in_flight += 1

@@ -14,6 +14,7 @@ from rag_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from rag_common.reasons import Reason
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -94,7 +95,7 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
         # must not be told its own key is wrong.
         return Unavailable(
             f"{dependency} refused this service's credentials",
-            reason="DEPENDENCY_AUTH_FAILED",
+            reason=Reason.DEPENDENCY_AUTH_FAILED,
             metadata={"dependency": dependency},
         )
     cls = ERRORS_BY_CODE.get(code.name, Unavailable)
@@ -102,7 +103,7 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
     if info is None:
         if cls is InvalidArgument:
             return InvalidArgument("request", f"{dependency} rejected the request")
-        reason = "DEPENDENCY_UNAVAILABLE" if cls is Unavailable else None
+        reason = Reason.DEPENDENCY_UNAVAILABLE if cls is Unavailable else None
         return cls(
             f"{dependency} failed: {code.name.lower()}",
             reason=reason,

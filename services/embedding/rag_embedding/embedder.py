@@ -16,6 +16,7 @@ import numpy as np
 from rag_common import context, tracing
 from rag_common.background import background_executor
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.reasons import Reason
 from rag_common.tiered_cache import TieredCache
 from rag_embedding.batching import DynamicBatcher
 
@@ -173,7 +174,7 @@ class Embedder:
 
     def _ready_model(self) -> EncoderModel:
         if not self._models:
-            raise Unavailable("the embedding model is still loading", reason="NOT_READY")
+            raise Unavailable("the embedding model is still loading", reason=Reason.NOT_READY)
         return self._models[Purpose.QUERY]
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from rag_common.breaker import counts_as_failure
 from rag_common.errors import Unavailable
+from rag_common.reasons import Reason
 from rag_generation.models import Completion, Prompt, Usage
 
 
@@ -19,14 +20,14 @@ class ProviderError(Unavailable):
     request does not, so it never opens the provider's breaker).
     """
 
-    default_reason = "PROVIDER_FAILED"
+    default_reason = Reason.PROVIDER_FAILED
 
     def __init__(
         self,
         provider: str,
         message: str,
         *,
-        reason: str = "PROVIDER_FAILED",
+        reason: str = Reason.PROVIDER_FAILED,
         retryable: bool = True,
         retry_after: float | None = None,
         counts: bool = True,

@@ -18,6 +18,7 @@ from rag_common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from rag_common.reasons import Reason
 from rag_common.retry import LLM_PROVIDER, retrying
 from rag_generation.budgets import BudgetLimits, DailyBudgets
 from rag_generation.citations import cited_sources
@@ -173,7 +174,7 @@ class Generator:
                 yield StreamEnd(generation)
                 raise Unavailable(
                     f"provider {route.name} failed after answering in part",
-                    reason="STREAM_INTERRUPTED",
+                    reason=Reason.STREAM_INTERRUPTED,
                     metadata={"provider": route.name},
                 ) from exc
             finally:
@@ -261,7 +262,7 @@ class Generator:
     def _timed_out(route: Route, what: str) -> ProviderError:
         # Every failed attempt, not just a route's last, tells the breaker: a dead provider
         # is then found within a request or two.
-        exc = ProviderError(route.name, f"{what} in time", reason="PROVIDER_TIMEOUT")
+        exc = ProviderError(route.name, f"{what} in time", reason=Reason.PROVIDER_TIMEOUT)
         route.breaker.record_failure(exc)
         return exc
 
@@ -299,7 +300,7 @@ class Generator:
         if held_back and not failed:
             return ResourceExhausted(
                 "this tenant has spent today's LLM budget and no free provider is configured",
-                reason="LLM_BUDGET_EXHAUSTED",
+                reason=Reason.LLM_BUDGET_EXHAUSTED,
                 retry_after_s=round(self._budgets.seconds_to_reset()),
             )
         return _all_failed(failed)
@@ -333,7 +334,7 @@ class Generator:
             declined = ProviderError(
                 route.name,
                 f"too slow to answer in {seconds:.1f} s at its measured pace",
-                reason="PROVIDER_TOO_SLOW",
+                reason=Reason.PROVIDER_TOO_SLOW,
                 retryable=False,
                 counts=False,
             )
@@ -452,6 +453,6 @@ async def _first_text(stream: AsyncIterator[str | Usage]) -> str:
 def _all_failed(failed: list[str]) -> Unavailable:
     return Unavailable(
         "every generation provider failed or is cooling down",
-        reason="ALL_PROVIDERS_FAILED",
+        reason=Reason.ALL_PROVIDERS_FAILED,
         metadata={"providers": ",".join(failed)},
     )

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from rag_common.errors import PermissionDenied, Unauthenticated
 from rag_common.identity import ADMIN, OPERATOR, READER, WRITER, Identity
+from rag_common.reasons import Reason
 from rag_query.config import ApiKey
 from rag_query.oidc import OidcVerifier, looks_like_jwt
 
@@ -64,11 +65,12 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         if not header:
             raise Unauthenticated(
-                "missing 'authorization: Bearer <api key>' metadata", reason="MISSING_CREDENTIALS"
+                "missing 'authorization: Bearer <api key>' metadata",
+                reason=Reason.MISSING_CREDENTIALS,
             )
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated(
-                "authorization must be 'Bearer <api key>'", reason="MALFORMED_CREDENTIALS"
+                "authorization must be 'Bearer <api key>'", reason=Reason.MALFORMED_CREDENTIALS
             )
         token = token.strip()
         if self._oidc is not None and looks_like_jwt(token):
@@ -76,7 +78,7 @@ class Authenticator:
         else:
             identity = self._identities.get(_digest(token))
         if identity is None:
-            raise Unauthenticated("unknown API key", reason="INVALID_API_KEY")
+            raise Unauthenticated("unknown API key", reason=Reason.INVALID_API_KEY)
         required = METHOD_ROLES.get(method, ADMIN)
         if not identity.has_role(required):
             raise PermissionDenied.role_required(required, identity)

@@ -27,6 +27,7 @@ from rag_common.errors import (
 )
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
+from rag_common.reasons import Reason
 from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
 from rag_query.fair_gate import FairGate, GateFull
 from rag_query.maintenance import Maintenance
@@ -411,7 +412,7 @@ class QueryEngine:
     def _without_llm(self, progress: _Progress, exc: Exception) -> GeneratedText:
         """The retrieved sources in place of an answer, when no provider could (or, for a
         tenant past its day's LLM budget, may) write one."""
-        if isinstance(exc, ResourceExhausted) and exc.reason == "LLM_BUDGET_EXHAUSTED":
+        if isinstance(exc, ResourceExhausted) and exc.reason == Reason.LLM_BUDGET_EXHAUSTED:
             reason = LLM_BUDGET
         else:
             reason = LLM_UNAVAILABLE
@@ -420,7 +421,7 @@ class QueryEngine:
                 raise exc
             raise Unavailable(
                 "no answer could be generated and no sources were found in time",
-                reason="NO_ANSWER",
+                reason=Reason.NO_ANSWER,
             )
         progress.degraded.append(reason)
         cause = type(exc).__name__
@@ -516,5 +517,5 @@ def _overloaded() -> ResourceExhausted:
     """The refusal of a question with no cached answer while the pipeline is full."""
     return ResourceExhausted(
         "too many questions at once: only cached answers are served right now; retry shortly",
-        reason="CACHED_ONLY",
+        reason=Reason.CACHED_ONLY,
     )

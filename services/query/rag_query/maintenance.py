@@ -15,6 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Maintenance:
     def check(self) -> None:
         """Raise Unavailable(MAINTENANCE) while maintenance is on."""
         if self.enabled:
-            raise Unavailable(self.message, reason="MAINTENANCE")
+            raise Unavailable(self.message, reason=Reason.MAINTENANCE)
 
     def reason(self) -> str | None:
         """The maintenance message while on, else None."""
@@ -58,7 +59,7 @@ class Maintenance:
                 raise Unavailable(
                     "maintenance could not be shared with the other replicas: redis is "
                     "unreachable; nothing was changed",
-                    reason="MAINTENANCE_NOT_SHARED",
+                    reason=Reason.MAINTENANCE_NOT_SHARED,
                 ) from exc
         await self._apply(enabled, message)
 

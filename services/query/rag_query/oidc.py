@@ -24,6 +24,7 @@ import jwt
 
 from rag_common.errors import Unauthenticated, Unavailable
 from rag_common.identity import ROLES, Identity
+from rag_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
@@ -80,13 +81,15 @@ class OidcVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the token has expired", reason="EXPIRED_TOKEN") from None
+            raise Unauthenticated("the token has expired", reason=Reason.EXPIRED_TOKEN) from None
         except (jwt.PyJWTError, KeyError, ValueError, TypeError):
-            raise Unauthenticated("the token is not valid here", reason="INVALID_TOKEN") from None
+            raise Unauthenticated(
+                "the token is not valid here", reason=Reason.INVALID_TOKEN
+            ) from None
         tenant = claims.get(config.tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated(
-                f"the token has no '{config.tenant_claim}' claim", reason="INVALID_TOKEN"
+                f"the token has no '{config.tenant_claim}' claim", reason=Reason.INVALID_TOKEN
             )
         roles = claims.get(config.roles_claim, [])
         roles = [roles] if isinstance(roles, str) else roles
@@ -111,7 +114,7 @@ class OidcVerifier:
             if self._refreshing.is_set():
                 raise Unavailable(
                     "the issuer's signing keys are being fetched; retry in a second",
-                    reason="JWKS_REFRESHING",
+                    reason=Reason.JWKS_REFRESHING,
                 )
             if kid in self._keys:  # fetched in the meantime
                 return self._keys[kid]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_common.model_cache import atomically, fingerprint, output_folder
+from rag_common.reasons import Reason
 from rag_generation.models import Completion, Prompt, Usage
 from rag_generation.pace import Pace
 from rag_generation.prompt import estimate_tokens
@@ -162,7 +163,7 @@ class LlamaCppModel:
     async def stream(self, prompt: Prompt, timeout_s: float = 0) -> AsyncIterator[str | Usage]:
         """Pieces of the answer as llama.cpp produces them (one token each), then the usage."""
         if self._llama is None:
-            raise ProviderError(self.name, "model not loaded", reason="PROVIDER_NOT_READY")
+            raise ProviderError(self.name, "model not loaded", reason=Reason.PROVIDER_NOT_READY)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()

@@ -17,6 +17,7 @@ import qdrant_edge as qe
 
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.reasons import Reason
 from rag_common.signals import available_cpus
 from rag_retrieval import store
 from rag_retrieval.chunk_counts import ChunkCountMemory
@@ -265,7 +266,7 @@ class EdgeStore:
         except (OSError, RuntimeError) as exc:
             # qdrant-edge reports engine failures as RuntimeError/OSError.
             log.error("edge store failed", exc_info=exc)
-            raise Unavailable("the vector store failed", reason="VECTOR_STORE_FAILED") from exc
+            raise Unavailable("the vector store failed", reason=Reason.VECTOR_STORE_FAILED) from exc
 
 
 class _Swap:

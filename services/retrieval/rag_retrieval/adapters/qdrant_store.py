@@ -12,6 +12,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from rag_common.reasons import Reason
 from rag_retrieval import store
 from rag_retrieval.lexical import LEXICAL_VECTOR, SparseTerms
 from rag_retrieval.models import ChunkRecord
@@ -257,10 +258,10 @@ def _sparse(terms: SparseTerms) -> models.SparseVector:
 def _no_snapshots() -> FailedPrecondition:
     return FailedPrecondition(
         "qdrant-client's local mode keeps no snapshots: back up its folder instead",
-        reason="BACKUP_NOT_SUPPORTED",
+        reason=Reason.BACKUP_NOT_SUPPORTED,
     )
 
 
 def _unavailable(exc: Exception) -> Unavailable:
     log.error("qdrant call failed", exc_info=exc)
-    return Unavailable("the vector store failed", reason="VECTOR_STORE_FAILED")
+    return Unavailable("the vector store failed", reason=Reason.VECTOR_STORE_FAILED)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from rag_common.errors import Unavailable
+from rag_common.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class _HttpReranker:
                 "reranker call failed",
                 extra={"reranker": self.name, "status": status, "error": type(exc).__name__},
             )
-            raise Unavailable("the reranker failed", reason="RERANKER_FAILED") from exc
+            raise Unavailable("the reranker failed", reason=Reason.RERANKER_FAILED) from exc
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -50,10 +51,12 @@ def _by_index(pairs: Sequence[tuple[int, float]], count: int) -> list[float]:
     scores: list[float | None] = [None] * count
     for index, score in pairs:
         if not 0 <= index < count:
-            raise Unavailable("the reranker returned an unknown index", reason="RERANKER_FAILED")
+            raise Unavailable(
+                "the reranker returned an unknown index", reason=Reason.RERANKER_FAILED
+            )
         scores[index] = float(score)
     if any(s is None for s in scores):
-        raise Unavailable("the reranker left texts unscored", reason="RERANKER_FAILED")
+        raise Unavailable("the reranker left texts unscored", reason=Reason.RERANKER_FAILED)
     return scores  # type: ignore[return-value]
 
 
@@ -123,7 +126,7 @@ class CrossEncoderReranker:
             )
         except RuntimeError as exc:
             log.error("cross-encoder failed", exc_info=exc)
-            raise Unavailable("the reranker failed", reason="RERANKER_FAILED") from exc
+            raise Unavailable("the reranker failed", reason=Reason.RERANKER_FAILED) from exc
         return [float(s) for s in scores]
 
     async def close(self) -> None:
@@ -133,4 +136,4 @@ class CrossEncoderReranker:
 
 def _malformed(name: str) -> Unavailable:
     log.warning("reranker reply malformed", extra={"reranker": name})
-    return Unavailable("the reranker's reply could not be read", reason="RERANKER_FAILED")
+    return Unavailable("the reranker's reply could not be read", reason=Reason.RERANKER_FAILED)
