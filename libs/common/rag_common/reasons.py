@@ -249,3 +249,14 @@ class Reason(StrEnum):
         "the local model declined: at its measured pace not even one source and a short "
         "answer fit the time left; never counted by its breaker",
     )
+
+
+class Degradation(StrEnum):
+    """Why an answer is less than whole: the values of a QueryResponse's `degraded`."""
+
+    RETRIEVAL_CACHED = "retrieval_cached"  # sources from an earlier identical question
+    NO_CONTEXT = "no_context"  # retrieval late and nothing cached: answered without sources
+    LLM_UNAVAILABLE = "llm_unavailable"  # no provider answered in time: the sources listed
+    LLM_BUDGET_EXHAUSTED = "llm_budget_exhausted"  # the tenant's LLM budget is spent
+    NO_RERANK = "no_rerank"  # the reranker late, down or shedding: fused order
+    CACHED_ONLY = "cached_only"  # overloaded (or dependencies down): a cached answer

@@ -27,7 +27,7 @@ from rag_common.errors import (
 )
 from rag_common.filters import check_conditions
 from rag_common.identity import Identity
-from rag_common.reasons import Reason
+from rag_common.reasons import Degradation, Reason
 from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
 from rag_query.fair_gate import FairGate, GateFull
 from rag_query.maintenance import Maintenance
@@ -40,9 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_TOKENS_LIMIT = 4096
 MIN_BUDGET_MS, MAX_BUDGET_MS = 100, 60_000
-RETRIEVAL_CACHED, NO_CONTEXT, LLM_UNAVAILABLE = "retrieval_cached", "no_context", "llm_unavailable"
-LLM_BUDGET = "llm_budget_exhausted"
-CACHED_ONLY, OVERLOADED = "cached_only", "overloaded"
+OVERLOADED = "overloaded"
 
 
 @dataclass(frozen=True)
@@ -337,7 +335,7 @@ class QueryEngine:
             timings=Timings(total_ms=total_ms),
             request_id=context.request_id(),
             # The answer is whole, but the caller should know the system is degraded.
-            degraded=[CACHED_ONLY] if mode else [],
+            degraded=[Degradation.CACHED_ONLY] if mode else [],
         )
         self.stats.answered(answer)
         tracing.annotate(cache=answer.cache, degraded=answer.degraded or None)
@@ -394,9 +392,9 @@ class QueryEngine:
             cached = self._retrievals.get(key) if key else None
             if cached is not None:
                 progress.sources = cached
-                progress.degraded.append(RETRIEVAL_CACHED)
+                progress.degraded.append(Degradation.RETRIEVAL_CACHED)
             elif late:
-                progress.degraded.append(NO_CONTEXT)
+                progress.degraded.append(Degradation.NO_CONTEXT)
             else:
                 raise
             log.warning(
@@ -413,11 +411,11 @@ class QueryEngine:
         """The retrieved sources in place of an answer, when no provider could (or, for a
         tenant past its day's LLM budget, may) write one."""
         if isinstance(exc, ResourceExhausted) and exc.reason == Reason.LLM_BUDGET_EXHAUSTED:
-            reason = LLM_BUDGET
+            reason = Degradation.LLM_BUDGET_EXHAUSTED
         else:
-            reason = LLM_UNAVAILABLE
+            reason = Degradation.LLM_UNAVAILABLE
         if not progress.sources:
-            if reason == LLM_BUDGET:
+            if reason == Degradation.LLM_BUDGET_EXHAUSTED:
                 raise exc
             raise Unavailable(
                 "no answer could be generated and no sources were found in time",

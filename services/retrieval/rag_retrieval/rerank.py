@@ -14,10 +14,10 @@ from rag_common import context, tracing
 from rag_common.breaker import BreakerState, CircuitBreaker, guarded
 from rag_common.domain import ScoredChunk
 from rag_common.errors import DeadlineExceeded, Unavailable
+from rag_common.reasons import Degradation
 
 log = logging.getLogger(__name__)
 
-NO_RERANK = "no_rerank"
 _LOG_EVERY_S = 10.0  # while the reranker is skipped on every search, one warning per this
 
 
@@ -104,7 +104,7 @@ class RerankStage:
         return min(self.policy.timeout_s, left * self.policy.budget_share)
 
     def _skip(self, fallback: Reranked, cause: str) -> Reranked:
-        tracing.event("degraded", reason=NO_RERANK, cause=cause)
+        tracing.event("degraded", reason=Degradation.NO_RERANK, cause=cause)
         self._skipped += 1
         now = time.monotonic()
         if now - self._warned_at >= _LOG_EVERY_S:

@@ -14,11 +14,12 @@ from rag_common.breaker import CircuitBreaker, guarded
 from rag_common.document_ids import check_delete
 from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
 from rag_common.identity import Identity
+from rag_common.reasons import Degradation
 from rag_retrieval import validation
 from rag_retrieval.chunking import chunk_document
 from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
-from rag_retrieval.rerank import NO_RERANK, RerankStage
+from rag_retrieval.rerank import RerankStage
 from rag_retrieval.store import LexicalQuery, VectorStore
 
 log = logging.getLogger(__name__)
@@ -218,9 +219,11 @@ class Retriever:
         if not rerank:
             return RetrieveResult(chunks[:top_k], embed_ms, search_ms)
         if stage is None:  # asked for, but no reranker is configured
-            return RetrieveResult(chunks[:top_k], embed_ms, search_ms, degraded=(NO_RERANK,))
+            return RetrieveResult(
+                chunks[:top_k], embed_ms, search_ms, degraded=(Degradation.NO_RERANK,)
+            )
         reranked = await stage.rerank(query.text, chunks, top_k)
-        degraded = () if reranked.reranked else (NO_RERANK,)
+        degraded = () if reranked.reranked else (Degradation.NO_RERANK,)
         return RetrieveResult(reranked.chunks, embed_ms, search_ms, reranked.rerank_ms, degraded)
 
     def _lexical_query(self, query: RetrieveQuery, fetch: int) -> LexicalQuery | None:
