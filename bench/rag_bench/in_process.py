@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from rag_common.domain import ScoredChunk
 from rag_common.identity import Identity
+from rag_generation.generator import Generator, StreamEnd
 from rag_generation.models import Generation, GenerationRequest
-from rag_generation.router import Generator, StreamEnd
 from rag_query.models import GeneratedText, QueryOptions, RetrievedContext
 from rag_retrieval.models import RetrieveQuery
 from rag_retrieval.retriever import Retriever

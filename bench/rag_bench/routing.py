@@ -11,9 +11,9 @@ from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.domain import ScoredChunk
 from rag_generation.__main__ import build_generator, build_model
 from rag_generation.config import GenerationSettings, ProviderConfig
+from rag_generation.generator import Generator
 from rag_generation.models import GenerationRequest
 from rag_generation.providers import counts_against_provider
-from rag_generation.router import Generator
 from rag_generation.routing import Route
 
 SOURCES = (

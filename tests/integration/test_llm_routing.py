@@ -14,9 +14,9 @@ from rag_common.domain import ScoredChunk
 from rag_common.errors import Unavailable
 from rag_generation.__main__ import build_model
 from rag_generation.config import GenerationSettings, ProviderConfig
+from rag_generation.generator import Generator, StreamEnd
 from rag_generation.models import GenerationRequest
 from rag_generation.providers import counts_against_provider
-from rag_generation.router import Generator, StreamEnd
 from rag_generation.routing import Route, TieringRule
 from tests.support.fake_llm import FakeLLMServer
 

@@ -8,10 +8,10 @@ from rag_common.breaker import CircuitBreaker
 from rag_common.domain import ScoredChunk
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.config import ProviderConfig
+from rag_generation.generator import Generator
 from rag_generation.models import Completion, GenerationRequest, Usage
 from rag_generation.pace import MIN_ANSWER_TOKENS, Pace
 from rag_generation.prompt import estimate_tokens
-from rag_generation.router import Generator
 from rag_generation.routing import Route
 
 

@@ -12,9 +12,9 @@ from rag_common.tiered_cache import redis_from_settings
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.budgets import BudgetLimits, DailyBudgets
 from rag_generation.config import GenerationSettings, ProviderConfig
+from rag_generation.generator import Generator
 from rag_generation.metrics import generation_families
 from rag_generation.providers import ChatModel, counts_against_provider
-from rag_generation.router import Generator
 from rag_generation.routing import Route, TieringRule
 from rag_generation.servicer import servicers
 

@@ -8,7 +8,7 @@ from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_common.server import Servicer
 from rag_generation import convert
-from rag_generation.router import Generator, StreamEnd
+from rag_generation.generator import Generator, StreamEnd
 
 
 class GenerationServicer(pb_grpc.GenerationServiceServicer):

@@ -6,8 +6,9 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from rag_common import context, tracing
 from rag_common.breaker import BreakerState
@@ -43,6 +44,25 @@ class StreamEnd:
     """Last item of a stream: the summary of the answer just streamed."""
 
     generation: Generation
+
+
+_Started = TypeVar("_Started")
+
+
+@dataclass
+class _Taken(Generic[_Started]):
+    """The provider that took a request: what it was given and what it started."""
+
+    route: Route
+    prompt: Prompt
+    started: _Started
+    failed: list[str]  # providers that failed or declined before it
+    tier: str
+
+    @property
+    def name(self) -> str:
+        """The provider's name."""
+        return self.route.name
 
 
 class Generator:
@@ -110,27 +130,9 @@ class Generator:
 
     async def generate(self, request: GenerationRequest) -> Generation:
         """The first whole answer any provider gives."""
-        self._validate(request)
-        tier = self._tiering.tier(request.question)
-        failed: list[str] = []
-        routes, held_back = await self._candidates(request, tier)
-        for route, reserve_s in self._reserving(routes):
-            if not route.breaker.allow():
-                continue
-            try:
-                prompt = self._prompt(route, request, reserve_s)
-                completion = await self._complete(route, prompt, reserve_s)
-            except ProviderError as exc:
-                self._note_failure(route, exc, failed)
-                continue
-            except BaseException:
-                route.breaker.release_probe()
-                raise
-            route.breaker.record_success()
-            generation = self._generation(route, prompt, completion, failed, tier)
-            await self._charge(route, generation)
-            return generation
-        raise self._nothing_answered(failed, held_back)
+        taken = await self._first_taker(request, self._complete)
+        taken.route.breaker.record_success()
+        return await self._finish(taken, taken.started)
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str | StreamEnd]:
         """Pieces of the answer, then a StreamEnd.
@@ -140,6 +142,38 @@ class Generator:
         caller. After that, a failure ends the stream: a StreamEnd marked partial with the
         text so far, then Unavailable(STREAM_INTERRUPTED).
         """
+        taken = await self._first_taker(request, self._open_stream)
+        first, rest = taken.started
+        pieces, usage = [first], Usage()
+        if first:
+            yield first
+        try:
+            async for item in rest:
+                if isinstance(item, Usage):
+                    usage = item
+                else:
+                    pieces.append(item)
+                    yield item
+        except ProviderError as exc:
+            taken.route.breaker.record_failure(exc)
+            yield StreamEnd(await self._finish(taken, Completion("".join(pieces), usage), True))
+            raise Unavailable(
+                f"provider {taken.name} failed after answering in part",
+                reason=Reason.STREAM_INTERRUPTED,
+                metadata={"provider": taken.name},
+            ) from exc
+        finally:
+            await rest.aclose()
+        taken.route.breaker.record_success()
+        yield StreamEnd(await self._finish(taken, Completion("".join(pieces), usage)))
+
+    async def _first_taker(
+        self,
+        request: GenerationRequest,
+        start: Callable[[Route, Prompt, float], Awaitable[_Started]],
+    ) -> _Taken[_Started]:
+        """The first provider, in plan order, that starts an answer with `start` (a whole
+        one, or a stream's first piece); the ones that failed or declined before it."""
         self._validate(request)
         tier = self._tiering.tier(request.question)
         failed: list[str] = []
@@ -149,43 +183,57 @@ class Generator:
                 continue
             try:
                 prompt = self._prompt(route, request, reserve_s)
-                first, rest = await self._open_stream(route, prompt, reserve_s)
+                started = await start(route, prompt, reserve_s)
             except ProviderError as exc:
                 self._note_failure(route, exc, failed)
                 continue
             except BaseException:
                 route.breaker.release_probe()
                 raise
-            pieces, usage = [first], Usage()
-            if first:
-                yield first
-            try:
-                async for item in rest:
-                    if isinstance(item, Usage):
-                        usage = item
-                    else:
-                        pieces.append(item)
-                        yield item
-            except ProviderError as exc:
-                route.breaker.record_failure(exc)
-                partial = Completion("".join(pieces), usage)
-                generation = self._generation(route, prompt, partial, failed, tier, True)
-                await self._charge(route, generation)
-                yield StreamEnd(generation)
-                raise Unavailable(
-                    f"provider {route.name} failed after answering in part",
-                    reason=Reason.STREAM_INTERRUPTED,
-                    metadata={"provider": route.name},
-                ) from exc
-            finally:
-                await rest.aclose()
-            route.breaker.record_success()
-            completion = Completion("".join(pieces), usage)
-            generation = self._generation(route, prompt, completion, failed, tier)
-            await self._charge(route, generation)
-            yield StreamEnd(generation)
-            return
+            return _Taken(route, prompt, started, failed, tier)
         raise self._nothing_answered(failed, held_back)
+
+    async def _finish(
+        self, taken: _Taken, completion: Completion, partial: bool = False
+    ) -> Generation:
+        """The answer as a Generation: logged, counted, traced and charged to the tenant."""
+        route, prompt, failed, tier = taken.route, taken.prompt, taken.failed, taken.tier
+        usage = completion.usage
+        usage = Usage(usage.input_tokens, usage.output_tokens, _cost(route.config, usage))
+        log.info(
+            "generated",
+            extra={
+                "provider": route.name,
+                "tier": tier,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cost_usd": usage.cost_usd,
+                "failed_providers": failed,
+                "partial": partial,
+            },
+        )
+        generation = Generation(
+            text=completion.text,
+            provider=route.name,
+            sources_used=len(prompt.sources),
+            failed_providers=list(failed),
+            usage=usage,
+            cited_sources=cited_sources(completion.text, len(prompt.sources)),
+            tier=tier,
+            partial=partial,
+        )
+        self.usage.generated(generation)
+        tracing.annotate(
+            provider=route.name,
+            model=route.config.model or route.config.kind,
+            tier=tier,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            failed_providers=failed or None,
+        )
+        await self._charge(route, generation)
+        return generation
 
     def _reserving(self, routes: list[Route]) -> Iterator[tuple[Route, float]]:
         """Each route with the time its attempts leave for the routes after it. A route that
@@ -341,51 +389,6 @@ class Generator:
             route.breaker.record_failure(declined)  # uncounted: only frees a probe's place
             raise declined
         return dataclasses.replace(prompt, max_tokens=writable)
-
-    def _generation(
-        self,
-        route: Route,
-        prompt: Prompt,
-        completion: Completion,
-        failed: list[str],
-        tier: str,
-        partial: bool = False,
-    ) -> Generation:
-        usage = completion.usage
-        usage = Usage(usage.input_tokens, usage.output_tokens, _cost(route.config, usage))
-        log.info(
-            "generated",
-            extra={
-                "provider": route.name,
-                "tier": tier,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cost_usd": usage.cost_usd,
-                "failed_providers": failed,
-                "partial": partial,
-            },
-        )
-        generation = Generation(
-            text=completion.text,
-            provider=route.name,
-            sources_used=len(prompt.sources),
-            failed_providers=list(failed),
-            usage=usage,
-            cited_sources=cited_sources(completion.text, len(prompt.sources)),
-            tier=tier,
-            partial=partial,
-        )
-        self.usage.generated(generation)
-        tracing.annotate(
-            provider=route.name,
-            model=route.config.model or route.config.kind,
-            tier=tier,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=usage.cost_usd,
-            failed_providers=failed or None,
-        )
-        return generation
 
     def _validate(self, request: GenerationRequest) -> None:
         if not request.question.strip():
