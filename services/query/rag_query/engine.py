@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from rag_common import context, tracing
 from rag_common.cache import LocalTTLCache
@@ -40,7 +41,13 @@ log = logging.getLogger(__name__)
 
 MAX_TOKENS_LIMIT = 4096
 MIN_BUDGET_MS, MAX_BUDGET_MS = 100, 60_000
-OVERLOADED = "overloaded"
+
+
+class CachedOnly(StrEnum):
+    """Why only cached answers are whole right now (the cause on the `cached_only` event)."""
+
+    OVERLOADED = "overloaded"  # misses refused at once (CACHED_ONLY), not queued
+    DEPENDENCIES_DOWN = "dependencies_down"  # retrieval and generation both down
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ class _Lookup:
     started: float
     version: str | None
     scope: _CacheScope | None
-    mode: str  # why only cached answers are whole now; '' normally
+    mode: CachedOnly | None  # why only cached answers are whole now; None normally
     hit: Answer | None
 
 
@@ -207,7 +214,7 @@ class QueryEngine:
         whole answer, which lets a provider that fails midway be replaced by the next).
         """
         started, version, scope, mode = lookup.started, lookup.version, lookup.scope, lookup.mode
-        overloaded = mode == OVERLOADED
+        overloaded = mode is CachedOnly.OVERLOADED
         async with self._pipeline(question, identity.tenant, overloaded=overloaded) as queued_ms:
             progress = _Progress(started, queued_ms)
             await self._find_sources(progress, question, identity, version, scope, overloaded)
@@ -261,18 +268,18 @@ class QueryEngine:
     ) -> AsyncIterator[GeneratedText]:
         yield await self._generator.generate(question.text, sources, question.options, identity)
 
-    def _cached_only_mode(self) -> str:
-        """Why only cached answers are whole right now ('' when everything works).
+    def _cached_only_mode(self) -> CachedOnly | None:
+        """Why only cached answers are whole right now (None when everything works).
 
         Overloaded: questions without a cached answer are refused at once rather than
         queued behind the pipeline. Retrieval and generation both down: their breakers
         already make every other path fail fast; cached answers are flagged as such.
         """
         if self._gate.full:
-            return OVERLOADED
+            return CachedOnly.OVERLOADED
         if self._dependencies_down():
-            return "dependencies_down"
-        return ""
+            return CachedOnly.DEPENDENCIES_DOWN
+        return None
 
     @contextlib.asynccontextmanager
     async def _pipeline(
@@ -290,7 +297,7 @@ class QueryEngine:
                     try:
                         await stack.enter_async_context(self._gate.place(tenant, wait_s))
                     except GateFull:
-                        raise _overloaded() from None
+                        raise _refused_while_overloaded() from None
                 yield (time.perf_counter() - waiting) * 1000
 
     def _cache_scope(
@@ -328,7 +335,7 @@ class QueryEngine:
         if self._semantic is not None and progress.vector is not None:
             await self._semantic.remember(scope.scope, question.text, progress.vector, scope.key)
 
-    def _from_cache(self, cached: Answer, started: float, mode: str) -> Answer:
+    def _from_cache(self, cached: Answer, started: float, mode: CachedOnly | None) -> Answer:
         total_ms = (time.perf_counter() - started) * 1000
         answer = replace(
             cached,
@@ -348,7 +355,7 @@ class QueryEngine:
         identity: Identity,
         version: str | None,
         scope: _CacheScope | None,
-        refuse_misses: bool,
+        overloaded: bool,
     ) -> None:
         """The question's embedding, a semantic hit or its sources, into `progress`."""
         options = question.options
@@ -377,8 +384,8 @@ class QueryEngine:
                     progress.cached = await self._semantic_hit(scope, question, vector)
                     if progress.cached is not None:
                         return
-                    if refuse_misses:
-                        raise _overloaded()
+                    if overloaded:
+                        raise _refused_while_overloaded()
                     retrieving = time.perf_counter()
                     found = await self._retriever.retrieve(question.text, vector, options, identity)
                     progress.sources = found.chunks
@@ -386,8 +393,8 @@ class QueryEngine:
             if key and not found.degraded:  # a fallback stands in for whole retrievals only
                 self._retrievals.put(key, progress.sources)
         except (TimeoutError, DeadlineExceeded, Unavailable) as exc:
-            if refuse_misses:  # no semantic hit could be looked for: refuse at once
-                raise _overloaded() from None
+            if overloaded:  # no semantic hit could be looked for: refuse at once
+                raise _refused_while_overloaded() from None
             late = not isinstance(exc, Unavailable)  # a timeout, not a dead dependency
             cached = self._retrievals.get(key) if key else None
             if cached is not None:
@@ -511,7 +518,7 @@ def sources_size(sources: list[ScoredChunk]) -> int:
     )
 
 
-def _overloaded() -> ResourceExhausted:
+def _refused_while_overloaded() -> ResourceExhausted:
     """The refusal of a question with no cached answer while the pipeline is full."""
     return ResourceExhausted(
         "too many questions at once: only cached answers are served right now; retry shortly",
