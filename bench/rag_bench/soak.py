@@ -27,7 +27,7 @@ from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
-from rag_common.tiered_cache import redis_client
+from rag_common.shared_redis import redis_client
 from tests.support.redis_servers import RedisServer
 
 KEY = "soak-key"

@@ -15,7 +15,7 @@ from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import client_channel
 from rag_common.corpus import CorpusVersions
 from rag_common.credentials import OPERATOR_CLI, Credentials
-from rag_common.tiered_cache import redis_client
+from rag_common.shared_redis import redis_client
 
 PIECE_BYTES = 1024 * 1024
 ARCHIVE_GLOB = "rag-backup-*.tar.gz"

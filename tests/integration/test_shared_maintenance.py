@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from rag_common.errors import Unavailable
-from rag_common.tiered_cache import redis_client
+from rag_common.shared_redis import redis_client
 from rag_query.maintenance import Maintenance
 from tests.support.redis_servers import RedisServer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag_common.fair_use import LocalBuckets, SharedBuckets
-from rag_common.tiered_cache import redis_client
+from rag_common.shared_redis import redis_client
 from tests.support.redis_servers import RedisServer, start_cluster
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,8 @@ import pytest
 
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.cache import LocalTTLCache
-from rag_common.tiered_cache import RedisLayer, TieredCache, redis_client
+from rag_common.shared_redis import redis_client
+from rag_common.tiered_cache import RedisLayer, TieredCache
 from tests.support.redis_servers import RedisServer, start_cluster
 
 

@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from rag_common.breaker import CircuitBreaker
 from rag_common.errors import Unavailable
 from rag_common.reasons import Reason
+from rag_common.shared_redis import best_effort, redis_breaker
 
 log = logging.getLogger(__name__)
 # Moves every tenant's version at once. Not a valid tenant name, so it cannot collide.
@@ -38,6 +39,7 @@ _EPOCH = "*epoch*"
 # How long a write's mark outlives it at most, should its end never be recorded: longer
 # than the longest write may take (the largest ingest the settings allow, 130 s).
 CHANGE_MARK_S = 600.0
+_MEANWHILE = "answers are not cached"
 
 
 class CorpusVersions:
@@ -53,7 +55,7 @@ class CorpusVersions:
         self._redis = redis
         # Shared with the answer cache's Redis layer: while Redis is known to be down, asking
         # it for every question would add its timeout to every answer.
-        self._breaker = breaker or CircuitBreaker("redis")
+        self._breaker = breaker or redis_breaker()
         self._mark_s = mark_s
         self._boot = uuid.uuid4().hex[:8]
         self._local: dict[str, int] = {}
@@ -64,19 +66,12 @@ class CorpusVersions:
         cannot be read, or the tenant's documents are changing)."""
         if self._redis is None:
             return f"{self._boot}.{self._local_epoch}.{self._local.get(tenant, 0)}"
-        if not self._breaker.allow():
+        found = await best_effort(
+            self._breaker, lambda: self._read_seeded(tenant), None, meanwhile=_MEANWHILE
+        )
+        if found is None or found[2]:  # Redis failing, or a write of the tenant's under way
             return None
-        try:
-            epoch, value, writing = await self._read(tenant)
-            if epoch is None or value is None:
-                await self._seed(tenant)
-                epoch, value, writing = await self._read(tenant)
-        except (RedisError, OSError) as exc:
-            self._breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
-            return None
-        self._breaker.record_success()
-        if writing:
-            return None
+        epoch, value, _ = found
         return f"r{int(epoch)}.{int(value)}"
 
     @contextlib.asynccontextmanager
@@ -140,6 +135,14 @@ class CorpusVersions:
             # The mark stays and keeps every replica from caching for this tenant until
             # it expires: slower answers for a while, never stale ones.
             log.warning("end of a corpus change not recorded", extra={"tenant": tenant})
+
+    async def _read_seeded(self, tenant: str) -> tuple[bytes, bytes, int]:
+        """The tenant's epoch, version and writers, its counters made first if missing."""
+        epoch, value, writing = await self._read(tenant)
+        if epoch is None or value is None:
+            await self._seed(tenant)
+            epoch, value, writing = await self._read(tenant)
+        return epoch, value, writing
 
     async def _read(self, tenant: str) -> tuple[bytes | None, bytes | None, int]:
         # One round trip; a pipeline also splits the keys by slot on a cluster.

@@ -18,14 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
 from rag_common.breaker import CircuitBreaker
 from rag_common.busy_shedding import BusyShedding
 from rag_common.errors import ResourceExhausted
 from rag_common.identity import Identity
 from rag_common.reasons import Reason
-from rag_common.tiered_cache import redis_breaker, redis_failed
+from rag_common.shared_redis import best_effort, redis_breaker
 
 
 @dataclass(frozen=True)
@@ -120,16 +119,14 @@ class SharedBuckets:
 
     async def take(self, buckets: list[tuple[str, float, int]]) -> float:
         """Take a token from each of (key, rate, burst), or none: the seconds to wait."""
-        if self.breaker.allow():
-            try:
-                args = [value for _, rate, burst in buckets for value in (rate, burst)]
-                wait = float(await self._script(keys=[k for k, _, _ in buckets], args=args))
-            except (RedisError, OSError) as exc:
-                redis_failed(self.breaker, exc, "rate limits per replica")
-            else:
-                self.breaker.record_success()
-                return wait
-        return self._local.take_all(buckets)
+        args = [value for _, rate, burst in buckets for value in (rate, burst)]
+        wait = await best_effort(
+            self.breaker,
+            lambda: self._script(keys=[k for k, _, _ in buckets], args=args),
+            None,
+            meanwhile="rate limits per replica",
+        )
+        return self._local.take_all(buckets) if wait is None else float(wait)
 
 
 class FairUse:

@@ -16,43 +16,12 @@ from collections.abc import Mapping, Sequence
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
-from rag_common.breaker import BreakerPolicy, CircuitBreaker
+from rag_common.breaker import CircuitBreaker
 from rag_common.cache import LocalTTLCache
-from rag_common.errors import Unavailable
-from rag_common.settings import RedisSettings
+from rag_common.shared_redis import best_effort, redis_breaker
 
 log = logging.getLogger(__name__)
-
-
-def redis_from_settings(settings: RedisSettings) -> Redis | None:
-    """The configured Redis client, or None when no Redis is configured."""
-    if not settings.redis_url:
-        return None
-    return redis_client(settings.redis_url, cluster=settings.redis_cluster)
-
-
-def redis_client(url: str, *, cluster: bool = False, timeout_s: float = 0.25) -> Redis:
-    """A Redis or Redis Cluster client with short timeouts (a cache must not be slow)."""
-    options = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
-    if cluster:
-        return RedisCluster.from_url(url, **options)
-    return Redis.from_url(url, **options)
-
-
-def redis_breaker() -> CircuitBreaker:
-    """The breaker every use of an optional Redis sits behind: open after three failures,
-    a probe five seconds later."""
-    return CircuitBreaker("redis", BreakerPolicy(consecutive_failures=3, recovery_s=5.0))
-
-
-def redis_failed(breaker: CircuitBreaker, exc: Exception, fallback: str) -> None:
-    """Count a Redis failure; say once, when the breaker opens, what happens meanwhile."""
-    was = breaker.state
-    breaker.record_failure(Unavailable(f"redis: {type(exc).__name__}"))
-    if breaker.state is not was:
-        log.warning(
-            f"redis unavailable; {fallback} until it returns", extra={"error": type(exc).__name__}
-        )
+_MEANWHILE = "caching in-process only"
 
 
 class RedisLayer:
@@ -73,34 +42,27 @@ class RedisLayer:
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values in order, None for misses; all misses while Redis is failing."""
-        if not keys or not self.breaker.allow():
-            return [None] * len(keys)
+        if not keys:
+            return []
         names = [self._prefix + k for k in keys]
-        try:
-            if isinstance(self._client, RedisCluster):
-                # Keys hash to different slots; the client splits and regroups the MGET.
-                values = await self._client.mget_nonatomic(names)
-            else:
-                values = await self._client.mget(names)
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
-            return [None] * len(keys)
-        self.breaker.record_success()
-        return list(values)
+        if isinstance(self._client, RedisCluster):
+            # Keys hash to different slots; the client splits and regroups the MGET.
+            read = self._client.mget_nonatomic
+        else:
+            read = self._client.mget
+        values = await best_effort(self.breaker, lambda: read(names), None, meanwhile=_MEANWHILE)
+        return [None] * len(keys) if values is None else list(values)
 
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         """Store values with the layer's TTL, in one pipelined round trip; best effort."""
-        if not items or not self.breaker.allow():
-            return
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(self._prefix + key, value, px=self._ttl_ms)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            self._failed(exc)
-            return
-        self.breaker.record_success()
+        if items:
+            await best_effort(self.breaker, lambda: self._set(items), None, meanwhile=_MEANWHILE)
+
+    async def _set(self, items: Mapping[str, bytes]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(self._prefix + key, value, px=self._ttl_ms)
+            await pipe.execute()
 
     async def ping(self) -> bool:
         """Whether Redis answers now."""
@@ -112,9 +74,6 @@ class RedisLayer:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
-
-    def _failed(self, exc: Exception) -> None:
-        redis_failed(self.breaker, exc, "caching in-process only")
 
 
 class TieredCache:

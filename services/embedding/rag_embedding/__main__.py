@@ -13,8 +13,9 @@ from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.health_servicer import redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.shared_redis import redis_from_settings
 from rag_common.signals import available_cpus
-from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
+from rag_common.tiered_cache import RedisLayer, TieredCache
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder, EncoderModel
 from rag_embedding.metrics import embedding_families

@@ -8,7 +8,7 @@ from rag_common.breaker import BreakerPolicy, CircuitBreaker
 from rag_common.credentials import service_credentials
 from rag_common.health_details import Dependency, Health, HealthChecker
 from rag_common.server import ServiceHost, run_service, service_main
-from rag_common.tiered_cache import redis_from_settings
+from rag_common.shared_redis import redis_from_settings
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.budgets import BudgetLimits, DailyBudgets
 from rag_generation.config import GenerationSettings, ProviderConfig

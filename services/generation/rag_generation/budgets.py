@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import RedisError
 
-from rag_common.tiered_cache import redis_breaker, redis_failed
+from rag_common.shared_redis import best_effort, redis_breaker
 
 _DAY_S = 86_400
+_MEANWHILE = "LLM budgets counted per replica"
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,18 @@ class DailyBudgets:
         if not self.limits.any:
             return
         key = self._key(tenant)
-        if self._shared is not None and self.breaker.allow():
-            try:
-                async with self._shared.pipeline(transaction=False) as pipe:
+        if self._shared is not None:
+            shared = self._shared
+
+            async def add() -> bool:
+                async with shared.pipeline(transaction=False) as pipe:
                     pipe.hincrby(key, "tokens", tokens)
                     pipe.hincrbyfloat(key, "cost", cost_usd)
                     pipe.expire(key, 2 * _DAY_S)
                     await pipe.execute()
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-            else:
-                self.breaker.record_success()
+                return True
+
+            if await best_effort(self.breaker, add, False, meanwhile=_MEANWHILE):
                 return
         local_key = (tenant, self._day())
         old_tokens, old_cost = self._local.get(local_key, (0, 0.0))
@@ -89,13 +90,16 @@ class DailyBudgets:
         self._forget_other_days()
 
     async def _read(self, tenant: str) -> tuple[int, float]:
-        if self._shared is not None and self.breaker.allow():
-            try:
-                tokens, cost = await self._shared.hmget(self._key(tenant), "tokens", "cost")
-            except (RedisError, OSError) as exc:
-                self._failed(exc)
-            else:
-                self.breaker.record_success()
+        if self._shared is not None:
+            shared, key = self._shared, self._key(tenant)
+            spent = await best_effort(
+                self.breaker,
+                lambda: shared.hmget(key, "tokens", "cost"),
+                None,
+                meanwhile=_MEANWHILE,
+            )
+            if spent is not None:
+                tokens, cost = spent
                 return int(tokens or 0), float(cost or 0.0)
         return self._local.get((tenant, self._day()), (0, 0.0))
 
@@ -109,6 +113,3 @@ class DailyBudgets:
         today = self._day()
         for key in [k for k in self._local if k[1] != today]:
             del self._local[key]
-
-    def _failed(self, exc: Exception) -> None:
-        redis_failed(self.breaker, exc, "LLM budgets counted per replica")

@@ -15,8 +15,9 @@ from rag_common.fair_use import FairUse, FairUsePolicy, SharedBuckets
 from rag_common.health_details import Dependency, HealthChecker
 from rag_common.health_servicer import client_probe, redis_probe
 from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.shared_redis import redis_from_settings
 from rag_common.signals import available_cpus
-from rag_common.tiered_cache import RedisLayer, TieredCache, redis_from_settings
+from rag_common.tiered_cache import RedisLayer, TieredCache
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.answer_cache import AnswerCache
