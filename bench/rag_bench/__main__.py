@@ -34,6 +34,7 @@ from rag_bench import (
     embedding,
     fairness,
     identity_cost,
+    internal_calls,
     observability,
     report,
     routing,
@@ -117,13 +118,20 @@ async def grpc_runs(
 
         await drive("warm-up", 2, questions[-10:], ask)
         per_run = batches(questions, requests)
-        runs = [await drive(f"grpc (4 services){label}", c, per_run[c], ask) for c in CONCURRENCIES]
+        runs = []
+        for c in CONCURRENCIES:
+            with internal_calls.reported(cluster, f"c{c}{label}", len(per_run[c])):
+                runs.append(await drive(f"grpc (4 services){label}", c, per_run[c], ask))
         runs += [await drive(f"grpc, cache hit{label}", c, per_run[c], ask) for c in CONCURRENCIES]
         if misses_at_32:
             name = f"grpc (4 services){label}"
             pids = {service: p.pid for service, p in cluster.processes.items()}
             cpu_ms: dict[str, float] = {}
-            with cpu.per_request(pids, len(misses_at_32), cpu_ms):
+            at = f"c{capacity.CONCURRENCY}{label}"
+            with (
+                internal_calls.reported(cluster, at, len(misses_at_32)),
+                cpu.per_request(pids, len(misses_at_32), cpu_ms),
+            ):
                 runs.append(await drive(name, capacity.CONCURRENCY, misses_at_32, ask))
             runs[-1].cpu_ms = cpu_ms
         return runs

@@ -78,6 +78,11 @@ def has_deadline() -> bool:
     return _deadline.get() is not None
 
 
+def deadline() -> float | None:
+    """The current request's deadline (a time.monotonic() value), or None when it has none."""
+    return _deadline.get()
+
+
 def remaining_seconds(default: float) -> float:
     """Seconds left before the current deadline, or `default` when none is set.
 

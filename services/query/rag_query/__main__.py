@@ -22,6 +22,7 @@ from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.answer_cache import AnswerCache
 from rag_query.auth import Authenticator
+from rag_query.coalescing import CoalescingEmbedder
 from rag_query.config import QuerySettings
 from rag_query.documents import Documents
 from rag_query.engine import QueryEngine, QueryPolicy, sources_size
@@ -78,7 +79,7 @@ def build_host(
     )
     versions = CorpusVersions(redis, remote.breaker if remote else None)
     engine = QueryEngine(
-        embedding,
+        CoalescingEmbedder(embedding),
         retrieval,
         generation,
         QueryPolicy(
