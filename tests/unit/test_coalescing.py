@@ -67,7 +67,7 @@ async def test_a_lone_question_is_sent_at_once_and_alone():
 
 async def test_questions_arriving_during_a_call_go_together_in_the_next():
     embedder = GatedEmbedder()
-    coalescer = CoalescingEmbedder(embedder)
+    coalescer = CoalescingEmbedder(embedder, max_in_flight=1)
     first = await held(embedder, coalescer)
     rest = [ask(coalescer, text) for text in ("kelp", "dunes", "glaciers")]
     await asyncio.sleep(0)
@@ -80,7 +80,7 @@ async def test_questions_arriving_during_a_call_go_together_in_the_next():
 
 async def test_two_callers_questions_never_share_a_call():
     embedder = GatedEmbedder()
-    coalescer = CoalescingEmbedder(embedder)
+    coalescer = CoalescingEmbedder(embedder, max_in_flight=1)
     first = await held(embedder, coalescer)
     tasks = [ask(coalescer, "kelp", ACME), ask(coalescer, "reef", GLOBEX)]
     tasks += [ask(coalescer, "dunes", ACME), ask(coalescer, "shoal", GLOBEX)]
@@ -97,7 +97,7 @@ async def test_two_callers_questions_never_share_a_call():
 
 async def test_a_shared_call_lasts_until_its_last_question_gives_up_and_each_keeps_its_own():
     embedder = GatedEmbedder()
-    coalescer = CoalescingEmbedder(embedder)
+    coalescer = CoalescingEmbedder(embedder, max_in_flight=1)
     first = await held(embedder, coalescer)
     hasty = ask(coalescer, "kelp", deadline_s=0.05)
     patient = ask(coalescer, "dunes", deadline_s=30)
@@ -112,7 +112,7 @@ async def test_a_shared_call_lasts_until_its_last_question_gives_up_and_each_kee
 
 async def test_a_question_cancelled_before_its_call_is_not_sent_and_others_are_unaffected():
     embedder = GatedEmbedder()
-    coalescer = CoalescingEmbedder(embedder)
+    coalescer = CoalescingEmbedder(embedder, max_in_flight=1)
     first = await held(embedder, coalescer)
     gone, staying = ask(coalescer, "kelp"), ask(coalescer, "dunes")
     await asyncio.sleep(0)
@@ -127,7 +127,7 @@ async def test_a_question_cancelled_before_its_call_is_not_sent_and_others_are_u
 
 async def test_one_question_s_invalid_text_fails_it_alone_and_a_dependency_failure_fails_all():
     embedder = GatedEmbedder()
-    coalescer = CoalescingEmbedder(embedder)
+    coalescer = CoalescingEmbedder(embedder, max_in_flight=1)
     first = await held(embedder, coalescer)
     bad, good = ask(coalescer, "bad"), ask(coalescer, "kelp")
     await asyncio.sleep(0)
@@ -144,6 +144,23 @@ async def test_one_question_s_invalid_text_fails_it_alone_and_a_dependency_failu
     for task in (first, *others):
         with pytest.raises(Unavailable):
             await task
+
+
+async def test_a_question_goes_at_once_while_fewer_than_max_in_flight_calls_are_out():
+    embedder = GatedEmbedder()
+    coalescer = CoalescingEmbedder(embedder, max_in_flight=2)
+    first = await held(embedder, coalescer)
+    second = ask(coalescer, "kelp")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert [texts for texts, _, _ in embedder.calls] == [["first"], ["kelp"]]
+    queued = [ask(coalescer, text) for text in ("dunes", "glaciers")]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(embedder.calls) == 2  # two out: the rest wait for one to return
+    embedder.gate.set()
+    await asyncio.gather(first, second, *queued)
+    assert [texts for texts, _, _ in embedder.calls][2:] == [["dunes", "glaciers"]]
 
 
 async def test_documents_and_batches_pass_straight_through():

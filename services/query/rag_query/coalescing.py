@@ -1,11 +1,18 @@
 """Questions that wait for their embedding at the same moment share one Embed call.
 
 The rule of the embedding service's own batcher, one hop earlier: take what is waiting, never
-wait for more. A lone question is sent at once and pays nothing; while a caller's call is in
-flight, its next questions queue and go together the moment it returns. Only questions of
+wait for more. A question is sent at once while fewer than `max_in_flight` of its caller's
+calls are out (so a lone one pays nothing, and the embedding service still has calls to overlap
+its work with); beyond that its caller's next questions queue and go together the moment a
+call returns. Only questions of
 one caller share a call (the call acts for that caller, and embeddings are cached per
 tenant). Each question keeps its own deadline and cancellation; a call refused as invalid
 is sent again one question at a time, so one question's error is never another's.
+
+Measured on the 2-core VM (32 questions at once, new ones): one call out per caller cut Embed
+calls to 0.15 a question but throughput by 40 % (the embedding service, which batches what
+reaches it, sat idle between calls); four out give 0.43 calls a question at the throughput
+of no coalescing at all (114 against 111 questions/s), two 0.28 (100 against 104).
 """
 
 from __future__ import annotations
@@ -42,18 +49,21 @@ class _Question:
 
 @dataclass(eq=False)
 class _Lane:
-    """One caller's questions not yet sent, and whether its call is in flight."""
+    """One caller's questions not yet sent, and how many of its calls are out."""
 
     waiting: list[_Question] = field(default_factory=list)
-    sending: bool = False
+    in_flight: int = 0
 
 
 class CoalescingEmbedder:
     """A TextEmbedder that sends concurrent single questions of one caller in one call;
     everything else passes straight through. `calls` and `texts` count what it sent."""
 
-    def __init__(self, embedder: TextEmbedder, *, max_texts: int = 32) -> None:
+    def __init__(
+        self, embedder: TextEmbedder, *, max_in_flight: int = 4, max_texts: int = 32
+    ) -> None:
         self._embedder = embedder
+        self._max_in_flight = max_in_flight
         self._max_texts = max_texts
         self._lanes: dict[Identity | None, _Lane] = {}
         self._sending: set[asyncio.Task] = set()
@@ -76,8 +86,8 @@ class CoalescingEmbedder:
             context.request_id(),
         )
         lane.waiting.append(question)
-        if not lane.sending:
-            lane.sending = True
+        if lane.in_flight < self._max_in_flight:
+            lane.in_flight += 1
             task = asyncio.create_task(self._send_while_waiting(identity, lane))
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
@@ -96,8 +106,8 @@ class CoalescingEmbedder:
                 del lane.waiting[: len(batch)]
                 await self._send(identity, batch)
         finally:
-            lane.sending = False
-            if not lane.waiting and self._lanes.get(identity) is lane:
+            lane.in_flight -= 1
+            if not lane.in_flight and not lane.waiting and self._lanes.get(identity) is lane:
                 del self._lanes[identity]
 
     async def _send(self, identity: Identity | None, batch: list[_Question]) -> None:
