@@ -33,7 +33,7 @@ from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
 from rag_query.fair_gate import FairGate, GateFull
 from rag_query.maintenance import Maintenance
 from rag_query.metrics import QueryStats
-from rag_query.models import Answer, GeneratedText, Question, Timings
+from rag_query.models import Answer, GeneratedText, QueryOptions, Question, Timings
 from rag_query.ports import AnswerGenerator, ContextRetriever
 from rag_query.semantic_cache import SemanticCache
 
@@ -357,62 +357,73 @@ class QueryEngine:
         scope: _CacheScope | None,
         overloaded: bool,
     ) -> None:
-        """The question's embedding, a semantic hit or its sources, into `progress`."""
+        """The question's embedding, a semantic hit or its sources, into `progress`: each
+        step within the retrieval share of the budget, a fallback when retrieval is late or
+        down."""
         options = question.options
         if not options.top_k:
             options = replace(options, top_k=self._policy.default_top_k)
-        # Keyed by corpus version like every cache that serves content: a retrieval from
-        # before a delete must never stand in for one after it. Unknown version: no fallback.
-        key = version and (
-            identity.tenant,
-            version,
-            question.normalized,
-            options.top_k,
-            options.conditions,
-            options.score_threshold,
-            options.search_mode,
-            options.rerank,
-        )
+        key = _retrieval_key(question, options, identity, version)
         share = self._budget_s(question) * self._policy.retrieval_share
-        embedding, retrieving = time.perf_counter(), None
         try:
             with context.tighter_deadline(share) as granted:
                 async with self._drain.timeout(granted):
-                    [vector] = await self._embedder.embed([question.text], "query")
-                    progress.embed_ms = (time.perf_counter() - embedding) * 1000
-                    progress.vector = vector
-                    progress.cached = await self._semantic_hit(scope, question, vector)
+                    await self._embed(progress, question)
+                    progress.cached = await self._semantic_hit(scope, question, progress.vector)
                     if progress.cached is not None:
                         return
                     if overloaded:
                         raise _refused_while_overloaded()
-                    retrieving = time.perf_counter()
-                    found = await self._retriever.retrieve(question.text, vector, options, identity)
-                    progress.sources = found.chunks
-                    progress.degraded.extend(found.degraded)
-            if key and not found.degraded:  # a fallback stands in for whole retrievals only
-                self._retrievals.put(key, progress.sources)
+                    await self._retrieve(progress, question, options, identity, key)
         except (TimeoutError, DeadlineExceeded, Unavailable) as exc:
             if overloaded:  # no semantic hit could be looked for: refuse at once
                 raise _refused_while_overloaded() from None
-            late = not isinstance(exc, Unavailable)  # a timeout, not a dead dependency
-            cached = self._retrievals.get(key) if key else None
-            if cached is not None:
-                progress.sources = cached
-                progress.degraded.append(Degradation.RETRIEVAL_CACHED)
-            elif late:
-                progress.degraded.append(Degradation.NO_CONTEXT)
-            else:
-                raise
-            log.warning(
-                "retrieval degraded",
-                extra={"degraded": progress.degraded, "cause": type(exc).__name__},
+            self._fall_back(progress, key, exc)
+
+    async def _embed(self, progress: _Progress, question: Question) -> None:
+        started = time.perf_counter()
+        try:
+            [progress.vector] = await self._embedder.embed([question.text], "query")
+        finally:
+            progress.embed_ms = (time.perf_counter() - started) * 1000
+
+    async def _retrieve(
+        self,
+        progress: _Progress,
+        question: Question,
+        options: QueryOptions,
+        identity: Identity,
+        key: tuple | None,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            found = await self._retriever.retrieve(
+                question.text, progress.vector, options, identity
             )
-            tracing.event("degraded", reason=progress.degraded[-1], cause=type(exc).__name__)
-        if retrieving is not None:
-            progress.retrieve_ms = (time.perf_counter() - retrieving) * 1000
-        elif progress.vector is None:  # the embedding was what ran late or failed
-            progress.embed_ms = (time.perf_counter() - embedding) * 1000
+        finally:
+            progress.retrieve_ms = (time.perf_counter() - started) * 1000
+        progress.sources = found.chunks
+        progress.degraded.extend(found.degraded)
+        if key and not found.degraded:  # a fallback stands in for whole retrievals only
+            self._retrievals.put(key, progress.sources)
+
+    def _fall_back(self, progress: _Progress, key: tuple | None, exc: Exception) -> None:
+        """Sources from an earlier identical question, or none when retrieval was late;
+        re-raises when retrieval is down and nothing was kept."""
+        late = not isinstance(exc, Unavailable)  # a timeout, not a dead dependency
+        cached = self._retrievals.get(key) if key else None
+        if cached is not None:
+            progress.sources = cached
+            progress.degraded.append(Degradation.RETRIEVAL_CACHED)
+        elif late:
+            progress.degraded.append(Degradation.NO_CONTEXT)
+        else:
+            raise exc
+        log.warning(
+            "retrieval degraded",
+            extra={"degraded": progress.degraded, "cause": type(exc).__name__},
+        )
+        tracing.event("degraded", reason=progress.degraded[-1], cause=type(exc).__name__)
 
     def _without_llm(self, progress: _Progress, exc: Exception) -> GeneratedText:
         """The retrieved sources in place of an answer, when no provider could (or, for a
@@ -515,6 +526,26 @@ def sources_size(sources: list[ScoredChunk]) -> int:
         + len(c.source)
         + sum(len(k) + len(v) for k, v in c.metadata.items())
         for c in sources
+    )
+
+
+def _retrieval_key(
+    question: Question, options: QueryOptions, identity: Identity, version: str | None
+) -> tuple | None:
+    """Where a question's sources are kept for the fallback. Keyed by corpus version like
+    every cache that serves content: a retrieval from before a delete must never stand in
+    for one after it. Unknown version: no fallback."""
+    if not version:
+        return None
+    return (
+        identity.tenant,
+        version,
+        question.normalized,
+        options.top_k,
+        options.conditions,
+        options.score_threshold,
+        options.search_mode,
+        options.rerank,
     )
 
 
