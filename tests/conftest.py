@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import pytest
 
-from rag_common.server import ServiceHost, Servicer, required_roles
+from rag_common.server.host import ServiceHost, Servicer, required_roles
 from rag_common.settings import ServiceSettings
 from rag_common.status import error_info
 from tests.support.signed import credentials

@@ -43,7 +43,7 @@ from rag_bench import (
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
 from rag_cli.launcher import LocalCluster, client_channel, free_port
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_query.engine import QueryEngine
 from rag_query.models import Question
 

@@ -9,7 +9,7 @@ import grpc
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
-from rag_common.credentials import Credentials
+from rag_common.security.credentials import Credentials
 
 CALLERS = 32
 ROUNDS = 12

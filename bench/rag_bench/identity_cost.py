@@ -7,8 +7,8 @@ import secrets
 import time
 
 from rag_bench.stats import Run
-from rag_common.credentials import Credentials
-from rag_common.identity import Identity, metadata_dict
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity, metadata_dict
 
 INTERNAL_CALLS_PER_MISS = 3  # embedding, retrieval, generation
 _ROUNDS = 2000

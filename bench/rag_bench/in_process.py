@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from rag_common.domain import ScoredChunk
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_generation.generator import Generator, StreamEnd
 from rag_generation.models import Generation, GenerationRequest
 from rag_query.models import GeneratedText, QueryOptions, RetrievedContext

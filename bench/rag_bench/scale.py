@@ -16,7 +16,7 @@ from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_bench.stats import Run
 from rag_cli.launcher import LocalCluster
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_retrieval.adapters.edge_store import EdgeStore
 from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord

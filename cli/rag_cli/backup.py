@@ -13,9 +13,9 @@ from pathlib import Path
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import client_channel
-from rag_common.corpus import CorpusVersions
-from rag_common.credentials import OPERATOR_CLI, Credentials
+from rag_common.security.credentials import OPERATOR_CLI, Credentials
 from rag_common.shared_redis import redis_client
+from rag_query.corpus import CorpusVersions
 
 PIECE_BYTES = 1024 * 1024
 ARCHIVE_GLOB = "rag-backup-*.tar.gz"

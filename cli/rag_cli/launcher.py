@@ -19,9 +19,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from rag_common.credentials import Credentials
+from rag_common.security.credentials import Credentials
+from rag_common.security.tls import TlsFiles, write_development_ca
 from rag_common.settings import ServiceSettings
-from rag_common.tls import TlsFiles, write_development_ca
 
 SERVICES = ("embedding", "retrieval", "generation", "query")
 DEFAULT_PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}

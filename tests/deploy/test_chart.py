@@ -15,8 +15,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from rag_common.metrics import RpcMetrics
 from rag_common.settings import env_name
+from rag_common.telemetry.metrics import RpcMetrics
 from rag_embedding.config import EmbeddingSettings
 from rag_generation.config import GenerationSettings
 from rag_query.config import QuerySettings

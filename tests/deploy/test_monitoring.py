@@ -15,7 +15,7 @@ import yaml
 from google.protobuf import descriptor_pool
 
 from rag.v1 import admin_service_pb2, document_service_pb2, retrieval_service_pb2  # noqa: F401
-from rag_common.signals import Thresholds
+from rag_common.health.signals import Thresholds
 from rag_query import __main__ as query_main
 from rag_retrieval import __main__ as retrieval_main
 from tests.deploy.monitoring import (

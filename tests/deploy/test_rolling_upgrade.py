@@ -22,7 +22,7 @@ from rag.v1 import common_pb2, document_service_pb2, document_service_pb2_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import free_port
-from rag_common.channel import channel_target
+from rag_common.client.channel import channel_target
 from tests.deploy.containers import IDENTITY_KEY, build, podman, require_podman, wait_serving
 
 pytestmark = pytest.mark.slow

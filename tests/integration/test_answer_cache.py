@@ -6,14 +6,14 @@ import asyncio
 
 import pytest
 
-from rag_common.cache import LocalTTLCache
-from rag_common.corpus import CorpusVersions
+from rag_common.cache.local import LocalTTLCache
+from rag_common.cache.tiered import RedisLayer, TieredCache
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.errors import Unavailable
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_common.shared_redis import redis_client
-from rag_common.tiered_cache import RedisLayer, TieredCache
 from rag_query.answer_cache import AnswerCache
+from rag_query.corpus import CorpusVersions
 from rag_query.documents import Documents
 from rag_query.engine import QueryEngine
 from rag_query.maintenance import Maintenance

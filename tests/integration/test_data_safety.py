@@ -27,7 +27,7 @@ from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import LocalCluster
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_common.status import error_info
 from tests.support.redis_servers import RedisServer
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rag_common import context
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_embedding.__main__ import build_embedder
 from rag_embedding.config import EmbeddingSettings
 from tests.support.redis_servers import RedisServer

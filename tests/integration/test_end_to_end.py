@@ -19,7 +19,7 @@ from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
-from rag_common.credentials import OPERATOR_CLI
+from rag_common.security.credentials import OPERATOR_CLI
 from rag_common.status import error_info
 from tests.support.fake_llm import FakeLLMServer
 
@@ -168,12 +168,13 @@ async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):
 
 async def test_the_demo_ingests_the_docs_and_answers_in_prose(cluster, capsys):
     # What `make run` does after the services are up (`rag up --demo`), on this cluster.
-    from rag_cli.main import DEMO_QUESTION, _serve, parser
+    from rag_cli.commands.local import DEMO_QUESTION, serve_cluster
+    from rag_cli.main import parser
 
     args = parser().parse_args(
         ["--target", cluster.address("query"), "--api-key", "demo-key", "up", "--demo"]
     )
-    session = asyncio.ensure_future(_serve(cluster, args))
+    session = asyncio.ensure_future(serve_cluster(cluster, args))
     printed = ""
     for _ in range(240):
         await asyncio.sleep(0.5)

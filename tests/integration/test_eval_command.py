@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from rag_cli import evaluate
-from rag_cli.main import eval_command, parser
+from rag_cli.commands.evaluate import eval_command
+from rag_cli.main import parser
 from rag_query.config import ApiKey, QuerySettings
 from tests.support.suite import in_process_suite
 

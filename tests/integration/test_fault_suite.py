@@ -30,7 +30,7 @@ from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_common.settings import ServiceSettings
 from tests.support.fake_llm import FakeLLMServer
 from tests.support.redis_servers import RedisServer

@@ -8,7 +8,7 @@ import pytest
 
 from rag_common import context
 from rag_common.errors import ResourceExhausted
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_common.shared_redis import redis_client
 from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings, ProviderConfig

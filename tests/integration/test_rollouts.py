@@ -15,9 +15,9 @@ from rag.v1 import common_pb2
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
-from rag_common.channel import open_channel
-from rag_common.credentials import Credentials
-from rag_common.identity import Identity
+from rag_common.client.channel import open_channel
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity
 from tests.support.suite import upsert_directly
 
 KEY = "rollout-key"

@@ -26,7 +26,7 @@ from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
-from rag_common.channel import open_channel
+from rag_common.client.channel import open_channel
 
 pytestmark = pytest.mark.slow
 

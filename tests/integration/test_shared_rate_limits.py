@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_common.fair_use import LocalBuckets, SharedBuckets
+from rag_common.server.fair_use import LocalBuckets, SharedBuckets
 from rag_common.shared_redis import redis_client
 from tests.support.redis_servers import RedisServer, start_cluster
 

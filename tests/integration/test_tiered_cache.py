@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
-from rag_common.cache import LocalTTLCache
+from rag_common.cache.local import LocalTTLCache
+from rag_common.cache.tiered import RedisLayer, TieredCache
 from rag_common.shared_redis import redis_client
-from rag_common.tiered_cache import RedisLayer, TieredCache
 from tests.support.redis_servers import RedisServer, start_cluster
 
 

@@ -15,7 +15,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_common.logs import JsonFormatter
+from rag_common.telemetry.logs import JsonFormatter
 from rag_query.config import ApiKey, QuerySettings
 from tests.support.suite import in_process_suite
 

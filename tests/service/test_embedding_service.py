@@ -64,7 +64,7 @@ async def test_bad_batches_are_rejected_naming_the_field(stub, expect_error, tex
 
 
 async def test_not_serving_and_unavailable_until_the_model_is_loaded(expect_error):
-    from rag_common.server import ServiceHost
+    from rag_common.server.host import ServiceHost
     from rag_common.settings import ServiceSettings
     from rag_embedding.__main__ import build_embedder
     from rag_embedding.config import EmbeddingSettings

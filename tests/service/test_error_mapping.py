@@ -8,7 +8,7 @@ import pytest
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import free_port
-from rag_common.embedding_client import EmbeddingClient
+from rag_common.client.embedding import EmbeddingClient
 from rag_common.errors import Unavailable
 from rag_embedding.embedder import Embedder
 from rag_embedding.servicer import servicers

@@ -13,7 +13,7 @@ from rag.v1 import document_service_pb2 as doc_pb
 from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_common import busy_shedding
+from rag_common.server import busy_shedding
 from rag_common.status import error_info, retry_delay
 from rag_query.config import ApiKey, QuerySettings
 from tests.support.stalled_client import StalledClient

@@ -15,7 +15,7 @@ from rag.v1 import generation_service_pb2 as generation_pb
 from rag.v1 import generation_service_pb2_grpc as generation_grpc
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from tests.service.test_fuzz_public_api import (
     answered_or_refused_clearly,
     documents,

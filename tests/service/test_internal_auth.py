@@ -17,9 +17,9 @@ from rag.v1 import generation_service_pb2 as generation_pb
 from rag.v1 import generation_service_pb2_grpc as generation_grpc
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
-from rag_common.credentials import Credentials
 from rag_common.errors import Unavailable
-from rag_common.identity import Identity
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.models import QueryOptions
 from tests.conftest import collect

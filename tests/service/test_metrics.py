@@ -14,7 +14,7 @@ from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag.v1 import health_details_service_pb2 as health_pb
 from rag.v1 import health_details_service_pb2_grpc as health_grpc
-from rag_cli import main as rag_main
+from rag_cli.commands import health as health_command
 from rag_cli.launcher import free_port
 from rag_common.settings import ServiceSettings
 from rag_embedding.servicer import EmbeddingServicer, servicers
@@ -83,7 +83,7 @@ async def test_a_signal_past_its_threshold_shows_in_health_details_and_rag_healt
         capsys.readouterr()
         # `rag health` signs as an operator with the suite's key: the details are not public.
         monkeypatch.setenv("RAG_IDENTITY_KEY", TEST_KEY)
-        await rag_main.health(
+        await health_command.health(
             argparse.Namespace(service=[["embedding", address]], data_dir=tmp_path, api_key="")
         )
         printed = capsys.readouterr().out

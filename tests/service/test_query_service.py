@@ -49,7 +49,7 @@ class Public:
         self.retriever = retriever
 
     async def stored_chunks(self) -> int:
-        from rag_common.identity import Identity
+        from rag_common.security.identity import Identity
 
         return await self.retriever.count(Identity("t", "acme", frozenset()))
 
@@ -437,7 +437,7 @@ async def test_a_flood_of_bad_requests_writes_a_log_line_a_second_not_one_each(p
         request_serializer=lambda data: data,
         response_deserializer=lambda data: data,
     )
-    caplog.set_level(logging.INFO, logger="rag_common.interceptor")
+    caplog.set_level(logging.INFO, logger="rag_common.server.outcomes")
     await asyncio.sleep(1.1)  # past any line an earlier test's bad request may have written
     for _ in range(40):
         with pytest.raises(grpc.aio.AioRpcError):

@@ -8,8 +8,8 @@ import pytest
 from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
-from rag_common.embedding_client import EmbeddingClient
-from rag_common.identity import Identity
+from rag_common.client.embedding import EmbeddingClient
+from rag_common.security.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_retrieval.__main__ import build_retriever, build_store
 from rag_retrieval.backups import Backups

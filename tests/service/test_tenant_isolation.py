@@ -21,7 +21,7 @@ from rag.v1 import health_details_service_pb2 as health_pb
 from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
-from rag_common.logs import JsonFormatter
+from rag_common.telemetry.logs import JsonFormatter
 from rag_query.config import ApiKey, QuerySettings
 from tests.support.signed import TEST_KEY
 from tests.support.suite import in_process_suite

@@ -17,10 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import free_port
-from rag_common import channel as channel_module
-from rag_common.embedding_client import EmbeddingClient
+from rag_common.client import channel as channel_module
+from rag_common.client.embedding import EmbeddingClient
+from rag_common.security.tls import TlsFiles, write_development_ca
 from rag_common.settings import ServiceSettings
-from rag_common.tls import TlsFiles, write_development_ca
 from rag_embedding.servicer import servicers
 from tests.conftest import start_host
 from tests.support.signed import credentials

@@ -11,9 +11,9 @@ from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
-from rag_common.embedding_client import EmbeddingClient
+from rag_common.client.embedding import EmbeddingClient
 from rag_common.errors import Unavailable
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_retrieval.adapters.edge_store import EdgeStore
 from rag_retrieval.backups import Backups

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import grpc
 
-from rag_common.credentials import CREDENTIAL_KEY, Credentials
-from rag_common.identity import Identity
+from rag_common.security.credentials import CREDENTIAL_KEY, Credentials
+from rag_common.security.identity import Identity
 
 TEST_KEY = "test-identity-key-that-is-long-enough-0123456789"
 

@@ -11,10 +11,10 @@ import grpc
 
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
-from rag_common.credentials import Credentials
-from rag_common.embedding_client import EmbeddingClient
-from rag_common.identity import Identity
-from rag_common.server import ServiceHost
+from rag_common.client.embedding import EmbeddingClient
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity
+from rag_common.server.host import ServiceHost
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_generation.__main__ import build_generator
 from rag_generation.config import GenerationSettings

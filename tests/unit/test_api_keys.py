@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from rag_cli import keys
 from rag_common.errors import PermissionDenied, Unauthenticated
-from rag_common.server import settings_errors
+from rag_common.server.host import settings_errors
 from rag_query.auth import Authenticator
 from rag_query.config import QuerySettings
 

@@ -6,9 +6,9 @@ import time
 import grpc
 import pytest
 
-from rag_common.credentials import Credentials
 from rag_common.errors import InvalidArgument, PermissionDenied, Unauthenticated, Unavailable
-from rag_common.identity import Identity
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity
 from rag_common.status import decode, encode
 from rag_query.auth import Authenticator
 from rag_query.config import ApiKey

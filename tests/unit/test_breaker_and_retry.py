@@ -7,7 +7,7 @@ import pytest
 from rag_common import context
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, calling, guarded
 from rag_common.errors import InvalidArgument, ResourceExhausted, Unavailable
-from rag_common.retry import RetryPolicy, retrying
+from rag_generation.retry import RetryPolicy, retrying
 
 
 class Clock:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from rag_common.busy_shedding import WINDOW_S, BusyShedding, LoopBusy
 from rag_common.errors import ResourceExhausted
+from rag_common.server.busy_shedding import WINDOW_S, BusyShedding, LoopBusy
 
 
 class Clock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag_common.cache import LocalTTLCache, byte_length
+from rag_common.cache.local import LocalTTLCache, byte_length
 from rag_common.domain import ScoredChunk
 from rag_query.engine import sources_size
 from rag_query.semantic_cache import SemanticCache

@@ -9,7 +9,7 @@ import pytest
 
 from rag_common import context
 from rag_common.errors import InvalidArgument, Unavailable
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_query.coalescing import CoalescingEmbedder
 
 ACME = Identity("app", "acme", frozenset({"reader"}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rag_common import context
 from rag_common.domain import DocumentInput, UpsertResult
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_query.documents import Documents
 from rag_query.maintenance import Maintenance
 

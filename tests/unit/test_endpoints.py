@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import time
 from collections import Counter
 
-from rag_common.endpoints import Endpoints, Target
+from rag_common.client.endpoints import Endpoints, Target
 from rag_common.errors import DeadlineExceeded
 
 
@@ -58,3 +60,36 @@ def test_with_every_replica_ejected_calls_go_to_all_of_them_again():
         for _ in range(3):
             replica.breaker.record_failure(DeadlineExceeded("hung"))
     assert {replicas.pick().address for _ in range(4)} == {"10.0.0.1:5", "10.0.0.2:5"}
+
+
+async def test_a_name_that_did_not_resolve_at_start_is_used_as_soon_as_it_does(monkeypatch):
+    """A service started before its dependency's container (Compose, `kube play`) finds the
+    dependency at its next call once the name resolves, not after gRPC's resolver backs off."""
+    now = [0.0]
+    known: dict[str, str] = {}
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in known:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (known[host], port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    replicas = Endpoints(
+        "embedding:50053", lambda a, authority: Channel(), name="embedding", clock=lambda: now[0]
+    )
+    assert [e.address for e in replicas.all] == ["dns:///embedding:50053"]
+
+    now[0] += 0.3  # still unknown: a call tries again, and keeps gRPC's resolver meanwhile
+    replicas.pick()
+    await asyncio.sleep(0.1)
+    assert [e.address for e in replicas.all] == ["dns:///embedding:50053"]
+
+    known["embedding"] = "10.88.0.7"  # its container is up
+    now[0] += 0.3  # well within the 5 s a resolved name waits
+    replicas.pick()
+    for _ in range(100):  # the lookup runs in the loop's executor
+        if [e.address for e in replicas.all] == ["10.88.0.7:50053"]:
+            break
+        await asyncio.sleep(0.02)
+    assert [e.address for e in replicas.all] == ["10.88.0.7:50053"]
+    assert replicas.pick().address == "10.88.0.7:50053"

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from rag_common.errors import ResourceExhausted
-from rag_common.fair_use import FairUse, FairUsePolicy
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
+from rag_common.server.fair_use import FairUse, FairUsePolicy
 
 ACME = Identity("p", "acme", frozenset({"reader"}))
 GLOBEX = Identity("q", "globex", frozenset({"reader"}))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.signals import ProcessUsage, SignalWindow, Thresholds
+from rag_common.health.details import Dependency, Health, HealthChecker
+from rag_common.health.process import ProcessUsage
+from rag_common.health.signals import SignalWindow, Thresholds
 
 
 class Clock:
@@ -154,8 +155,7 @@ def test_memory_is_measured_against_the_memory_limit(rss, expected):
 
 async def test_a_tripped_signal_makes_the_service_report_as_bad_as_the_signal():
     signals, clock, _ = window()
-    checker = HealthChecker("query", [Dependency("retrieval")])
-    checker.signals = signals.signals
+    checker = HealthChecker("query", [Dependency("retrieval")], signals=signals.signals)
     assert (await checker.report()).health is Health.HEALTHY
     calls(signals, clock, 100, 0.01, "UNAVAILABLE")
     report = await checker.report()

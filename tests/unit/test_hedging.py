@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from rag_common.hedging import HedgeBudget, LatencyWindow, hedged
+from rag_common.client.hedging import HedgeBudget, LatencyWindow, hedged
 
 
 class Replicas:

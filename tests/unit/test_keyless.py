@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rag_common.errors import ResourceExhausted
-from rag_common.keyless import KeylessShare
+from rag_common.server.keyless import KeylessShare
 
 
 def test_keyless_calls_get_an_eighth_of_the_slots_and_a_few_per_address():

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from rag_common.cache import LocalTTLCache
+from rag_common.cache.local import LocalTTLCache
+from rag_common.cache.tiered import TieredCache
 from rag_common.domain import ScoredChunk
-from rag_common.drain import REPLY_MARGIN_S, Drain
 from rag_common.errors import ResourceExhausted, Unavailable
-from rag_common.identity import Identity
-from rag_common.tiered_cache import TieredCache
+from rag_common.security.identity import Identity
 from rag_query.answer_cache import AnswerCache
+from rag_query.drain import REPLY_MARGIN_S, Drain
 from rag_query.engine import QueryEngine, QueryPolicy
 from rag_query.maintenance import Maintenance
 from rag_query.models import GeneratedText, QueryOptions, Question, RetrievedContext

@@ -8,9 +8,9 @@ import logging
 
 import pytest
 
-from rag_common import tracing
-from rag_common.logs import JsonFormatter
 from rag_common.settings import ServiceSettings
+from rag_common.telemetry import tracing
+from rag_common.telemetry.logs import JsonFormatter
 
 
 def test_none_installs_nothing_and_costs_nothing():

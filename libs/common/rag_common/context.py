@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from rag_common.errors import DeadlineExceeded, Unauthenticated
-from rag_common.identity import Identity
 from rag_common.reasons import Reason
+from rag_common.security.identity import Identity
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)

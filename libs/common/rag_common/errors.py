@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from rag_common.reasons import Reason
 
 if TYPE_CHECKING:
-    from rag_common.identity import Identity
+    from rag_common.security.identity import Identity
 
 ERROR_DOMAIN = "rag.v1"
 

@@ -9,8 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag_common.signals import Thresholds
-from rag_common.tracing import SAMPLER_NAMES
+from rag_common.health.signals import Thresholds
+from rag_common.telemetry.tracing import SAMPLER_NAMES
 
 
 def secrets_dir() -> str | None:

@@ -8,14 +8,14 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from rag_common.cache import LocalTTLCache, byte_length
-from rag_common.credentials import service_credentials
-from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.health_servicer import redis_probe
-from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.cache.local import LocalTTLCache, byte_length
+from rag_common.cache.tiered import RedisLayer, TieredCache
+from rag_common.health.details import Dependency, Health
+from rag_common.health.probes import redis_probe
+from rag_common.health.process import available_cpus
+from rag_common.security.credentials import service_credentials
+from rag_common.server.host import ServiceHost, run_service, service_main
 from rag_common.shared_redis import redis_from_settings
-from rag_common.signals import available_cpus
-from rag_common.tiered_cache import RedisLayer, TieredCache
 from rag_embedding.config import EmbeddingSettings
 from rag_embedding.embedder import Embedder, EncoderModel
 from rag_embedding.metrics import embedding_families
@@ -89,13 +89,12 @@ async def serve(settings: EmbeddingSettings) -> None:
     remote = embedder.cache.remote if embedder.cache else None
     if remote is not None:
         dependencies.append(Dependency("redis", redis_probe(remote), remote.breaker))
-    checker = HealthChecker("embedding", dependencies)
     host = ServiceHost(
         settings,
         servicers(embedder),
         resolve_identity=service_credentials(settings, "embedding").resolver(),
         name="embedding",
-        checker=checker,
+        dependencies=dependencies,
     )
     host.metrics.read_at_scrape(lambda: embedding_families(embedder))
 

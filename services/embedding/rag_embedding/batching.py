@@ -7,8 +7,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
-from rag_common import tracing
-from rag_common.stats import Distribution
+from rag_common.telemetry import tracing
+from rag_common.telemetry.stats import Distribution
 
 Vector = list[float]
 Encode = Callable[[Sequence[str]], list[Vector]]

@@ -13,11 +13,12 @@ from typing import Protocol
 
 import numpy as np
 
-from rag_common import context, tracing
-from rag_common.background import background_executor
+from rag_common import context
+from rag_common.cache.tiered import TieredCache
 from rag_common.errors import InvalidArgument, Unavailable
 from rag_common.reasons import Reason
-from rag_common.tiered_cache import TieredCache
+from rag_common.telemetry import tracing
+from rag_embedding.background import background_executor
 from rag_embedding.batching import DynamicBatcher
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from rag_common.metrics import counter_family, histogram_family
+from rag_common.telemetry.metrics import counter_family, histogram_family
 from rag_embedding.embedder import Embedder
 
 _LAYERS = {"local_hit": ("local", "hit"), "remote_hit": ("redis", "hit"), "miss": ("all", "miss")}

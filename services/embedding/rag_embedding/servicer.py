@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
-from rag_common.server import Servicer
+from rag_common.server.host import Servicer
 from rag_embedding import convert
 from rag_embedding.embedder import Embedder
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from rag_common.breaker import BreakerPolicy, CircuitBreaker
-from rag_common.credentials import service_credentials
-from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.health.details import Dependency, Health
+from rag_common.security.credentials import service_credentials
+from rag_common.server.host import ServiceHost, run_service, service_main
 from rag_common.shared_redis import redis_from_settings
 from rag_generation.adapters.extractive import ExtractiveModel
 from rag_generation.budgets import BudgetLimits, DailyBudgets
@@ -88,19 +88,16 @@ async def serve(settings: GenerationSettings) -> None:
 
         return check
 
-    checker = HealthChecker(
-        "generation",
-        [
-            Dependency(f"provider:{r.name}", provider_probe(r.name), r.breaker)
-            for r in generator.routes
-        ],
-    )
+    dependencies = [
+        Dependency(f"provider:{r.name}", provider_probe(r.name), r.breaker)
+        for r in generator.routes
+    ]
     host = ServiceHost(
         settings,
         servicers(generator),
         resolve_identity=service_credentials(settings, "generation").resolver(),
         name="generation",
-        checker=checker,
+        dependencies=dependencies,
     )
     host.metrics.read_at_scrape(lambda: generation_families(generator.usage))
     await run_service("generation", host, warm_up=generator.start, close=generator.close)

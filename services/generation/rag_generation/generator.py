@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from rag_common import context, tracing
+from rag_common import context
 from rag_common.breaker import BreakerState
 from rag_common.errors import (
     DeadlineExceeded,
@@ -20,7 +20,7 @@ from rag_common.errors import (
     Unavailable,
 )
 from rag_common.reasons import Reason
-from rag_common.retry import LLM_PROVIDER, retrying
+from rag_common.telemetry import tracing
 from rag_generation.budgets import BudgetLimits, DailyBudgets
 from rag_generation.citations import cited_sources
 from rag_generation.config import ProviderConfig
@@ -29,6 +29,7 @@ from rag_generation.models import Completion, Generation, GenerationRequest, Pro
 from rag_generation.pace import MIN_ANSWER_TOKENS, Pace
 from rag_generation.prompt import build_prompt
 from rag_generation.providers import ProviderError
+from rag_generation.retry import LLM_PROVIDER, retrying
 from rag_generation.routing import Route, TieringRule, plan
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from collections import Counter
 from prometheus_client.core import Metric
 
 from rag_common import context
-from rag_common.metrics import counter_family
+from rag_common.telemetry.metrics import counter_family
 from rag_generation.models import Generation
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
-from rag_common.server import Servicer
+from rag_common.server.host import Servicer
 from rag_generation import convert
 from rag_generation.generator import Generator, StreamEnd
 

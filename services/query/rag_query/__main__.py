@@ -5,26 +5,26 @@ from __future__ import annotations
 import logging
 
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
-from rag_common.busy_shedding import BusyShedding
-from rag_common.cache import LocalTTLCache, byte_length
-from rag_common.corpus import CorpusVersions
-from rag_common.credentials import service_credentials
-from rag_common.drain import Drain
-from rag_common.embedding_client import EmbeddingClient
-from rag_common.fair_use import FairUse, FairUsePolicy, SharedBuckets
-from rag_common.health_details import Dependency, HealthChecker
-from rag_common.health_servicer import client_probe, redis_probe
-from rag_common.server import ServiceHost, run_service, service_main
+from rag_common.cache.local import LocalTTLCache, byte_length
+from rag_common.cache.tiered import RedisLayer, TieredCache
+from rag_common.client.embedding import EmbeddingClient
+from rag_common.health.details import Dependency
+from rag_common.health.probes import client_probe, redis_probe
+from rag_common.health.process import available_cpus
+from rag_common.security.credentials import service_credentials
+from rag_common.server.busy_shedding import BusyShedding
+from rag_common.server.fair_use import FairUse, FairUsePolicy, SharedBuckets
+from rag_common.server.host import ServiceHost, run_service, service_main
 from rag_common.shared_redis import redis_from_settings
-from rag_common.signals import available_cpus
-from rag_common.tiered_cache import RedisLayer, TieredCache
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.answer_cache import AnswerCache
 from rag_query.auth import Authenticator
 from rag_query.coalescing import CoalescingEmbedder
 from rag_query.config import QuerySettings
+from rag_query.corpus import CorpusVersions
 from rag_query.documents import Documents
+from rag_query.drain import Drain
 from rag_query.engine import QueryEngine, QueryPolicy, sources_size
 from rag_query.maintenance import Maintenance
 from rag_query.metrics import query_families
@@ -115,12 +115,9 @@ def build_host(
         ),
     )
     clients = (embedding, retrieval, generation)
-    checker = HealthChecker(
-        "query",
-        [Dependency(c.dependency, client_probe(c), c.breaker) for c in clients]
-        + ([Dependency("redis", redis_probe(remote), remote.breaker)] if remote else []),
-        unavailable=maintenance.reason,
-    )
+    dependencies = [Dependency(c.dependency, client_probe(c), c.breaker) for c in clients]
+    if remote:
+        dependencies.append(Dependency("redis", redis_probe(remote), remote.breaker))
     host = ServiceHost(
         settings,
         servicers(
@@ -137,7 +134,8 @@ def build_host(
         ),
         resolve_identity=Authenticator(settings.api_keys, oidc_verifier(settings)),
         name="query",
-        checker=checker,
+        dependencies=dependencies,
+        unavailable=maintenance.reason,
         cache_lookups=engine.stats.hits_and_lookups,
         untimed=UNTIMED,
         audited=UNTIMED,  # the same calls: every write, delete and admin action

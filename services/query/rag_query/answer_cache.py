@@ -6,8 +6,8 @@ import dataclasses
 import hashlib
 import json
 
+from rag_common.cache.tiered import TieredCache
 from rag_common.domain import ScoredChunk
-from rag_common.tiered_cache import TieredCache
 from rag_query.models import Answer, GeneratedText, Question, Timings
 
 

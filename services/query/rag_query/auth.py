@@ -6,8 +6,8 @@ import hashlib
 from collections.abc import Mapping
 
 from rag_common.errors import PermissionDenied, Unauthenticated
-from rag_common.identity import ADMIN, OPERATOR, READER, WRITER, Identity
 from rag_common.reasons import Reason
+from rag_common.security.identity import ADMIN, OPERATOR, READER, WRITER, Identity
 from rag_query.config import ApiKey
 from rag_query.oidc import OidcVerifier, looks_like_jwt
 

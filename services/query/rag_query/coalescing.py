@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 from rag_common import context
 from rag_common.errors import InvalidArgument
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 
 
 class TextEmbedder(Protocol):

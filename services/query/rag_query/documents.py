@@ -10,11 +10,11 @@ import contextlib
 from collections.abc import Sequence
 
 from rag_common import context
-from rag_common.corpus import CorpusVersions
 from rag_common.document_ids import check_delete, check_document_id
 from rag_common.domain import DocumentInput, UpsertResult
 from rag_common.errors import InvalidArgument, RagError
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
+from rag_query.corpus import CorpusVersions
 from rag_query.maintenance import Maintenance
 from rag_query.ports import DocumentWriter
 

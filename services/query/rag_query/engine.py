@@ -15,11 +15,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from rag_common import context, tracing
-from rag_common.cache import LocalTTLCache
-from rag_common.corpus import CorpusVersions
+from rag_common import context
+from rag_common.cache.local import LocalTTLCache
 from rag_common.domain import ScoredChunk, TextEmbedder
-from rag_common.drain import Drain
 from rag_common.errors import (
     DeadlineExceeded,
     InvalidArgument,
@@ -27,9 +25,12 @@ from rag_common.errors import (
     Unavailable,
 )
 from rag_common.filters import check_conditions
-from rag_common.identity import Identity
 from rag_common.reasons import Degradation, Reason
+from rag_common.security.identity import Identity
+from rag_common.telemetry import tracing
 from rag_query.answer_cache import AnswerCache, answer_key, answer_scope
+from rag_query.corpus import CorpusVersions
+from rag_query.drain import Drain
 from rag_query.fair_gate import FairGate, GateFull
 from rag_query.maintenance import Maintenance
 from rag_query.metrics import QueryStats

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from rag_common.metrics import counter_family, histogram_family
-from rag_common.signals import LATENCY_BUCKETS
-from rag_common.stats import Distribution
+from rag_common.health.signals import LATENCY_BUCKETS
+from rag_common.telemetry.metrics import counter_family, histogram_family
+from rag_common.telemetry.stats import Distribution
 from rag_query.models import Answer
 
 # "own": the orchestrator's own time, the whole less the wait and the downstream calls.

@@ -23,8 +23,8 @@ from pathlib import Path
 import jwt
 
 from rag_common.errors import Unauthenticated, Unavailable
-from rag_common.identity import ROLES, Identity
 from rag_common.reasons import Reason
+from rag_common.security.identity import ROLES, Identity
 
 log = logging.getLogger(__name__)
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]

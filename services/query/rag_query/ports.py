@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 from rag_query.models import GeneratedText, QueryOptions, RetrievedContext
 
 

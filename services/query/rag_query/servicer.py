@@ -12,7 +12,7 @@ from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
 from rag_common.convert import documents_from_pb
-from rag_common.server import Servicer
+from rag_common.server.host import Servicer
 from rag_query import convert
 from rag_query.documents import Documents
 from rag_query.engine import QueryEngine, SourcesFound

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rag_common.credentials import service_credentials
-from rag_common.embedding_client import EmbeddingClient
-from rag_common.health_details import Dependency, Health, HealthChecker
-from rag_common.health_servicer import client_probe
-from rag_common.server import ServiceHost, required_roles, run_service, service_main
+from rag_common.client.embedding import EmbeddingClient
+from rag_common.health.details import Dependency, Health
+from rag_common.health.probes import client_probe
+from rag_common.security.credentials import service_credentials
+from rag_common.server.host import ServiceHost, required_roles, run_service, service_main
 from rag_retrieval.backups import Backups
 from rag_retrieval.config import RetrievalSettings
 from rag_retrieval.rerank import Reranker, RerankPolicy, RerankStage
@@ -104,21 +104,18 @@ async def serve(settings: RetrievalSettings) -> None:
         await retriever.ping()
         return Health.HEALTHY, settings.vector_store
 
-    checker = HealthChecker(
-        "retrieval",
-        [
-            Dependency("vector_store", store_probe, retriever.store_breaker),
-            Dependency("embedding", client_probe(embedding), embedding.breaker),
-            *_reranker_dependency(retriever),
-        ],
-    )
+    dependencies = [
+        Dependency("vector_store", store_probe, retriever.store_breaker),
+        Dependency("embedding", client_probe(embedding), embedding.breaker),
+        *_reranker_dependency(retriever),
+    ]
     hosted = servicers(retriever, backups)
     host = ServiceHost(
         settings,
         hosted,
         resolve_identity=credentials.resolver(required_roles(hosted)),
         name="retrieval",
-        checker=checker,
+        dependencies=dependencies,
         untimed=UNTIMED,
         audited=UNTIMED,  # the same calls: writes, deletes, backups and restores
     )

@@ -10,11 +10,12 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from rag_common import context, tracing
+from rag_common import context
 from rag_common.breaker import BreakerState, CircuitBreaker, guarded
 from rag_common.domain import ScoredChunk
 from rag_common.errors import DeadlineExceeded, Unavailable
 from rag_common.reasons import Degradation
+from rag_common.telemetry import tracing
 
 log = logging.getLogger(__name__)
 

@@ -9,12 +9,12 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from rag_common import tracing
 from rag_common.breaker import CircuitBreaker, guarded
 from rag_common.document_ids import check_delete
 from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
-from rag_common.identity import Identity
 from rag_common.reasons import Degradation
+from rag_common.security.identity import Identity
+from rag_common.telemetry import tracing
 from rag_retrieval import validation
 from rag_retrieval.chunking import chunk_document
 from rag_retrieval.lexical import Bm25Terms

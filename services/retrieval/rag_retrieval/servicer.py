@@ -8,8 +8,8 @@ from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
 from rag_common.convert import documents_from_pb
-from rag_common.identity import OPERATOR, READER, WRITER
-from rag_common.server import Servicer
+from rag_common.security.identity import OPERATOR, READER, WRITER
+from rag_common.server.host import Servicer
 from rag_retrieval import convert
 from rag_retrieval.backups import Backups
 from rag_retrieval.retriever import Retriever

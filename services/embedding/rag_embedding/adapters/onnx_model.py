@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag_common.model_cache import atomically, fingerprint, output_folder
+from rag_common.cache.model_files import atomically, fingerprint, output_folder
 from rag_embedding.adapters.sentence_transformer import packaged_model_path
 from rag_embedding.embedder import Purpose
 

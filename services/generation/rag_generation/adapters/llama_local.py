@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rag_common.model_cache import atomically, fingerprint, output_folder
+from rag_common.cache.model_files import atomically, fingerprint, output_folder
 from rag_common.reasons import Reason
 from rag_generation.models import Completion, Prompt, Usage
 from rag_generation.pace import Pace

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
-from rag_common.channel import ServiceClient
+from rag_common.client.channel import ServiceClient
 from rag_common.convert import source_to_pb
-from rag_common.credentials import Credentials
 from rag_common.domain import ScoredChunk
-from rag_common.identity import Identity
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity
 from rag_query.models import GeneratedText, QueryOptions
 
 

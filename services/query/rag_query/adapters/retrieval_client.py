@@ -7,16 +7,16 @@ from collections.abc import AsyncIterator, Sequence
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.breaker import CircuitBreaker
-from rag_common.channel import ServiceClient
+from rag_common.client.channel import ServiceClient
 from rag_common.convert import (
     conditions_to_pb,
     documents_to_pb,
     search_mode_to_pb,
     source_from_pb,
 )
-from rag_common.credentials import Credentials
 from rag_common.domain import DocumentInput, UpsertResult
-from rag_common.identity import Identity
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import Identity
 from rag_query.models import QueryOptions, RetrievedContext
 
 

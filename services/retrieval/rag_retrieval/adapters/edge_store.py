@@ -17,8 +17,8 @@ import qdrant_edge as qe
 
 from rag_common.domain import Condition, ScoredChunk
 from rag_common.errors import InvalidArgument, Unavailable
+from rag_common.health.process import available_cpus
 from rag_common.reasons import Reason
-from rag_common.signals import available_cpus
 from rag_retrieval import store
 from rag_retrieval.chunk_counts import ChunkCountMemory
 from rag_retrieval.lexical import LEXICAL_VECTOR, SparseTerms

@@ -29,9 +29,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from rag_common.breaker import BreakerState, CircuitBreaker
-from rag_common.health_details import Health
-from rag_common.signals import LATENCY_BUCKETS, SignalWindow
-from rag_common.stats import Distribution
+from rag_common.health.signals import LATENCY_BUCKETS, SignalWindow
+from rag_common.telemetry.stats import Distribution
 
 
 class RpcMetrics:
@@ -146,9 +145,6 @@ def breaker_families(service: str, breakers: Sequence[CircuitBreaker]) -> list[M
     return [state, moves]
 
 
-_STATE_VALUES = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
-
-
 def signal_families(service: str, signals: SignalWindow) -> list[Metric]:
     """rag_health_signal (value over the window), rag_health_signal_state (0 healthy,
     1 degraded, 2 unhealthy), rag_process_cpus and rag_process_memory_limit_bytes."""
@@ -164,7 +160,7 @@ def signal_families(service: str, signals: SignalWindow) -> list[Metric]:
     )
     for report in signals.signals():
         value.add_metric([service, report.name], report.value)
-        state.add_metric([service, report.name], _STATE_VALUES[report.health])
+        state.add_metric([service, report.name], report.health.rank)
     cpus = GaugeMetricFamily(
         "rag_process_cpus",
         "CPUs this process may use (cgroup quota, else cores).",

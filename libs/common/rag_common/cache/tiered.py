@@ -17,7 +17,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 from rag_common.breaker import CircuitBreaker
-from rag_common.cache import LocalTTLCache
+from rag_common.cache.local import LocalTTLCache
 from rag_common.shared_redis import best_effort, redis_breaker
 
 log = logging.getLogger(__name__)

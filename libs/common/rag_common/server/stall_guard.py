@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from rag_common.metrics import RpcMetrics
+from rag_common.telemetry.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from rag_common import context, status, tracing
+from rag_common import context, status
 from rag_common.breaker import BreakerState, CircuitBreaker, calling
-from rag_common.credentials import Credentials
-from rag_common.endpoints import Endpoint, Endpoints
+from rag_common.client.endpoints import Endpoint, Endpoints
+from rag_common.client.hedging import LOST_RACE, HedgeBudget, LatencyWindow, hedged
 from rag_common.errors import DeadlineExceeded, Unavailable
-from rag_common.hedging import LOST_RACE, HedgeBudget, LatencyWindow, hedged
-from rag_common.identity import REQUEST_ID_KEY, Identity
-from rag_common.tls import TlsFiles
+from rag_common.security.credentials import Credentials
+from rag_common.security.identity import REQUEST_ID_KEY, Identity
+from rag_common.security.tls import TlsFiles
+from rag_common.telemetry import tracing
 
 # For a channel over every address a target resolves to (callers of the public port):
 # round-robin, and gRPC's own retry of a call that found a replica unavailable (the only

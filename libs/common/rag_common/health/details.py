@@ -7,24 +7,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING
 
 from rag_common.breaker import BreakerState, CircuitBreaker
-
-if TYPE_CHECKING:
-    from rag_common.signals import SignalReport
-
-
-class Health(Enum):
-    """How well something works."""
-
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    UNHEALTHY = "unhealthy"
-
-
-_RANK = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2}
+from rag_common.health.signals import SignalReport
+from rag_common.health.verdict import Health, worst
 
 
 @dataclass(frozen=True)
@@ -69,15 +55,15 @@ class HealthChecker:
         service: str,
         dependencies: Sequence[Dependency],
         *,
+        signals: Callable[[], list[SignalReport]] = list,
         timeout_s: float = 1.0,
         unavailable: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._service = service
         self._dependencies = list(dependencies)
+        self._signals = signals  # the operating signals: latency, errors, CPU, ...
         self._timeout_s = timeout_s
         self._unavailable = unavailable  # e.g. maintenance: a reason makes the service unhealthy
-        # The operating signals (latency, errors, ...); the service host sets it.
-        self.signals: Callable[[], list[SignalReport]] = list
 
     @property
     def breakers(self) -> list[CircuitBreaker]:
@@ -96,9 +82,9 @@ class HealthChecker:
             overall = Health.DEGRADED
         else:
             overall = Health.HEALTHY
-        signals = self.signals()
+        signals = self._signals()
         # A signal past its threshold makes the whole service as bad as that signal.
-        overall = max([overall, *(s.health for s in signals)], key=_RANK.__getitem__)
+        overall = worst(overall, *(s.health for s in signals))
         return HealthReport(self._service, overall, reports, signals)
 
     async def _check(self, dependency: Dependency) -> DependencyReport:

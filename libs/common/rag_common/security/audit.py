@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from rag_common import context
-from rag_common.identity import Identity
+from rag_common.security.identity import Identity
 
 log = logging.getLogger("rag.audit")
 

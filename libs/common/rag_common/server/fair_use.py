@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis, RedisCluster
 
 from rag_common.breaker import CircuitBreaker
-from rag_common.busy_shedding import BusyShedding
 from rag_common.errors import ResourceExhausted
-from rag_common.identity import Identity
 from rag_common.reasons import Reason
+from rag_common.security.identity import Identity
+from rag_common.server.busy_shedding import BusyShedding
 from rag_common.shared_redis import best_effort, redis_breaker
 
 

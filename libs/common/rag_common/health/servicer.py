@@ -8,9 +8,8 @@ from grpc_health.v1 import health
 
 from rag.v1 import health_details_service_pb2 as pb
 from rag.v1 import health_details_service_pb2_grpc as pb_grpc
-from rag_common.channel import ServiceClient
-from rag_common.health_details import Health, HealthChecker, Probe
-from rag_common.tiered_cache import RedisLayer
+from rag_common.health.details import HealthChecker
+from rag_common.health.verdict import Health
 
 _STATES = {
     Health.HEALTHY: pb.HEALTH_STATE_HEALTHY,
@@ -67,23 +66,3 @@ class HealthDetailsServicer(pb_grpc.HealthDetailsServiceServicer):
                 for s in report.signals
             ],
         )
-
-
-def client_probe(client: ServiceClient) -> Probe:
-    """A probe that asks an internal service's standard health check."""
-
-    async def check() -> tuple[Health, str]:
-        status = await client.health()
-        return (Health.HEALTHY, status) if status == "SERVING" else (Health.UNHEALTHY, status)
-
-    return check
-
-
-def redis_probe(layer: RedisLayer) -> Probe:
-    """A probe for an optional Redis: unreachable means degraded, not unhealthy."""
-
-    async def check() -> tuple[Health, str]:
-        ok = await layer.ping()
-        return (Health.HEALTHY, "ok") if ok else (Health.DEGRADED, "unreachable")
-
-    return check

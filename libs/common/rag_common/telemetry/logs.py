@@ -7,7 +7,8 @@ import logging
 import sys
 import time
 
-from rag_common import context, tracing
+from rag_common import context
+from rag_common.telemetry import tracing
 
 _RESERVED = set(vars(logging.makeLogRecord({})))
 

@@ -1,7 +1,7 @@
 """Plain counters a core object keeps about its own work, for the metrics endpoint to read.
 
 The cores stay free of any metrics library: they count into these, and each service's
-`metrics.py` turns them into Prometheus families when scraped (`rag_common.metrics`).
+`metrics.py` turns them into Prometheus families when scraped (`rag_common.telemetry.metrics`).
 """
 
 from __future__ import annotations

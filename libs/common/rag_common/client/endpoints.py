@@ -10,7 +10,9 @@ that failed as a whole must not stay shunned once it is back.
 
 A target is `host:port`, several `ip:port` separated by commas, or `dns:///name:port` (a
 headless Kubernetes Service, one address per pod). Names are resolved again every few
-seconds, so replicas that come and go are followed.
+seconds, so replicas that come and go are followed; a name that does not resolve yet (its
+service started after this one) is tried again at the next call, so it is found the moment
+it appears instead of after gRPC's own resolver backs off.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker
 log = logging.getLogger(__name__)
 
 RESOLVE_EVERY_S = 5.0
+# While a name does not resolve, at most this often: every call, short of a DNS flood.
+RESOLVE_UNRESOLVED_EVERY_S = 0.25
 # Ejection: three failures in a row, or half of the last ten; out for 3 s, then a probe.
 EJECTION = BreakerPolicy(
     window=10, min_calls=4, failure_rate=0.5, consecutive_failures=3, recovery_s=3.0
@@ -97,6 +101,7 @@ class Endpoints:
         self._by_address: dict[str, Endpoint] = {}
         self._turn = 0
         self._resolved_at = -float("inf")
+        self._unresolved = False
         self._resolving: asyncio.Task | None = None
         self._closing: set[asyncio.Task] = set()
         addresses = self._target.addresses or self._resolve_now()
@@ -172,7 +177,8 @@ class Endpoints:
         closing.add_done_callback(self._closing.discard)
 
     def _resolve_soon(self) -> None:
-        if not self._target.host or self._clock() - self._resolved_at < RESOLVE_EVERY_S:
+        every = RESOLVE_UNRESOLVED_EVERY_S if self._unresolved else RESOLVE_EVERY_S
+        if not self._target.host or self._clock() - self._resolved_at < every:
             return
         if self._resolving is None or self._resolving.done():
             self._resolved_at = self._clock()
@@ -185,8 +191,12 @@ class Endpoints:
                 self._target.host, self._target.port, type=socket.SOCK_STREAM
             )
         except OSError as exc:
-            log.warning("could not resolve", extra={"target": self._target.host, "error": str(exc)})
+            if not self._unresolved:  # once, not at every call while it stays unresolved
+                log.warning(
+                    "could not resolve", extra={"target": self._target.host, "error": str(exc)}
+                )
             return
+        self._unresolved = False
         self._update(_addresses(infos))
 
     def _resolve_now(self) -> list[str]:
@@ -196,7 +206,9 @@ class Endpoints:
                 self._target.host, self._target.port, type=socket.SOCK_STREAM
             )
         except OSError:
-            # Not resolvable yet (a Service with no pod ready): gRPC resolves it per call.
+            # Not resolvable yet (a Service with no pod ready, a container not started):
+            # gRPC's own resolver meanwhile, and ours again at the next call.
+            self._unresolved = True
             return [f"dns:///{self._target.host}:{self._target.port}"]
         return _addresses(infos)
 

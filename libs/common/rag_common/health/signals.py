@@ -8,15 +8,13 @@ alerts; readiness keeps its own meaning (the service can serve).
 from __future__ import annotations
 
 import bisect
-import os
-import resource
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from rag_common.health_details import Health
+from rag_common.health.process import ProcessUsage
+from rag_common.health.verdict import Health, judge
 
 # Seconds; the warning and critical latencies (2 s, 5 s) are edges, so "p95 over 2 s" is
 # exact: more than 5 % of calls took longer than 2 s.
@@ -177,15 +175,13 @@ class SignalWindow:
         if lookups < t.min_calls:
             return _quiet("cache_hit_rate", warning, critical, lookups, "lookups")
         rate = hits / lookups
-        health = (
-            Health.UNHEALTHY
-            if rate < critical
-            else Health.DEGRADED
-            if rate < warning
-            else Health.HEALTHY
-        )
         return SignalReport(
-            "cache_hit_rate", health, rate, warning, critical, f"{hits} of {lookups} lookups"
+            "cache_hit_rate",
+            judge(rate, warning, critical, low_is_bad=True),
+            rate,
+            warning,
+            critical,
+            f"{hits} of {lookups} lookups",
         )
 
     def _tick(self) -> None:
@@ -229,63 +225,10 @@ def _quantile(counts: list[int], q: float) -> float:
 
 
 def _above(name: str, value: float, warning: float, critical: float, detail: str) -> SignalReport:
-    health = (
-        Health.UNHEALTHY
-        if value > critical
-        else Health.DEGRADED
-        if value > warning
-        else Health.HEALTHY
-    )
-    return SignalReport(name, health, value, warning, critical, detail)
+    return SignalReport(name, judge(value, warning, critical), value, warning, critical, detail)
 
 
 def _quiet(name: str, warning: float, critical: float, count: int, what: str) -> SignalReport:
     return SignalReport(
         name, Health.HEALTHY, 0.0, warning, critical, f"not judged: {count} {what} in the window"
     )
-
-
-class ProcessUsage:
-    """This process's CPU time and resident memory, and the limits they are measured against
-    (the container's cgroup limits where set, else the machine's)."""
-
-    def __init__(self, cgroup: Path = Path("/sys/fs/cgroup")) -> None:
-        self.cpus = available_cpus(cgroup)
-        self.memory_limit = _memory_limit(cgroup) or os.sysconf("SC_PAGE_SIZE") * os.sysconf(
-            "SC_PHYS_PAGES"
-        )
-
-    @staticmethod
-    def cpu_seconds() -> float:
-        """CPU time used by every thread of this process so far."""
-        return time.process_time()
-
-    @staticmethod
-    def rss_bytes() -> int:
-        """Resident memory now."""
-        try:
-            pages = int(Path("/proc/self/statm").read_text().split()[1])
-            return pages * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):  # not Linux: the peak is what there is
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def available_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
-    """CPUs this process may use: its container's cgroup quota, else the cores it may run on."""
-    return _cpu_limit(cgroup) or float(len(os.sched_getaffinity(0)))
-
-
-def _cpu_limit(cgroup: Path) -> float | None:
-    try:
-        quota, period = (cgroup / "cpu.max").read_text().split()
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else int(quota) / int(period)
-
-
-def _memory_limit(cgroup: Path) -> int | None:
-    try:
-        text = (cgroup / "memory.max").read_text().strip()
-    except OSError:
-        return None
-    return None if text == "max" else int(text)

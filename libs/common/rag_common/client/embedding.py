@@ -9,8 +9,8 @@ from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_common import context
 from rag_common.breaker import CircuitBreaker
-from rag_common.channel import ServiceClient
-from rag_common.credentials import Credentials
+from rag_common.client.channel import ServiceClient
+from rag_common.security.credentials import Credentials
 
 _PURPOSES = {
     "query": pb.EMBEDDING_PURPOSE_QUERY,

@@ -18,18 +18,18 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
 from rag.v1 import health_details_service_pb2, health_details_service_pb2_grpc
-from rag_common import logs, tracing
-from rag_common.audit import AuditLog
-from rag_common.fair_use import FairUse
-from rag_common.health_details import HealthChecker
-from rag_common.health_servicer import CheckOnlyHealth, HealthDetailsServicer
-from rag_common.interceptor import IdentityResolver, ServerInterceptor
-from rag_common.keyless import KeylessShare
-from rag_common.metrics import RpcMetrics
+from rag_common.health.details import Dependency, HealthChecker
+from rag_common.health.servicer import CheckOnlyHealth, HealthDetailsServicer
+from rag_common.health.signals import SignalWindow
+from rag_common.security.audit import AuditLog
+from rag_common.security.tls import TlsFiles
+from rag_common.server.fair_use import FairUse
+from rag_common.server.interceptor import IdentityResolver, ServerInterceptor
+from rag_common.server.keyless import KeylessShare
+from rag_common.server.stall_guard import StallGuard
 from rag_common.settings import ServiceSettings, env_name
-from rag_common.signals import SignalWindow
-from rag_common.stall_guard import StallGuard
-from rag_common.tls import TlsFiles
+from rag_common.telemetry import logs, tracing
+from rag_common.telemetry.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
@@ -64,8 +64,9 @@ class ServiceHost:
 
     Health starts as NOT_SERVING and turns SERVING only when `mark_serving()` is called after
     warm-up, so load balancers and `rag up` never send work to a service that cannot do it.
-    Health details report `checker`'s dependencies and the operating signals (latency,
-    errors, `cache_lookups`' hit rate, CPU, memory) against the settings' thresholds.
+    Health details report `dependencies` and the operating signals (latency, errors,
+    `cache_lookups`' hit rate, CPU, memory) against the settings' thresholds; a reason from
+    `unavailable` (maintenance) makes the service unhealthy.
     """
 
     def __init__(
@@ -75,7 +76,8 @@ class ServiceHost:
         *,
         resolve_identity: IdentityResolver,
         name: str = "rag",
-        checker: HealthChecker | None = None,
+        dependencies: Sequence[Dependency] = (),
+        unavailable: Callable[[], str | None] = lambda: None,
         cache_lookups: Callable[[], tuple[int, int]] | None = None,
         untimed: tuple[str, ...] = (),
         fair_use: FairUse | None = None,
@@ -85,8 +87,9 @@ class ServiceHost:
         self._health = CheckOnlyHealth()
         self.metrics = RpcMetrics(name)
         self.signals = SignalWindow(settings.thresholds(), cache=cache_lookups)
-        self.checker = checker or HealthChecker(name, [])
-        self.checker.signals = self.signals.signals
+        self.checker = HealthChecker(
+            name, dependencies, signals=self.signals.signals, unavailable=unavailable
+        )
         self.metrics.watch_breakers(self.checker.breakers)
         self.metrics.watch_signals(self.signals)
         self._servicers = [*servicers, _health_details(self.checker)]
@@ -272,7 +275,7 @@ async def run_service(
     the process accept and reject their calls while it loads, which under traffic more than
     doubles the time to SERVING. `warm_up` runs with the port open and health NOT_SERVING.
     `draining` is told the grace period as the shutdown begins, so calls in flight can
-    finish within it (see `rag_common.drain`).
+    finish within it (see `rag_query.drain`).
     """
     started = time.perf_counter()
     if load is not None:

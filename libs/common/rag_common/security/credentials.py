@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import jwt
 
 from rag_common.errors import PermissionDenied, Unauthenticated
-from rag_common.identity import OPERATOR, Identity
 from rag_common.reasons import Reason
+from rag_common.security.identity import OPERATOR, Identity
+from rag_common.security.tls import TlsFiles
 from rag_common.settings import ServiceSettings
-from rag_common.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""One module per group of `rag` commands; `rag_cli.main` builds the parser over them."""
