@@ -1,10 +1,18 @@
-"""Encode errors as `google.rpc.Status` with one `ErrorInfo`, and decode them on the way back."""
+"""Encode errors as `google.rpc.Status` with one `ErrorInfo`, and decode them on the way back.
+
+grpcio-status (gRPC's reference mapping) puts the status into trailers and reads it back,
+checking that it agrees with the call's own code and message.
+"""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from rag_common.errors import (
     ERROR_DOMAIN,
@@ -16,7 +24,7 @@ from rag_common.errors import (
 )
 from rag_common.reasons import Reason
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+M = TypeVar("M", bound=Message)
 
 
 def status_code(error: RagError) -> grpc.StatusCode:
@@ -44,8 +52,10 @@ def encode(error: RagError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, byte
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_s * 1e9))
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=message, details=details)
+    )
+    return status.code, status.details, status.trailing_metadata
 
 
 def _packed(message) -> any_pb2.Any:
@@ -56,29 +66,31 @@ def _packed(message) -> any_pb2.Any:
 
 def retry_delay(rpc_error: grpc.aio.AioRpcError) -> float | None:
     """Seconds the `google.rpc.RetryInfo` of a failed call asks to wait, if it has one."""
-    for key, value in rpc_error.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.RetryInfo()
-                if detail.Unpack(info):
-                    return info.retry_delay.ToNanoseconds() / 1e9
+    info = _detail(rpc_error, error_details_pb2.RetryInfo)
+    return None if info is None else info.retry_delay.ToNanoseconds() / 1e9
+
+
+def error_info(rpc_error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The `ErrorInfo` inside a failed call's rich status, if it carries one."""
+    return _detail(rpc_error, error_details_pb2.ErrorInfo)
+
+
+def _detail(rpc_error: grpc.aio.AioRpcError, kind: type[M]) -> M | None:
+    """The first detail of type `kind` in the call's rich status; None without one, or with
+    one that does not parse or disagrees with the call's own status (a peer's bug)."""
+    try:
+        status = rpc_status.from_call(rpc_error)
+    except (ValueError, DecodeError):
+        return None
+    for detail in status.details if status is not None else ():
+        found = kind()
+        if detail.Unpack(found):
+            return found
     return None
 
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def error_info(rpc_error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
-    """The `ErrorInfo` inside a failed call's rich status, if it carries one."""
-    for key, value in rpc_error.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            for detail in status.details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return info
-    return None
 
 
 def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:

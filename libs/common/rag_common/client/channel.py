@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -124,31 +124,31 @@ class ServiceClient:
     a light idempotent call slower than usual is sent to another as well (hedging.py), and
     a replica that keeps failing or hanging is ejected. Each call's credential names the
     method it is for, so a captured one opens nothing else.
+
+    A client of one service names it in three class attributes; the constructor is this one.
     """
+
+    dependency: ClassVar[str]  # the service's short name: breaker, errors, credentials
+    service: ClassVar[str]  # its full name, e.g. "rag.v1.RetrievalService"
+    stub: ClassVar[type]  # its generated stub class
 
     def __init__(
         self,
         target: str,
-        dependency: str,
-        timeout_s: float,
-        breaker: CircuitBreaker | None = None,
         *,
+        timeout_s: float,
         credentials: Credentials,
-        stub: type,
-        service: str,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._credentials = credentials
-        self._dependency = dependency
         self._timeout_s = timeout_s
         self.replicas = Endpoints(
             target,
             # The files as they are when a channel opens (see _follow_tls_files).
             lambda address, authority: replica_channel(address, authority, credentials.tls),
-            name=dependency,
+            name=self.dependency,
         )
-        self._stub_type = stub
-        self._service = service  # full name, e.g. "rag.v1.RetrievalService"
-        self.breaker = breaker or CircuitBreaker(dependency)
+        self.breaker = breaker or CircuitBreaker(self.dependency)
         self._latency: dict[str, LatencyWindow] = {}
         self._hedge_budget = HedgeBudget()
         self._tls_seen, self._tls_checked = credentials.tls, time.monotonic()
@@ -182,7 +182,7 @@ class ServiceClient:
                 replica = self.replicas.pick(avoid=tried)
                 tried.add(replica.address)
                 started = time.monotonic()
-                send = getattr(replica.stub(self._stub_type), method)
+                send = getattr(replica.stub(self.stub), method)
                 # Each attempt gets what is left of the call's time, no more.
                 timeout = context.remaining_seconds(self._timeout_s)
                 try:
@@ -190,7 +190,7 @@ class ServiceClient:
                         try:
                             reply = await send(request, **(options | {"timeout": timeout}))
                         except grpc.aio.AioRpcError as exc:
-                            raise status.decode(exc, dependency=self._dependency) from None
+                            raise status.decode(exc, dependency=self.dependency) from None
                 except Unavailable:
                     if number == _ATTEMPTS - 1:
                         raise
@@ -216,19 +216,14 @@ class ServiceClient:
         with calling(self.breaker, timeouts_count=fair):
             replica = self.replicas.pick()
             with _outcome(replica, fair):
-                call = getattr(replica.stub(self._stub_type), method)(request, **options)
+                call = getattr(replica.stub(self.stub), method)(request, **options)
                 try:
                     async for message in call:
                         yield message
                 except grpc.aio.AioRpcError as exc:
-                    raise status.decode(exc, dependency=self._dependency) from None
+                    raise status.decode(exc, dependency=self.dependency) from None
                 finally:
                     call.cancel()
-
-    @property
-    def dependency(self) -> str:
-        """Name of the service this client calls."""
-        return self._dependency
 
     async def health(self) -> str:
         """The service's standard health status, as its best replica reports it;
@@ -252,7 +247,7 @@ class ServiceClient:
         timeout = context.remaining_seconds(self._timeout_s)
         metadata = [(REQUEST_ID_KEY, context.request_id() or context.new_request_id())]
         metadata += self._credentials.metadata(
-            self._dependency, identity, method=f"/{self._service}/{method}", lifetime_s=timeout
+            self.dependency, identity, method=f"/{self.service}/{method}", lifetime_s=timeout
         )
         return {
             "timeout": timeout,

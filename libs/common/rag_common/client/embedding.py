@@ -8,9 +8,7 @@ from typing import Literal
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
 from rag_common import context
-from rag_common.breaker import CircuitBreaker
 from rag_common.client.channel import ServiceClient
-from rag_common.security.credentials import Credentials
 
 _PURPOSES = {
     "query": pb.EMBEDDING_PURPOSE_QUERY,
@@ -21,23 +19,9 @@ _PURPOSES = {
 class EmbeddingClient(ServiceClient):
     """Embeds texts through EmbeddingService (the TextEmbedder port over gRPC)."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout_s: float,
-        credentials: Credentials,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(
-            target,
-            "embedding",
-            timeout_s,
-            breaker,
-            credentials=credentials,
-            stub=pb_grpc.EmbeddingServiceStub,
-            service="rag.v1.EmbeddingService",
-        )
+    dependency = "embedding"
+    service = "rag.v1.EmbeddingService"
+    stub = pb_grpc.EmbeddingServiceStub
 
     async def embed(
         self, texts: Sequence[str], purpose: Literal["query", "document"]

@@ -6,11 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
-from rag_common.breaker import CircuitBreaker
 from rag_common.client.channel import ServiceClient
 from rag_common.convert import source_to_pb
 from rag_common.domain import ScoredChunk
-from rag_common.security.credentials import Credentials
 from rag_common.security.identity import Identity
 from rag_query.models import GeneratedText, QueryOptions
 
@@ -40,23 +38,9 @@ def _generated(response: pb.GenerateResponse) -> GeneratedText:
 class GenerationClient(ServiceClient):
     """Calls GenerationService."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout_s: float,
-        credentials: Credentials,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(
-            target,
-            "generation",
-            timeout_s,
-            breaker,
-            credentials=credentials,
-            stub=pb_grpc.GenerationServiceStub,
-            service="rag.v1.GenerationService",
-        )
+    dependency = "generation"
+    service = "rag.v1.GenerationService"
+    stub = pb_grpc.GenerationServiceStub
 
     async def generate(
         self,

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Sequence
 
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
-from rag_common.breaker import CircuitBreaker
 from rag_common.client.channel import ServiceClient
 from rag_common.convert import (
     conditions_to_pb,
@@ -15,7 +14,6 @@ from rag_common.convert import (
     source_from_pb,
 )
 from rag_common.domain import DocumentInput, UpsertResult
-from rag_common.security.credentials import Credentials
 from rag_common.security.identity import Identity
 from rag_query.models import QueryOptions, RetrievedContext
 
@@ -23,23 +21,9 @@ from rag_query.models import QueryOptions, RetrievedContext
 class RetrievalClient(ServiceClient):
     """Calls RetrievalService with the caller's identity forwarded."""
 
-    def __init__(
-        self,
-        target: str,
-        *,
-        timeout_s: float,
-        credentials: Credentials,
-        breaker: CircuitBreaker | None = None,
-    ) -> None:
-        super().__init__(
-            target,
-            "retrieval",
-            timeout_s,
-            breaker,
-            credentials=credentials,
-            stub=pb_grpc.RetrievalServiceStub,
-            service="rag.v1.RetrievalService",
-        )
+    dependency = "retrieval"
+    service = "rag.v1.RetrievalService"
+    stub = pb_grpc.RetrievalServiceStub
 
     async def retrieve(
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
