@@ -8,15 +8,7 @@ from rag_common import context
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, calling, guarded
 from rag_common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from rag_generation.retry import RetryPolicy, retrying
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
+from tests.support.clock import Clock
 
 DOWN = Unavailable("down")
 

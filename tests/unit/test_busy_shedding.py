@@ -9,18 +9,11 @@ import pytest
 
 from rag_common.errors import ResourceExhausted
 from rag_common.server.busy_shedding import WINDOW_S, BusyShedding, LoopBusy
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 def shedding(busy: float, chance: float = 0.5, threshold: float = 0.3):
-    clock = Clock()
+    clock = Clock(100.0)
     levels = {"busy": busy}
     shed = BusyShedding(
         threshold, 0.2, busy=lambda: levels["busy"], clock=clock, chance=lambda: chance
@@ -97,7 +90,7 @@ def test_threshold_one_turns_it_off():
 
 
 def test_the_busy_level_follows_the_cpu_time_of_the_reading_thread():
-    clock, cpu = Clock(), Clock()
+    clock, cpu = Clock(100.0), Clock(100.0)
     busy = LoopBusy(0.05, 0.5, clock=clock, cpu=cpu)
     assert busy.level() == 0.0
     for _ in range(10):  # on a CPU the whole time

@@ -74,3 +74,17 @@ def test_a_scope_refilled_many_times_over_finds_exactly_its_newest_entries():
     assert cache.lookup("s", "question 990", vectors[990]) is None
     assert cache.lookup("s", "question 999", vectors[999]).answer_key == "k999"
     assert len(cache) == 4  # 996 to 999
+
+
+def test_entries_expire_and_each_scope_is_bounded():
+    clock = [0.0]
+    cache = SemanticCache(ttl_s=10, max_per_scope=2, clock=lambda: clock[0])
+    cache.add("s", "How do I reset my password?", [1.0, 0.0], "k1")
+    assert cache.lookup("s", "How can I reset my password?", [1.0, 0.0]).answer_key == "k1"
+    assert cache.lookup("other scope", "How can I reset my password?", [1.0, 0.0]) is None
+    clock[0] = 11
+    assert cache.lookup("s", "How can I reset my password?", [1.0, 0.0]) is None
+    for i in range(3):
+        cache.add("s", f"question {i}", [1.0, 0.0], f"k{i}")
+    assert cache.lookup("s", "question 0", [1.0, 0.0]) is None  # the oldest was dropped
+    assert cache.lookup("s", "question 2", [1.0, 0.0]).answer_key == "k2"

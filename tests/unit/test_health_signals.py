@@ -7,14 +7,7 @@ import pytest
 from rag_common.health.details import Dependency, Health, HealthChecker
 from rag_common.health.process import ProcessUsage
 from rag_common.health.signals import SignalWindow, Thresholds
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import Clock
 
 
 class Usage:
@@ -35,7 +28,7 @@ class Usage:
 
 
 def window(cache=None) -> tuple[SignalWindow, Clock, Usage]:
-    clock, usage = Clock(), Usage()
+    clock, usage = Clock(1000.0), Usage()
     return SignalWindow(Thresholds(), cache=cache, usage=usage, clock=clock), clock, usage
 
 

@@ -23,7 +23,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:[-'][A-Za-z0-9]+)*")
+# A word may carry the symbols that make a name: C++, C#, .NET, Node.js, x86-64, rock'n'roll.
+# A full stop joins only letters on both sides, so a sentence's own full stop is no part.
+_WORD = re.compile(r"(?<![A-Za-z0-9.])\.?[A-Za-z0-9]+(?:[-'.][A-Za-z0-9]+)*(?:\+\+|#)?")
+_NAME_SYMBOLS = frozenset("+#.")
 _CONTRACTIONS = {
     "what's": "what is",
     "how's": "how is",
@@ -202,8 +205,13 @@ def _words(question: str) -> tuple[_Word, ...]:
         if lower.endswith("n't"):
             words.append(_Word("not", "not"))
             lower = lower[:-3]
-        # An acronym, a version or a code is compared exactly: HTTP is not HTTPS.
-        exact = (token.isupper() and len(token) > 1) or any(c.isdigit() for c in token)
+        # An acronym, a version, a code or a name with symbols is compared exactly: HTTP is
+        # not HTTPS, and C++ is neither C nor C#.
+        exact = (
+            (token.isupper() and len(token) > 1)
+            or any(c.isdigit() for c in token)
+            or any(c in _NAME_SYMBOLS for c in token)
+        )
         words.append(_Word(lower if exact else _SYNONYMS.get(_stem(lower), _stem(lower)), lower))
     return tuple(_fold_phrases(words))
 
