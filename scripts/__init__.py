@@ -1,1 +1,1 @@
-"""Developer scripts (code generation helpers, README tables)."""
+"""Developer scripts (code generation helpers, the docs' generated tables)."""

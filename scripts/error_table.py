@@ -1,6 +1,6 @@
-"""Print every stable error reason as the README's Markdown table (status, reason, meaning).
+"""Print every stable error reason as docs/failures.md's Markdown table (status, reason, meaning).
 
-`python -m scripts.error_table` prints what README.md's errors section must contain;
+`python -m scripts.error_table` prints what docs/failures.md's errors section must contain;
 `--write` puts it there. A unit test fails when the two drift apart.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from rag_common.reasons import Reason
-from scripts.readme_sections import replace_section
+from scripts.doc_sections import DOCS, replace_section
 
 
 def table() -> str:
@@ -21,6 +21,6 @@ def table() -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        replace_section("errors", table())
+        replace_section("errors", table(), DOCS / "failures.md")
     else:
         print(table())

@@ -1,6 +1,6 @@
-"""Print every service setting as Markdown tables (env var, default, meaning) for the README.
+"""Print every service setting as Markdown tables (env var, default, meaning) for the docs.
 
-`python scripts/settings_table.py` prints what README.md's settings section must contain;
+`python -m scripts.settings_table` prints what docs/configuration.md's settings section holds;
 `--write` puts it there. A unit test fails when the two drift apart.
 """
 
@@ -18,7 +18,7 @@ from rag_embedding.config import EmbeddingSettings
 from rag_generation.config import GenerationSettings
 from rag_query.config import QuerySettings
 from rag_retrieval.config import RetrievalSettings
-from scripts.readme_sections import replace_section
+from scripts.doc_sections import DOCS, replace_section
 
 SERVICES: list[type[BaseSettings]] = [
     QuerySettings,
@@ -81,6 +81,6 @@ def tables() -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
-        replace_section("settings", tables())
+        replace_section("settings", tables(), DOCS / "configuration.md")
     else:
         print(tables())

@@ -217,7 +217,7 @@ async def generation_scenarios(requests: int) -> None:
     )
     packaged, requantized = long_prompts
     print(
-        f"  over five 800-character passages of the README, {len(packaged.total_ms)} "
+        f"  over five 800-character passages of docs/configuration.md, {len(packaged.total_ms)} "
         "answers each: time to first token p50 / p95, as packaged (Q4_1) "
         f"{packaged.percentile(50):.0f} / {packaged.percentile(95):.0f} ms, re-encoded (Q8_0) "
         f"{requantized.percentile(50):.0f} / {requantized.percentile(95):.0f} ms: "

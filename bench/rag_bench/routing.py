@@ -21,7 +21,7 @@ SOURCES = (
     ScoredChunk("policy", 0, 0.6, "Vacation requests need a manager's approval."),
 )
 QUESTION = GenerationRequest("How many vacation days do employees get?", SOURCES, max_tokens=24)
-README = Path(__file__).parents[2] / "README.md"  # real prose, for prompts of a real size
+PROSE = Path(__file__).parents[2] / "docs" / "configuration.md"  # real prose, real-sized prompts
 
 
 async def local_first_token(requests: int, weights: str = "q8_0", *, long: bool = False) -> Run:
@@ -59,17 +59,17 @@ def _short_sources(i: int) -> tuple[ScoredChunk, ...]:
 
 
 def _long_sources(i: int) -> tuple[ScoredChunk, ...]:
-    text = _readme()
+    text = _prose()
     start = i * 4000 % (len(text) - 4000)
     return tuple(
-        ScoredChunk(f"readme-{i}", n, 0.9 - n / 10, text[start + 800 * n : start + 800 * (n + 1)])
+        ScoredChunk(f"prose-{i}", n, 0.9 - n / 10, text[start + 800 * n : start + 800 * (n + 1)])
         for n in range(5)
     )
 
 
 @functools.cache
-def _readme() -> str:
-    return README.read_text()
+def _prose() -> str:
+    return PROSE.read_text()
 
 
 async def dead_provider_overhead(requests: int) -> list[Run]:

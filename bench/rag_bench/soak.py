@@ -1,6 +1,6 @@
 """`python -m rag_bench.soak --minutes 60`: a long run of new questions; does memory level off?
 
-Starts the four services on free ports with a Redis of their own, configured as the README
+Starts the four services on free ports with a Redis of their own, configured as docs/operations.md
 says (`maxmemory` and `volatile-lru`), ingests a small corpus and keeps 8 clients asking
 questions never asked before (every one writes an answer, a semantic entry and an embedding
 to Redis) for the given minutes. Every `--every` seconds it prints each process's resident

@@ -91,10 +91,10 @@ def compose(tmp_path_factory):
 
 
 def test_ingest_and_ask_through_the_one_published_port(compose):
-    ingested = compose.rag("ingest", str(ROOT / "README.md"))
+    ingested = compose.rag("ingest", str(ROOT / "docs" / "security.md"))
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     answer = compose.answers()
-    assert "README.md" in answer
+    assert "security.md" in answer
     published = podman("port", compose.container("query"))
     assert published == f"50051/tcp -> 127.0.0.1:{compose.port}"
     for service in ("retrieval", "embedding", "generation", "redis"):
@@ -117,7 +117,7 @@ def test_a_killed_container_is_restarted_and_answers_again(compose):
     while int(podman("inspect", "--format", "{{.RestartCount}}", container)) == restarts:
         assert time.monotonic() < deadline, "the killed container was not restarted"
         time.sleep(0.5)
-    assert "README.md" in compose.answers()
+    assert "security.md" in compose.answers()
 
 
 def test_documents_survive_recreating_the_retrieval_container(compose):
@@ -126,4 +126,4 @@ def test_documents_survive_recreating_the_retrieval_container(compose):
     before = podman("inspect", "--format", "{{.Id}}", container)
     compose("up", "-d", "--force-recreate", "retrieval")
     assert podman("inspect", "--format", "{{.Id}}", container) != before
-    assert "README.md" in compose.answers()
+    assert "security.md" in compose.answers()

@@ -11,25 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections import Counter
 from dataclasses import dataclass, field
 
 import grpc
 import pytest
 
-from rag.v1 import common_pb2, document_service_pb2, document_service_pb2_grpc
-from rag.v1 import query_service_pb2 as pb
+from rag.v1 import document_service_pb2, document_service_pb2_grpc
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import free_port
 from rag_common.client.channel import channel_target
 from tests.deploy.containers import IDENTITY_KEY, build, podman, require_podman, wait_serving
+from tests.support.question_load import Call, QuestionLoad, topic_documents
 
 pytestmark = pytest.mark.slow
 KEY = "rollout-key"
 AUTH = [("authorization", f"Bearer {KEY}")]
 PORTS = {"query": 50051, "retrieval": 50052, "generation": 50053, "embedding": 50054}
-TOPICS = ("tides", "kelp", "glaciers", "dunes")
 WINDOW_S = 5.0
 
 
@@ -148,28 +145,19 @@ def caller_channel(targets: str) -> grpc.aio.Channel:
 
 
 async def ingest(stub: document_service_pb2_grpc.DocumentServiceStub) -> None:
-    documents = [
-        common_pb2.Document(id=t, text=f"Notes on {t}: the {t} of the north are famous.")
-        for t in TOPICS
-    ]
-    request = document_service_pb2.IngestDocumentsRequest(documents=documents)
+    request = document_service_pb2.IngestDocumentsRequest(documents=topic_documents())
     await stub.IngestDocuments(request, metadata=AUTH, timeout=60)
 
 
-def windows(calls: list[tuple[float, float, str]]) -> list[tuple[float, int, float, int]]:
+def windows(calls: list[Call]) -> list[tuple[float, int, float, int]]:
     """(window start, calls, p95 ms, failed) per WINDOW_S of the run."""
     rows = []
-    for start in range(0, int(max(t for t, _, _ in calls) // WINDOW_S) + 1):
-        inside = [
-            (ms, outcome)
-            for t, ms, outcome in calls
-            if start * WINDOW_S <= t < (start + 1) * WINDOW_S
-        ]
+    for start in range(0, int(max(c.at_s for c in calls) // WINDOW_S) + 1):
+        inside = [c for c in calls if start * WINDOW_S <= c.at_s < (start + 1) * WINDOW_S]
         if inside:
-            latencies = sorted(ms for ms, _ in inside)
+            latencies = sorted(c.ms for c in inside)
             p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-            failed = sum(outcome.isupper() for _, outcome in inside)
-            rows.append((start * WINDOW_S, len(inside), p95, failed))
+            rows.append((start * WINDOW_S, len(inside), p95, sum(c.failed for c in inside)))
     return rows
 
 
@@ -197,50 +185,22 @@ async def replace(fleet: Fleet, service: str, old: str, mark) -> None:
 async def test_replacing_every_replica_with_a_new_version_under_load_fails_no_call(fleet):
     ports = [published_port(name) for name in fleet.running_of("query")]
     targets = ",".join(f"127.0.0.1:{port}" for port in ports)
-    calls: list[tuple[float, float, str]] = []
     events: list[tuple[float, str]] = []
-    stop = asyncio.Event()
     async with caller_channel(targets) as channel:
         await ingest(document_service_pb2_grpc.DocumentServiceStub(channel))
-        stub = pb_grpc.QueryServiceStub(channel)
-        began = time.monotonic()
-
-        async def client(number: int) -> None:
-            asked = 0
-            while not stop.is_set():
-                asked += 1
-                topic = TOPICS[(number + asked) % len(TOPICS)]
-                request = pb.QueryRequest(
-                    question=f"What are the {topic} of the north, case {number}.{asked}?",
-                    options=pb.QueryOptions(provider="extractive"),
-                )
-                sent = time.monotonic()
-                try:
-                    reply = await stub.Query(request, metadata=AUTH, timeout=10)
-                    outcome = ",".join(reply.degraded) or "normal"
-                except grpc.aio.AioRpcError as exc:
-                    outcome = exc.code().name
-                calls.append((sent - began, (time.monotonic() - sent) * 1000, outcome))
-
-        clients = [asyncio.ensure_future(client(n)) for n in range(4)]
-        try:
+        async with QuestionLoad(pb_grpc.QueryServiceStub(channel), AUTH, callers=4) as load:
             await asyncio.sleep(15)  # the steady state
             for service in ("embedding", "generation", "query"):
                 for old in fleet.running_of(service):
-                    await replace(
-                        fleet, service, old, lambda e: events.append((time.monotonic() - began, e))
-                    )
+                    await replace(fleet, service, old, lambda e: events.append((load.now(), e)))
             await asyncio.sleep(10)  # after the rollout
-        finally:
-            stop.set()
-            await asyncio.gather(*clients)
 
-    outcomes = Counter(outcome for _, _, outcome in calls)
+    calls = load.calls
     rollout_start, rollout_end = events[0][0], events[-1][0]
-    steady = [ms for t, ms, _ in calls if t < 15]
-    during = [ms for t, ms, _ in calls if rollout_start - 5 <= t <= rollout_end]
+    steady = [c.ms for c in calls if c.at_s < 15]
+    during = [c.ms for c in calls if rollout_start - 5 <= c.at_s <= rollout_end]
     p95 = lambda values: sorted(values)[int(0.95 * len(values))]  # noqa: E731
-    print(f"\n{len(calls)} calls: {dict(outcomes)}")
+    print(f"\n{len(calls)} calls: {dict(load.outcomes)}")
     print(f"p95 steady {p95(steady):.0f} ms, during the rollout {p95(during):.0f} ms")
     for start, count, window_p95, failed in windows(calls):
         marks = "; ".join(e for t, e in events if start <= t < start + WINDOW_S)
@@ -253,5 +213,4 @@ async def test_replacing_every_replica_with_a_new_version_under_load_fails_no_ca
             name,
         )
         assert label == "next", name
-    failed = {k: v for k, v in outcomes.items() if k.isupper()}
-    assert failed == {} and outcomes["normal"] > 0
+    assert load.failed == {} and load.outcomes["normal"] > 0

@@ -4,27 +4,22 @@ rotate the internal identity key (`old,new`, then `new,old`, then `new`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import Counter
 
-import grpc
 import pytest
 
-from rag.v1 import common_pb2
-from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_cli.launcher import LocalCluster
 from rag_common.client.channel import open_channel
 from rag_common.security.credentials import Credentials
 from rag_common.security.identity import Identity
+from tests.support.question_load import QuestionLoad, topic_documents
 from tests.support.suite import upsert_directly
 
 KEY = "rollout-key"
 AUTH = [("authorization", f"Bearer {KEY}")]
 OLD, NEW = "old-identity-key-" + "o" * 32, "new-identity-key-" + "n" * 32
 SERVICES = ("embedding", "generation", "retrieval", "query")
-TOPICS = ("tides", "kelp", "glaciers", "dunes")
 
 pytestmark = pytest.mark.slow
 
@@ -58,10 +53,7 @@ async def cluster(tmp_path_factory):
 
 
 async def ingest(cluster: LocalCluster, replica: str) -> None:
-    documents = [
-        common_pb2.Document(id=t, text=f"Notes on {t}: the {t} of the north are famous.")
-        for t in TOPICS
-    ]
+    documents = topic_documents()
     identity = Identity("tests", "rollout", frozenset({"writer"}))
     await upsert_directly(cluster.address(replica), Credentials(OLD, "tests"), identity, documents)
 
@@ -76,35 +68,11 @@ async def restart(cluster: LocalCluster, name: str, key: str) -> None:
 
 async def test_rotating_the_identity_key_replica_by_replica_costs_no_call(cluster):
     cluster_, pairs, query_targets = cluster
-    outcomes: Counter[str] = Counter()
-    stop = asyncio.Event()
     async with open_channel(query_targets) as channel:  # round-robin over both, as callers
-        stub = pb_grpc.QueryServiceStub(channel)
-
-        async def client(number: int) -> None:
-            asked = 0
-            while not stop.is_set():
-                asked += 1
-                topic = TOPICS[(number + asked) % len(TOPICS)]
-                request = pb.QueryRequest(
-                    question=f"What are the {topic} of the north, case {number}.{asked}?",
-                    options=pb.QueryOptions(provider="extractive"),
-                )
-                try:
-                    reply = await stub.Query(request, metadata=AUTH, timeout=10)
-                    outcomes[",".join(reply.degraded) or "normal"] += 1
-                except grpc.aio.AioRpcError as exc:
-                    outcomes[exc.code().name] += 1
-
-        clients = [asyncio.ensure_future(client(n)) for n in range(8)]
-        try:
+        async with QuestionLoad(pb_grpc.QueryServiceStub(channel), AUTH, callers=8) as load:
             for key in (f"{OLD},{NEW}", f"{NEW},{OLD}", NEW):
                 for service in SERVICES:  # callees first, then their callers
                     for name in pairs[service]:
                         await restart(cluster_, name, key)
-        finally:
-            stop.set()
-            await asyncio.gather(*clients)
-    print(f"\n24 restarts under load, the key rotated in three rollouts: {dict(outcomes)}")
-    failed = {k: v for k, v in outcomes.items() if k.isupper()}
-    assert failed == {} and outcomes["normal"] > 0
+    print(f"\n24 restarts under load, the key rotated in three rollouts: {dict(load.outcomes)}")
+    assert load.failed == {} and load.outcomes["normal"] > 0

@@ -1,20 +1,20 @@
-"""Generated sections of the README, between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`."""
+"""Generated sections of the docs, between `<!-- NAME:begin ... -->` and `<!-- NAME:end -->`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-README = Path(__file__).parents[1] / "README.md"
+DOCS = Path(__file__).parents[1] / "docs"
 
 
 def section(text: str, name: str) -> str:
-    """What the README `text` holds between the markers of `name`, stripped."""
+    """What the document `text` holds between the markers of `name`, stripped."""
     after_begin = text.split(f"<!-- {name}:begin", 1)[1].split("-->\n", 1)[1]
     return after_begin.split(f"<!-- {name}:end -->")[0].strip()
 
 
-def replace_section(name: str, content: str, path: Path = README) -> None:
-    """Put `content` between the markers of `name` in the README at `path`."""
+def replace_section(name: str, content: str, path: Path) -> None:
+    """Put `content` between the markers of `name` in the document at `path`."""
     text = path.read_text()
     head, rest = text.split(f"<!-- {name}:begin", 1)
     begin_line, after = rest.split("-->\n", 1)
