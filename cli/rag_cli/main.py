@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
+
 from rag_cli import evaluate
 from rag_cli.commands.ask import ingest, query
 from rag_cli.commands.evaluate import eval_command
@@ -16,7 +18,7 @@ from rag_cli.commands.health import health, probe
 from rag_cli.commands.local import certs_command, serve, up
 from rag_cli.commands.operate import advise_command, backup, keys_command, restore
 from rag_cli.launcher import SERVICES
-from rag_cli.output import console
+from rag_cli.output import console, fail
 from rag_cli.settings import CliSettings
 from rag_common.security.identity import ROLES
 
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         # Ctrl-C is how `rag up` is meant to end; its services were already stopped.
         code = 0 if args.command == "up" else 130
+    except grpc.aio.AioRpcError as exc:  # every command's failed call, told one way
+        code = fail(exc)
     except (FileNotFoundError, evaluate.BadInput) as exc:
         console.print(f"[red]{exc}[/red]")
         code = 2

@@ -108,21 +108,19 @@ async def ask(
     timeout_s: float,
     tls: TlsFiles | None = None,
 ) -> int:
-    """Ask `question`, print the answer (as it is written, with `stream`) and its details."""
+    """Ask `question`, print the answer (as it is written, with `stream`) and its details;
+    a failed call raises its AioRpcError."""
     async with client_channel(target, tls) as channel:
         stub = query_service_pb2_grpc.QueryServiceStub(channel)
-        try:
-            if stream:
-                reply = await _stream_answer(stub, question, options, api_key, timeout_s)
-            else:
-                reply = await stub.Query(
-                    query_service_pb2.QueryRequest(question=question, options=options),
-                    metadata=bearer(api_key),
-                    timeout=timeout_s,
-                )
-                console.print(reply.text, markup=False, highlight=False)
-        except grpc.aio.AioRpcError as exc:
-            return fail(exc)
+        if stream:
+            reply = await _stream_answer(stub, question, options, api_key, timeout_s)
+        else:
+            reply = await stub.Query(
+                query_service_pb2.QueryRequest(question=question, options=options),
+                metadata=bearer(api_key),
+                timeout=timeout_s,
+            )
+            console.print(reply.text, markup=False, highlight=False)
     print_answer_details(reply)
     return 0
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-import grpc
 from rich.table import Table
 
 from rag_cli import evaluate
 from rag_cli.launcher import client_channel
-from rag_cli.output import bearer, console, fail
+from rag_cli.output import bearer, console
 
 
 async def eval_command(args: argparse.Namespace) -> int:
@@ -21,22 +20,19 @@ async def eval_command(args: argparse.Namespace) -> int:
         return 1
     variants = evaluate.COMPARED if args.compare else (evaluate.DEFAULT,)
     async with client_channel(args.target) as channel:
-        try:
-            if args.documents:
-                chunks = await evaluate.ingest(
-                    channel, args.documents, bearer(args.api_key), args.timeout
-                )
-                console.print(f"ingested {args.documents} as {chunks} chunks")
-            outcomes = await evaluate.evaluate(
-                channel,
-                questions,
-                variants,
-                bearer(args.api_key),
-                timeout_s=args.timeout,
-                provider=args.provider,
+        if args.documents:
+            chunks = await evaluate.ingest(
+                channel, args.documents, bearer(args.api_key), args.timeout
             )
-        except grpc.aio.AioRpcError as exc:
-            return fail(exc)
+            console.print(f"ingested {args.documents} as {chunks} chunks")
+        outcomes = await evaluate.evaluate(
+            channel,
+            questions,
+            variants,
+            bearer(args.api_key),
+            timeout_s=args.timeout,
+            provider=args.provider,
+        )
     console.print(eval_table(outcomes, len(questions)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

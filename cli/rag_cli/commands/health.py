@@ -20,32 +20,8 @@ _DETAILS = "/rag.v1.HealthDetailsService/GetHealthDetails"
 
 async def health(args: argparse.Namespace) -> int:
     """Each service's health and its dependencies (exit 1 if any is not SERVING)."""
-    # Light rules leave the detail column room in an 80-column terminal.
-    table = Table(
-        "service",
-        "serving",
-        "overall",
-        "dependency",
-        "state",
-        "breaker",
-        "ms",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    table.add_column("detail", overflow="fold")
-    signals = Table(
-        "service",
-        "signal",
-        "state",
-        "value",
-        "warning",
-        "critical",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    signals.add_column("detail", overflow="fold")
-    for column in (*table.columns[:5], *signals.columns[:3]):
-        column.no_wrap = True  # names and states whole: the detail column wraps instead
+    table = _table("service", "serving", "overall", "dependency", "state", "breaker", "ms")
+    signals = _table("service", "signal", "state", "value", "warning", "critical")
     unhealthy = 0
     for service, address in _targets(args).items():
         serving = await health_status(address)
@@ -103,6 +79,16 @@ def _details_credential(args: argparse.Namespace, service: str) -> list[tuple[st
     if base_service(service) == "query":
         return bearer(args.api_key)
     return operator_credentials(args).metadata(base_service(service), OPERATOR_CLI, method=_DETAILS)
+
+
+def _table(*columns: str) -> Table:
+    """Columns that never wrap (names and states stay whole), then a detail column that
+    does; light rules leave it room in an 80-column terminal."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    return table
 
 
 def _dependency_cells(dependencies: list) -> tuple[str, ...]:

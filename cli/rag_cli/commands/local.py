@@ -10,10 +10,12 @@ import os
 import signal
 from pathlib import Path
 
+import grpc
+
 from rag.v1 import query_service_pb2
 from rag_cli.commands.ask import ask, ingest_paths
 from rag_cli.launcher import SERVICES, LocalCluster, die_with_launcher
-from rag_cli.output import console
+from rag_cli.output import console, fail
 from rag_cli.supervise import keep_running
 from rag_common.security.tls import write_development_ca
 
@@ -103,7 +105,10 @@ async def serve_cluster(cluster: LocalCluster, args: argparse.Namespace) -> None
         # Extractive: grounded and instant. The packaged 135M-parameter local model shows
         # the LLM path works but drifts on long technical context; try it with --provider.
         options = query_service_pb2.QueryOptions(provider="extractive")
-        await ask(args.target, DEMO_QUESTION, options=options, stream=True, **calls)
+        try:
+            await ask(args.target, DEMO_QUESTION, options=options, stream=True, **calls)
+        except grpc.aio.AioRpcError as exc:
+            fail(exc)  # told, and the suite keeps serving
         console.print('[dim]also try: rag query "your question" --provider local[/dim]')
     console.print("\nserving; press Ctrl-C to stop")
     await keep_running(cluster, lambda line: console.print(f"[yellow]{line}[/yellow]"))

@@ -6,14 +6,13 @@ import argparse
 import asyncio
 import sys
 
-import grpc
 from pydantic import ValidationError
 from rich.table import Table
 
 from rag_cli import advise, keys
 from rag_cli.backup import create_backup, restore_backup
 from rag_cli.launcher import SERVICES, LocalCluster, local_identity_key
-from rag_cli.output import console, fail
+from rag_cli.output import console
 from rag_cli.settings import CliSettings
 from rag_common.security.credentials import Credentials
 from rag_query.config import ApiKey
@@ -65,24 +64,18 @@ def operator_credentials(args: argparse.Namespace) -> Credentials:
 
 async def backup(args: argparse.Namespace) -> int:
     """Archive the whole vector store into a file."""
-    try:
-        path = await create_backup(
-            args.retrieval, args.destination, args.keep, args.timeout, operator_credentials(args)
-        )
-    except grpc.aio.AioRpcError as exc:
-        return fail(exc)
+    path = await create_backup(
+        args.retrieval, args.destination, args.keep, args.timeout, operator_credentials(args)
+    )
     console.print(f"backed up to {path} ({path.stat().st_size} bytes)")
     return 0
 
 
 async def restore(args: argparse.Namespace) -> int:
     """Replace the whole vector store with an archive, and invalidate cached answers."""
-    try:
-        chunks = await restore_backup(
-            args.retrieval, args.archive, args.redis_url, args.timeout, operator_credentials(args)
-        )
-    except grpc.aio.AioRpcError as exc:
-        return fail(exc)
+    chunks = await restore_backup(
+        args.retrieval, args.archive, args.redis_url, args.timeout, operator_credentials(args)
+    )
     console.print(f"restored {args.archive}: {chunks} chunks")
     if not args.redis_url:
         console.print(
