@@ -1,1 +1,0 @@
-"""Developer scripts (code generation helpers, the docs' generated tables)."""
