@@ -19,6 +19,7 @@ from tests.deploy.containers import ROOT, build, podman, require_podman, wait_se
 pytestmark = pytest.mark.slow
 RAG = str(Path(sys.executable).parent / "rag")
 QUESTION = "How do I rotate the identity key?"
+INGESTED = "docs/security.md"
 PORTS = {"retrieval": 50052, "embedding": 50054, "generation": 50053, "query": 50051}
 
 
@@ -64,7 +65,8 @@ class Compose:
         deadline = time.monotonic() + timeout_s
         while True:
             done = self.rag("query", QUESTION)
-            if done.returncode == 0 and "identity" in done.stdout.lower():
+            # A source from the ingested file: what the (small, local) model writes varies.
+            if done.returncode == 0 and f"{INGESTED}#" in done.stdout:
                 return done.stdout
             assert time.monotonic() < deadline, done.stdout[-2000:] + done.stderr[-2000:]
             time.sleep(2)
@@ -91,10 +93,10 @@ def compose(tmp_path_factory):
 
 
 def test_ingest_and_ask_through_the_one_published_port(compose):
-    ingested = compose.rag("ingest", str(ROOT / "docs" / "security.md"))
+    ingested = compose.rag("ingest", str(ROOT / INGESTED))
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     answer = compose.answers()
-    assert "security.md" in answer
+    assert INGESTED in answer
     published = podman("port", compose.container("query"))
     assert published == f"50051/tcp -> 127.0.0.1:{compose.port}"
     for service in ("retrieval", "embedding", "generation", "redis"):
@@ -117,7 +119,7 @@ def test_a_killed_container_is_restarted_and_answers_again(compose):
     while int(podman("inspect", "--format", "{{.RestartCount}}", container)) == restarts:
         assert time.monotonic() < deadline, "the killed container was not restarted"
         time.sleep(0.5)
-    assert "security.md" in compose.answers()
+    compose.answers()  # answers again, citing the ingested file
 
 
 def test_documents_survive_recreating_the_retrieval_container(compose):
@@ -126,4 +128,4 @@ def test_documents_survive_recreating_the_retrieval_container(compose):
     before = podman("inspect", "--format", "{{.Id}}", container)
     compose("up", "-d", "--force-recreate", "retrieval")
     assert podman("inspect", "--format", "{{.Id}}", container) != before
-    assert "security.md" in compose.answers()
+    compose.answers()  # answers again, citing the ingested file
