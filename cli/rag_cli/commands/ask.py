@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import time
+from pathlib import Path
 
 import grpc
 from rich.progress import Progress
@@ -18,6 +20,7 @@ from rag.v1 import (
 from rag_cli import files
 from rag_cli.launcher import client_channel
 from rag_cli.output import bearer, console, fail
+from rag_common import status
 from rag_common.security.tls import TlsFiles
 
 
@@ -52,7 +55,7 @@ async def ingest_paths(
     """Ingest the files under `paths` with a progress bar; 0, or 1 after the first error."""
     found = files.find_files(paths)
     if not found:
-        console.print("no .md, .txt or .rst files found")
+        console.print("no supported files found: PDF, HTML, DOCX, Markdown, reStructuredText or text")
         return 1
     stored = {"files": 0, "chunks": 0}
     failures: list[grpc.aio.AioRpcError] = []
@@ -78,7 +81,18 @@ async def ingest_paths(
                         )
                     except grpc.aio.AioRpcError as exc:
                         failures.append(exc)
+                        refused = _refused_file(exc, batch)
+                        if refused is not None:
+                            console.print(f"[red]refused: {refused}[/red]", highlight=False)
                         return
+                    for path, document in zip(batch, reply.documents, strict=False):
+                        if document.pages_without_text:
+                            pages = ", ".join(map(str, document.pages_without_text))
+                            console.print(
+                                f"[yellow]{path}: no text on page {pages} of "
+                                f"{document.pages} (scanned? run OCR first)[/yellow]",
+                                highlight=False,
+                            )
                     stored["files"] += len(batch)
                     stored["chunks"] += sum(d.chunks for d in reply.documents)
                     rate = stored["chunks"] / (time.perf_counter() - started)
@@ -96,6 +110,15 @@ async def ingest_paths(
         f"({stored['chunks'] / elapsed:.0f} chunks/s)"
     )
     return 0
+
+
+def _refused_file(exc: grpc.aio.AioRpcError, batch: list[Path]) -> Path | None:
+    """The file of `batch` a refusal names (its field is `documents[i]...`), if any."""
+    info = status.error_info(exc)
+    found = re.match(r"documents\[(\d+)\]", info.metadata.get("field", "") if info else "")
+    if found and int(found.group(1)) < len(batch):
+        return batch[int(found.group(1))]
+    return None
 
 
 async def ask(
@@ -143,13 +166,22 @@ async def _stream_answer(
     return done
 
 
+def source_label(source) -> str:
+    """Where a source is, as a reader looks it up: `report.pdf, page 7, "3.2 Limits"`."""
+    parts = [source.title or source.document_id]
+    if source.page:
+        parts.append(f"page {source.page}")
+    if source.section and source.section != parts[0]:
+        parts.append(f'"{source.section}"')
+    return ", ".join(parts)
+
+
 def print_answer_details(reply: query_service_pb2.QueryResponse) -> None:
     """Numbered sources, then the provider and per-stage timings."""
     console.print("\n[bold]Sources[/bold]")
     for number, source in enumerate(reply.sources, start=1):
-        label = source.title or source.document_id
         console.print(
-            f"  [{number}] {label} ({source.document_id}#{source.chunk_index}, "
+            f"  [{number}] {source_label(source)} ({source.document_id}#{source.chunk_index}, "
             f"score {source.score:.3f})",
             markup=False,
             highlight=False,

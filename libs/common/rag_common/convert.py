@@ -78,6 +78,8 @@ def source_to_pb(chunk: ScoredChunk, *, max_text_chars: int | None = None) -> co
         title=chunk.title,
         source=chunk.source,
         metadata=dict(chunk.metadata),
+        page=chunk.page,
+        section=chunk.section,
     )
 
 
@@ -91,6 +93,8 @@ def source_from_pb(source: common_pb2.Source) -> ScoredChunk:
         title=source.title,
         source=source.source,
         metadata=dict(source.metadata),
+        page=source.page,
+        section=source.section,
     )
 
 
@@ -98,7 +102,13 @@ def documents_from_pb(documents: Iterable[common_pb2.Document]) -> list[Document
     """Wire documents as DocumentInputs."""
     return [
         DocumentInput(
-            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
+            id=d.id,
+            text=d.text,
+            title=d.title,
+            source=d.source,
+            metadata=dict(d.metadata),
+            content=d.content,
+            media_type=d.media_type,
         )
         for d in documents
     ]

@@ -37,25 +37,34 @@ class ScoredChunk:
     title: str = ""
     source: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    page: int = 0  # the page the chunk starts on, from 1; 0 for a document without pages
+    section: str = ""  # the innermost heading the chunk sits under
 
 
 @dataclass(frozen=True)
 class DocumentInput:
-    """A document as a caller hands it over."""
+    """A document as a caller hands it over: its text, or its file's bytes (`content`, of
+    `media_type` or a type read from them) that the query service converts to text."""
 
     id: str
     text: str
     title: str = ""
     source: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    content: bytes = b""
+    media_type: str = ""
 
 
 @dataclass(frozen=True)
 class UpsertResult:
-    """How many chunks a stored document now has."""
+    """How many chunks a stored document now has, and for one given as a file, what its
+    conversion found."""
 
     document_id: str
     chunks: int
+    media_type: str = ""
+    pages: int = 0
+    pages_without_text: tuple[int, ...] = ()
 
 
 class TextEmbedder(Protocol):

@@ -35,6 +35,33 @@ class Reason(StrEnum):
         "INVALID_ARGUMENT",
         "a metadata filter with an operator the store does not know",
     )
+    UNSUPPORTED_MEDIA_TYPE = (
+        "UNSUPPORTED_MEDIA_TYPE",
+        "INVALID_ARGUMENT",
+        "a document's `content` is none of PDF, HTML, DOCX or UTF-8 text, or not the "
+        "`media_type` it was declared as",
+    )
+    ENCRYPTED_DOCUMENT = (
+        "ENCRYPTED_DOCUMENT",
+        "INVALID_ARGUMENT",
+        "a password-protected PDF or Office file: send it decrypted",
+    )
+    UNREADABLE_DOCUMENT = (
+        "UNREADABLE_DOCUMENT",
+        "INVALID_ARGUMENT",
+        "a document's `content` is damaged: its format's parser could not read it",
+    )
+    DOCUMENT_TOO_COMPLEX = (
+        "DOCUMENT_TOO_COMPLEX",
+        "INVALID_ARGUMENT",
+        "converting a document went past the sandbox's memory, CPU time, wall time or "
+        "output limits (a decompression bomb, a PDF of millions of objects, endless nesting)",
+    )
+    NO_TEXT = (
+        "NO_TEXT",
+        "INVALID_ARGUMENT",
+        "a document holds no text to store: a PDF of scanned pages only, an empty page",
+    )
     NOT_FOUND = ("NOT_FOUND", "NOT_FOUND", "the named thing does not exist")
     BACKUP_NOT_SUPPORTED = (
         "BACKUP_NOT_SUPPORTED",

@@ -22,6 +22,7 @@ from rag_query.answer_cache import AnswerCache
 from rag_query.auth import Authenticator
 from rag_query.coalescing import CoalescingEmbedder
 from rag_query.config import QuerySettings
+from rag_query.conversion.sandbox import Limits, Sandbox
 from rag_query.corpus import CorpusVersions
 from rag_query.documents import Documents
 from rag_query.drain import Drain
@@ -126,6 +127,15 @@ def build_host(
                 retrieval,
                 maintenance,
                 versions,
+                sandbox=Sandbox(
+                    Limits(
+                        memory_bytes=settings.conversion_memory_mb * 1024 * 1024,
+                        cpu_s=settings.conversion_cpu_s,
+                        wall_s=settings.conversion_timeout_s,
+                        max_chars=settings.conversion_max_chars,
+                        concurrent=settings.conversion_workers,
+                    )
+                ),
                 chars_per_s=settings.ingest_chars_per_s,
                 base_timeout_s=settings.call_timeout_s,
             ),

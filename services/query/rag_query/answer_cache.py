@@ -35,6 +35,10 @@ def answer_key(scope: tuple, question: Question) -> str:
     return "answer:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+_PLACE_FIELDS = ("page", "section")
+_SOURCE_FIELDS = {f.name for f in dataclasses.fields(ScoredChunk)} - set(_PLACE_FIELDS)
+
+
 class AnswerCache:
     """Answers as compact JSON in a TieredCache."""
 
@@ -47,9 +51,20 @@ class AnswerCache:
         if raw is None:
             return None
         data = json.loads(raw)
+        # Where each source sits (page, section) travels apart from the sources, which a
+        # replica of the previous version reads field by field; fields a later version may
+        # add are left out rather than refused.
+        places = data.get("places") or [(0, "")] * len(data["sources"])
         return Answer(
             text=data["text"],
-            sources=[ScoredChunk(**s) for s in data["sources"]],
+            sources=[
+                ScoredChunk(
+                    **{k: v for k, v in s.items() if k in _SOURCE_FIELDS},
+                    page=page,
+                    section=section,
+                )
+                for s, (page, section) in zip(data["sources"], places, strict=True)
+            ],
             generated=GeneratedText(
                 **{**data["generated"], "cited_sources": tuple(data["generated"]["cited_sources"])}
             ),
@@ -66,8 +81,11 @@ class AnswerCache:
         data = {
             "text": answer.text,
             "sources": [
-                dataclasses.asdict(s) | {"metadata": dict(s.metadata)} for s in answer.sources
+                {k: v for k, v in dataclasses.asdict(s).items() if k not in _PLACE_FIELDS}
+                | {"metadata": dict(s.metadata)}
+                for s in answer.sources
             ],
+            "places": [(s.page, s.section) for s in answer.sources],
             "generated": generated,
         }
         await self.cache.set_many({key: json.dumps(data, separators=(",", ":")).encode()})

@@ -116,6 +116,24 @@ class QuerySettings(RedisSettings):
         description="Ingest speed assumed for a call that came without a deadline: it gets "
         "the call timeout plus its characters at this speed (1,000,000 characters: 130 s).",
     )
+    conversion_memory_mb: int = Field(
+        1024,
+        ge=64,
+        description="Memory one document's conversion (PDF, HTML, DOCX) may use in its "
+        "sandboxed process; past it the document is refused as DOCUMENT_TOO_COMPLEX.",
+    )
+    conversion_cpu_s: float = Field(
+        20.0, gt=0, description="CPU time one document's conversion may use."
+    )
+    conversion_timeout_s: float = Field(
+        30.0, gt=0, description="Wall time one document's conversion may take."
+    )
+    conversion_max_chars: int = Field(
+        1_000_000, ge=1, description="Most characters of text one converted document may give."
+    )
+    conversion_workers: int = Field(
+        2, ge=1, description="Documents converted at once by one query process."
+    )
     embedding_target: str = Field("127.0.0.1:50054", description="EmbeddingService address.")
     retrieval_target: str = Field("127.0.0.1:50052", description="RetrievalService address.")
     generation_target: str = Field("127.0.0.1:50053", description="GenerationService address.")

@@ -70,7 +70,13 @@ def ingest_response_to_pb(
     """The IngestDocuments response."""
     return document_service_pb2.IngestDocumentsResponse(
         documents=[
-            document_service_pb2.IngestedDocument(document_id=r.document_id, chunks=r.chunks)
+            document_service_pb2.IngestedDocument(
+                document_id=r.document_id,
+                chunks=r.chunks,
+                media_type=r.media_type,
+                pages=r.pages,
+                pages_without_text=r.pages_without_text,
+            )
             for r in results
         ]
     )

@@ -1,12 +1,14 @@
 """The document core: the public ingest and delete calls, forwarded to retrieval.
 
 Every public write passes here, so this is where a tenant's corpus version moves and its
-cached answers stop being served.
+cached answers stop being served, and where documents given as files become text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 
 from rag_common import context
@@ -14,6 +16,9 @@ from rag_common.document_ids import check_delete, check_document_id
 from rag_common.domain import DocumentInput, UpsertResult
 from rag_common.errors import InvalidArgument, RagError
 from rag_common.security.identity import Identity
+from rag_query.conversion import media
+from rag_query.conversion.converters import Converted
+from rag_query.conversion.sandbox import Sandbox
 from rag_query.corpus import CorpusVersions
 from rag_query.maintenance import Maintenance
 from rag_query.ports import DocumentWriter
@@ -28,10 +33,12 @@ class Documents:
         maintenance: Maintenance,
         versions: CorpusVersions | None = None,
         *,
+        sandbox: Sandbox | None = None,
         chars_per_s: float = 10_000.0,
         base_timeout_s: float = 30.0,
     ) -> None:
         self._writer = writer
+        self._sandbox = sandbox or Sandbox()
         self._maintenance = maintenance
         self._versions = versions
         # Without a deadline from the caller, an ingest gets the time its size needs:
@@ -46,6 +53,11 @@ class Documents:
         self._maintenance.check()
         for i, document in enumerate(documents):  # an id retrieval would refuse goes no further
             check_document_id(document.id, f"documents[{i}].id")
+        conversions = await self._convert(documents)
+        documents = [
+            _as_text(document, converted)
+            for document, converted in zip(documents, conversions, strict=True)
+        ]
         stored: list[UpsertResult] = []
         try:
             # Even a failed call may have changed something: the version moves either way.
@@ -58,7 +70,33 @@ class Documents:
                 raise  # rejected before anything was stored
             if len(stored) < len(documents):  # else only the end of the stream was lost
                 raise _incomplete(exc, documents, len(stored)) from None
-        return stored
+        return [
+            _with_conversion(result, converted)
+            for result, converted in zip(stored, conversions, strict=False)
+        ]
+
+    async def _convert(self, documents: Sequence[DocumentInput]) -> list[Converted | None]:
+        """Each document given as a file converted to text (None for those given as text),
+        all before anything is stored; the first refused, by position, is the error."""
+
+        async def one(i: int, document: DocumentInput) -> Converted | None:
+            where = f"documents[{i}]"
+            if not document.content:
+                if document.media_type and document.media_type not in media.TEXT_TYPES:
+                    raise InvalidArgument(f"{where}.media_type", "applies to `content` only")
+                return None
+            if document.text:
+                raise InvalidArgument(where, "give `text` or `content`, not both")
+            found = media.sniff(document.content, document.media_type, field=f"{where}.content")
+            return await self._sandbox.convert(document.content, found, field=f"{where}.content")
+
+        outcomes = await asyncio.gather(
+            *(one(i, d) for i, d in enumerate(documents)), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes  # type: ignore[return-value]
 
     def _time_for(self, documents: Sequence[DocumentInput]) -> contextlib.AbstractContextManager:
         """The caller's deadline if it set one, else one that fits these documents."""
@@ -79,6 +117,30 @@ class Documents:
         if self._versions is None:
             return contextlib.nullcontext()
         return self._versions.changing(identity.tenant)
+
+
+def _as_text(document: DocumentInput, converted: Converted | None) -> DocumentInput:
+    """The document as retrieval stores it: text, titled by its file when it has no title."""
+    if converted is None:
+        return document
+    return dataclasses.replace(
+        document,
+        text=converted.text,
+        title=document.title or converted.title,
+        content=b"",
+        media_type=converted.media_type,
+    )
+
+
+def _with_conversion(result: UpsertResult, converted: Converted | None) -> UpsertResult:
+    if converted is None:
+        return result
+    return dataclasses.replace(
+        result,
+        media_type=converted.media_type,
+        pages=converted.pages,
+        pages_without_text=converted.pages_without_text,
+    )
 
 
 def _incomplete(cause: RagError, documents: Sequence[DocumentInput], stored: int) -> RagError:

@@ -1,5 +1,9 @@
 """Split text into overlapping chunks that end on natural boundaries where possible, and
-name the section headings each chunk sits under."""
+name the section headings each chunk sits under and the page it starts on.
+
+Pages are separated by form feeds (\\f), as converted PDFs have them; a text without one
+has no pages.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +11,31 @@ import bisect
 import re
 from dataclasses import dataclass
 
-# Coarsest first: a chunk is cut at a paragraph break if one fits, else a line break,
-# a sentence end, a space, and only as a last resort mid-word.
-_SEPARATORS = ("\n\n", "\n", ". ", " ")
+# Coarsest first: a chunk is cut at a page's end if one fits, else a paragraph break, a
+# line break, a sentence end, a space, and only as a last resort mid-word.
+_SEPARATORS = ("\f", "\n\n", "\n", ". ", " ")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 _MARKDOWN_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 # reStructuredText: a line of one repeated punctuation character under (and maybe over) a title.
 _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.])\1{2,}[ \t]*$")
 _MAX_HEADING_CHARS = 200
+PAGE_BREAK = "\f"
 
 
 @dataclass(frozen=True)
 class Chunk:
-    """A piece of a document and the headings it sits under, outermost first."""
+    """A piece of a document, the headings it sits under (outermost first), and the page
+    it starts on (from 1; 0 in a text without pages)."""
 
     text: str
     headings: tuple[str, ...] = ()
+    page: int = 0
+
+    @property
+    def section(self) -> str:
+        """The innermost heading it sits under, or ""."""
+        return self.headings[-1] if self.headings else ""
 
     def indexed_text(self, title: str) -> str:
         """What search indexes for this chunk: the title and headings give a chunk deep in
@@ -49,6 +61,7 @@ def chunk_document(text: str, size: int, overlap: int) -> list[Chunk]:
         raise ValueError("overlap must be smaller than size")
     text = _BLANK_RUNS.sub("\n\n", text.strip())
     outline = _Outline(text)
+    page_breaks = [i for i, c in enumerate(text) if c == PAGE_BREAK] if PAGE_BREAK in text else []
     chunks: list[Chunk] = []
     start = 0
     while start < len(text):
@@ -57,7 +70,9 @@ def chunk_document(text: str, size: int, overlap: int) -> list[Chunk]:
         piece = raw.strip()
         if piece:
             first = start + len(raw) - len(raw.lstrip())
-            chunks.append(Chunk(piece, outline.headings_at(first)))
+            page = bisect.bisect_right(page_breaks, first) + 1 if page_breaks else 0
+            piece = piece.replace(PAGE_BREAK, "\n")
+            chunks.append(Chunk(piece, outline.headings_at(first), page))
         if end >= len(text):
             break
         start = _next_start(text, start, end, overlap)
@@ -146,8 +161,8 @@ def _cut_point(text: str, start: int, size: int) -> int:
 
 
 def _next_start(text: str, start: int, end: int, overlap: int) -> int:
-    if overlap == 0:
-        return end
+    if overlap == 0 or text[end - 1] == PAGE_BREAK:
+        return end  # a new page starts afresh: its chunks say they are on it
     back = max(end - overlap, start + 1)
     # Begin the overlap at a word boundary so no chunk starts mid-word.
     space = text.find(" ", back, end)

@@ -24,6 +24,8 @@ class ChunkRecord:
     title: str = ""
     source: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
+    page: int = 0  # the page it starts on, from 1; 0 for a document without pages
+    section: str = ""  # the innermost heading it sits under
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,8 @@ class Retriever:
                     title=doc.title,
                     source=doc.source,
                     metadata=dict(doc.metadata),
+                    page=chunk.page,
+                    section=chunk.section,
                 )
                 for index, chunk in enumerate(chunks)
             ]

@@ -106,6 +106,8 @@ def chunk_payload(chunk: ChunkRecord) -> dict[str, Any]:
         "title": chunk.title,
         "source": chunk.source,
         "metadata": dict(chunk.metadata),
+        "page": chunk.page,
+        "section": chunk.section,
     }
 
 
@@ -119,6 +121,8 @@ def scored_chunk(payload: dict[str, Any], score: float) -> ScoredChunk:
         title=payload.get("title", ""),
         source=payload.get("source", ""),
         metadata=payload.get("metadata") or {},
+        page=int(payload.get("page") or 0),
+        section=payload.get("section") or "",
     )
 
 
