@@ -10,6 +10,7 @@ name); the suite's own reader is the first of each pair.
 from __future__ import annotations
 
 import io
+import re
 import statistics
 import sys
 import time
@@ -22,6 +23,13 @@ from rag_query.conversion import media
 from rag_query.conversion.converters import convert
 
 MAX_CHARS = 10_000_000
+# Words of menus, banners, sharing and comment sections (the corpus of web pages is mostly
+# German): how much of a page's chrome a reader kept.
+_CHROME = re.compile(
+    r"\b(cookies?|share|tweet|newsletter|impressum|datenschutz|kommentar\w*|comments?|"
+    r"related|login|anmelden|menu|menü|suche|search)\b",
+    re.IGNORECASE,
+)
 
 
 def _suite(media_type: str) -> Callable[[bytes], str]:
@@ -67,20 +75,23 @@ def compare(kind: str, folder: Path) -> list[str]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.stat().st_size)
     lines = [f"{kind}: {len(files)} files in {folder}"]
     for name, read in READERS[kind]:
-        times, chars, refused = [], 0, 0
+        times, chars, chrome, refused = [], 0, 0, 0
         for path in files:
             content = path.read_bytes()
             started = time.perf_counter()
             try:
-                chars += len(read(content))
+                text = read(content)
             except Exception:  # ConversionError or a reader's own: a refusal here
                 refused += 1
                 continue
             times.append((time.perf_counter() - started) * 1000)
+            chars += len(text)
+            chrome += len(_CHROME.findall(text))
         median = statistics.median(times) if times else 0.0
         lines.append(
             f"  {name:22} read {len(times):4}  refused {refused:3}  "
-            f"median {median:7.1f} ms  total {sum(times):8.0f} ms  {chars:10,} chars"
+            f"median {median:7.1f} ms  total {sum(times):8.0f} ms  {chars:10,} chars  "
+            f"{chrome:5} chrome words"
         )
     return lines
 

@@ -200,7 +200,8 @@ def _table(table) -> str:
     rows = []
     for row in table.rows:
         cells = [" ".join(cell.text.split()) for cell in row.cells]
-        rows.append(" | ".join(cells))
+        if any(cells):  # a row of empty cells says nothing
+            rows.append(" | ".join(cells))
     return "\n".join(rows)
 
 
