@@ -55,7 +55,7 @@ async def ingest_paths(
     """Ingest the files under `paths` with a progress bar; 0, or 1 after the first error."""
     found = files.find_files(paths)
     if not found:
-        console.print("no supported files found: PDF, HTML, DOCX, Markdown, reStructuredText or text")
+        console.print("no supported files (PDF, HTML, DOCX, Markdown, reStructuredText, text)")
         return 1
     stored = {"files": 0, "chunks": 0}
     failures: list[grpc.aio.AioRpcError] = []
