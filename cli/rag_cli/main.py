@@ -1,5 +1,5 @@
-"""The `rag` command: up, serve, ingest, query, eval, health, probe, certs, keys, advise,
-backup, restore."""
+"""The `rag` command: up, serve, ingest, query, documents, eval, health, probe, certs, keys,
+advise, backup, restore."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from rag_cli import evaluate
+from rag_cli.commands import documents
 from rag_cli.commands.ask import ingest, query
 from rag_cli.commands.evaluate import eval_command
 from rag_cli.commands.health import health, probe
@@ -57,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--provider", default="", help="provider to try first")
     s.add_argument("--stream", action="store_true", help="print the answer as it is written")
     s.set_defaults(func=query)
+
+    documents.add_parser(sub)
 
     s = sub.add_parser("eval", help="score retrieval on a labelled question set")
     s.add_argument("questions", type=Path, help='JSONL: {"id", "question", "relevant": [ids]}')

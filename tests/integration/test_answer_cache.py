@@ -11,7 +11,7 @@ from rag_common.cache.tiered import RedisLayer, TieredCache
 from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
 from rag_common.errors import Unavailable
 from rag_common.security.identity import Identity
-from rag_common.shared_redis import redis_client
+from rag_common.shared_redis import redis_client, tenant_tag
 from rag_query.answer_cache import AnswerCache
 from rag_query.corpus import CorpusVersions
 from rag_query.documents import Documents
@@ -45,6 +45,10 @@ class Corpus:
         self.text = documents[0].text
         yield UpsertResult(documents[0].id, 1)
 
+    async def erase_tenant(self, identity):
+        self.text = "Nothing is known."
+        return 1, 1
+
 
 def replica(corpus: Corpus, server: RedisServer, *, mark_s: float = 600.0):
     client = redis_client(server.url)
@@ -56,7 +60,8 @@ def replica(corpus: Corpus, server: RedisServer, *, mark_s: float = 600.0):
     engine = QueryEngine(
         corpus, corpus, corpus, answers=answers, versions=versions, semantic=semantic
     )
-    return engine, Documents(corpus, Maintenance(), versions), client
+    documents = Documents(corpus, Maintenance(), versions, forget_cached=engine.forget_tenant)
+    return engine, documents, client
 
 
 @pytest.fixture
@@ -161,3 +166,29 @@ async def test_a_replica_takes_in_each_semantic_entry_once_as_others_add_them(re
     assert len(a) == len(b) == 3  # b's own entry, read back from the stream, is not doubled
     for client in clients:
         await client.aclose()
+
+
+async def test_erasing_a_tenant_deletes_its_answers_from_redis_and_leaves_others(redis_server):
+    corpus = Corpus()
+    (a, docs_a, client), (b, _, client_b) = (replica(corpus, redis_server) for _ in range(2))
+    globex = Identity("p", "globex", frozenset({"reader"}))
+    for who in (ACME, globex):
+        await a.answer(Question("When does the office open?"), who)
+        await a.answer(Question("When does the office open, please?"), who)  # semantic
+    assert (await b.answer(Question("When does the office open?"), ACME)).cache == "exact"
+
+    async def keys(tenant: str) -> list[bytes]:
+        tag = tenant_tag(tenant)
+        answers = [k async for k in client.scan_iter(match=f"rag:answers:answer:{tag}:*")]
+        streams = [k async for k in client.scan_iter(match=f"rag:semantic-stream:{tag}:*")]
+        return answers + streams
+
+    assert await keys("acme") and await keys("globex")
+    assert await docs_a.erase_tenant("acme", ACME) == (1, 1)
+    assert await keys("acme") == [] and await keys("globex")
+    # The other replica holds nothing it may serve: the version moved, Redis has no copy.
+    fresh = await b.answer(Question("When does the office open?"), ACME)
+    assert fresh.cache == "" and "Nothing is known" in fresh.text
+    assert (await b.answer(Question("When does the office open?"), globex)).cache == "exact"
+    for each in (client, client_b):
+        await each.aclose()

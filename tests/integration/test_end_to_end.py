@@ -134,6 +134,23 @@ async def test_reflection_describes_the_public_services_and_nothing_internal(clu
         assert hidden.returncode != 0, f"the public port describes {internal}"
 
 
+async def test_the_document_api_is_seen_and_called_like_every_other_method(cluster):
+    described = grpcurl(cluster.address("query"), "describe", "rag.v1.DocumentService")
+    assert "ListDocuments" in described.stdout and "GetDocument" in described.stdout
+    admin = grpcurl(cluster.address("query"), "describe", "rag.v1.AdminService")
+    assert "EraseTenantData" in admin.stdout
+    listed = grpcurl(
+        cluster.address("query"),
+        "-H",
+        "authorization: Bearer acme-key",
+        "-d",
+        '{"page_size": 500}',
+        "rag.v1.DocumentService/ListDocuments",
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert '"documentId": "badges"' in listed.stdout
+
+
 async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):
     folder = tmp_path / "notes"
     (folder / "sub").mkdir(parents=True)
@@ -164,6 +181,16 @@ async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert "spores" in answer.stdout
     assert "[1] Plants" in answer.stdout
+    listed = subprocess.run(
+        [*base, "documents", "list", "--page-size", "500"], capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    [document_id] = [w for w in listed.stdout.split() if w.endswith("plants.md")]
+    shown = subprocess.run(
+        [*base, "documents", "show", document_id], capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "Plants" in shown.stdout and "sha256" in shown.stdout
 
 
 async def test_the_demo_ingests_the_docs_and_answers_in_prose(cluster, capsys):

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from rag.v1 import common_pb2
-from rag_common.domain import Condition, DocumentInput, Operator, ScoredChunk
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from rag.v1 import common_pb2, document_service_pb2
+from rag_common.domain import (
+    Condition,
+    DocumentInfo,
+    DocumentInput,
+    DocumentPage,
+    Operator,
+    ScoredChunk,
+)
 from rag_common.errors import InvalidArgument
 from rag_common.reasons import Reason
 
@@ -118,7 +127,61 @@ def documents_to_pb(documents: Iterable[DocumentInput]) -> list[common_pb2.Docum
     """DocumentInputs back to the wire (QueryService forwarding them to retrieval)."""
     return [
         common_pb2.Document(
-            id=d.id, text=d.text, title=d.title, source=d.source, metadata=dict(d.metadata)
+            id=d.id,
+            text=d.text,
+            title=d.title,
+            source=d.source,
+            metadata=dict(d.metadata),
+            media_type=d.media_type,  # what the text was converted from, for its record
         )
         for d in documents
     ]
+
+
+def document_info_to_pb(info: DocumentInfo) -> document_service_pb2.DocumentInfo:
+    """A document's record on the wire."""
+    ingested_at = Timestamp()
+    ingested_at.FromNanoseconds(int(info.ingested_at * 1e9))
+    return document_service_pb2.DocumentInfo(
+        document_id=info.document_id,
+        title=info.title,
+        source=info.source,
+        media_type=info.media_type,
+        chars=info.chars,
+        chunks=info.chunks,
+        pages=info.pages,
+        content_sha256=info.content_sha256,
+        ingested_at=ingested_at,
+        ingested_by=info.ingested_by,
+        metadata=dict(info.metadata),
+    )
+
+
+def document_info_from_pb(info: document_service_pb2.DocumentInfo) -> DocumentInfo:
+    """A wire record as a DocumentInfo."""
+    return DocumentInfo(
+        document_id=info.document_id,
+        title=info.title,
+        source=info.source,
+        media_type=info.media_type,
+        chars=info.chars,
+        chunks=info.chunks,
+        pages=info.pages,
+        content_sha256=info.content_sha256,
+        ingested_at=info.ingested_at.ToNanoseconds() / 1e9,
+        ingested_by=info.ingested_by,
+        metadata=dict(info.metadata),
+    )
+
+
+def document_page_to_pb(page: DocumentPage) -> document_service_pb2.ListDocumentsResponse:
+    """One page of documents on the wire."""
+    return document_service_pb2.ListDocumentsResponse(
+        documents=[document_info_to_pb(d) for d in page.documents],
+        next_page_token=page.next_page_token,
+    )
+
+
+def document_page_from_pb(page: document_service_pb2.ListDocumentsResponse) -> DocumentPage:
+    """A wire page as a DocumentPage."""
+    return DocumentPage([document_info_from_pb(d) for d in page.documents], page.next_page_token)

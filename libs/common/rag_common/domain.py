@@ -56,6 +56,40 @@ class DocumentInput:
 
 
 @dataclass(frozen=True)
+class DocumentInfo:
+    """What is stored of one document, beside its chunks."""
+
+    document_id: str
+    title: str = ""
+    source: str = ""
+    media_type: str = ""
+    chars: int = 0
+    chunks: int = 0
+    pages: int = 0
+    content_sha256: str = ""
+    ingested_at: float = 0.0  # Unix time
+    ingested_by: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DocumentListing:
+    """Which of a tenant's documents to list, and from where."""
+
+    page_size: int = 0
+    page_token: str = ""
+    conditions: Sequence[Condition] = ()
+
+
+@dataclass(frozen=True)
+class DocumentPage:
+    """One page of a tenant's documents, newest first, and where the next one starts."""
+
+    documents: list[DocumentInfo]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True)
 class UpsertResult:
     """How many chunks a stored document now has, and for one given as a file, what its
     conversion found."""

@@ -3,6 +3,7 @@ one way to use it best effort (a default while Redis fails, never an error to th
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -58,3 +59,29 @@ async def best_effort(
                 extra={"error": type(exc).__name__},
             )
         return default
+
+
+def tenant_tag(tenant: str) -> str:
+    """What a tenant's keys in a shared store carry, so they can be found and erased: its
+    name hashed, so keys never show it."""
+    return hashlib.sha256(tenant.encode()).hexdigest()[:16]
+
+
+async def delete_matching(client: Redis | RedisCluster, pattern: str) -> int:
+    """Delete every key that matches `pattern` (on every node of a cluster); raises
+    RedisError, since an erasure must say when it could not be done."""
+    deleted = 0
+    batch: list[str] = []
+    async for name in client.scan_iter(match=pattern, count=500):
+        batch.append(name)
+        if len(batch) == 500:
+            deleted, batch = deleted + await _unlink(client, batch), []
+    return deleted + (await _unlink(client, batch) if batch else 0)
+
+
+async def _unlink(client: Redis | RedisCluster, names: list[str]) -> int:
+    # One key per command: a cluster's keys hash to different slots.
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.unlink(name)
+        return sum(await pipe.execute())

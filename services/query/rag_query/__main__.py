@@ -127,6 +127,7 @@ def build_host(
                 retrieval,
                 maintenance,
                 versions,
+                forget_cached=engine.forget_tenant,
                 sandbox=Sandbox(
                     Limits(
                         memory_bytes=settings.conversion_memory_mb * 1024 * 1024,

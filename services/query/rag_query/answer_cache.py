@@ -8,6 +8,7 @@ import json
 
 from rag_common.cache.tiered import TieredCache
 from rag_common.domain import ScoredChunk
+from rag_common.shared_redis import tenant_tag
 from rag_query.models import Answer, GeneratedText, Question, Timings
 
 
@@ -30,9 +31,16 @@ def answer_scope(tenant: str, version: str, question: Question) -> tuple:
 
 
 def answer_key(scope: tuple, question: Question) -> str:
-    """The exact cache key: the scope and the normalised question, hashed."""
+    """The exact cache key: the tenant's tag (so a tenant's answers can be found and
+    erased), then the scope and the normalised question, hashed."""
     parts = [*map(str, scope), question.normalized]
-    return "answer:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    return f"{tenant_prefix(scope[0])}{digest}"
+
+
+def tenant_prefix(tenant: str) -> str:
+    """What every cached answer key of `tenant` starts with (the tenant hashed, not named)."""
+    return f"answer:{tenant_tag(tenant)}:"
 
 
 _PLACE_FIELDS = ("page", "section")
@@ -71,6 +79,10 @@ class AnswerCache:
             timings=Timings(),
             cache="exact",
         )
+
+    async def forget_tenant(self, tenant: str) -> int:
+        """Delete every cached answer of `tenant`."""
+        return await self.cache.forget(tenant_prefix(tenant))
 
     async def put(self, key: str, answer: Answer) -> None:
         """Store a whole answer (callers never store degraded or partial ones)."""

@@ -17,6 +17,10 @@ METHOD_ROLES = {
     "/rag.v1.QueryService/StreamQuery": READER,
     "/rag.v1.DocumentService/IngestDocuments": WRITER,
     "/rag.v1.DocumentService/DeleteDocuments": WRITER,
+    "/rag.v1.DocumentService/ListDocuments": READER,
+    "/rag.v1.DocumentService/GetDocument": READER,
+    # Everything a tenant has stored: its own admin's decision, for that tenant alone.
+    "/rag.v1.AdminService/EraseTenantData": ADMIN,
     # Maintenance stops every tenant: a tenant's own admin may not.
     "/rag.v1.AdminService/SetMaintenance": OPERATOR,
     # The whole system's state (breakers, providers, error counts): an operator's.

@@ -9,12 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from redis.exceptions import RedisError
 
 from rag_common import context
 from rag_common.document_ids import check_delete, check_document_id
-from rag_common.domain import DocumentInput, UpsertResult
-from rag_common.errors import InvalidArgument, RagError
+from rag_common.domain import (
+    DocumentInfo,
+    DocumentInput,
+    DocumentListing,
+    DocumentPage,
+    UpsertResult,
+)
+from rag_common.errors import InvalidArgument, RagError, Unavailable
+from rag_common.reasons import Reason
 from rag_common.security.identity import Identity
 from rag_query.conversion import media
 from rag_query.conversion.converters import Converted
@@ -22,6 +32,8 @@ from rag_query.conversion.sandbox import Sandbox
 from rag_query.corpus import CorpusVersions
 from rag_query.maintenance import Maintenance
 from rag_query.ports import DocumentWriter
+
+log = logging.getLogger(__name__)
 
 
 class Documents:
@@ -34,11 +46,14 @@ class Documents:
         versions: CorpusVersions | None = None,
         *,
         sandbox: Sandbox | None = None,
+        forget_cached: Callable[[str], Awaitable[None]] | None = None,
         chars_per_s: float = 10_000.0,
         base_timeout_s: float = 30.0,
     ) -> None:
         self._writer = writer
         self._sandbox = sandbox or Sandbox()
+        # Drops every cached copy of a tenant's content (the engine's caches).
+        self._forget_cached = forget_cached or _nothing_cached
         self._maintenance = maintenance
         self._versions = versions
         # Without a deadline from the caller, an ingest gets the time its size needs:
@@ -98,6 +113,37 @@ class Documents:
                 raise outcome
         return outcomes  # type: ignore[return-value]
 
+    async def list_documents(self, listing: DocumentListing, identity: Identity) -> DocumentPage:
+        """One page of the caller's tenant's documents, newest first."""
+        return await self._writer.list_documents(listing, identity)
+
+    async def get_document(self, document_id: str, identity: Identity) -> DocumentInfo:
+        """One document of the caller's tenant."""
+        check_document_id(document_id, "document_id")
+        return await self._writer.get_document(document_id, identity)
+
+    async def erase_tenant(self, confirm_tenant: str, identity: Identity) -> tuple[int, int]:
+        """Erase every document of the caller's tenant and every cached copy of its content:
+        (documents, chunks) erased. Safe to repeat after a failure part-way."""
+        self._maintenance.check()
+        if confirm_tenant != identity.tenant:
+            raise InvalidArgument("confirm_tenant", "must name the caller's own tenant")
+        # The version moves first and last (see CorpusVersions.changing): no replica serves
+        # an answer cached before the erasure, whatever it still holds in memory.
+        async with self._changing(identity):
+            erased = await self._writer.erase_tenant(identity)
+        try:
+            await self._forget_cached(identity.tenant)
+        except RedisError as exc:
+            raise Unavailable(
+                f"the documents are erased, but cached copies in Redis are not yet ({exc}); "
+                "call EraseTenantData again",
+                reason=Reason.DEPENDENCY_UNAVAILABLE,
+                metadata={"dependency": "redis"},
+            ) from None
+        log.info("tenant erased", extra={"documents": erased[0], "chunks": erased[1]})
+        return erased
+
     def _time_for(self, documents: Sequence[DocumentInput]) -> contextlib.AbstractContextManager:
         """The caller's deadline if it set one, else one that fits these documents."""
         if context.has_deadline():
@@ -117,6 +163,10 @@ class Documents:
         if self._versions is None:
             return contextlib.nullcontext()
         return self._versions.changing(identity.tenant)
+
+
+async def _nothing_cached(tenant: str) -> None:
+    return None
 
 
 def _as_text(document: DocumentInput, converted: Converted | None) -> DocumentInput:

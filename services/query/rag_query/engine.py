@@ -154,6 +154,14 @@ class QueryEngine:
         """Questions in or waiting for retrieval and generation (the query queue depth)."""
         return self._gate.admitted
 
+    async def forget_tenant(self, tenant: str) -> None:
+        """Drop everything this process and the shared caches hold of `tenant`'s content:
+        answers, semantic-cache entries and the sources kept to stand in for a retrieval.
+        Raises RedisError when the shared copies could not be deleted."""
+        self._retrievals.forget(lambda key: key[0] == tenant)
+        await self._semantic.forget_tenant(tenant)
+        await self._answers.forget_tenant(tenant)
+
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
         lookup = await self._lookup(question, identity)

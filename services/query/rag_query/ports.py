@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
-from rag_common.domain import DocumentInput, ScoredChunk, UpsertResult
+from rag_common.domain import (
+    DocumentInfo,
+    DocumentInput,
+    DocumentListing,
+    DocumentPage,
+    ScoredChunk,
+    UpsertResult,
+)
 from rag_common.security.identity import Identity
 from rag_query.models import GeneratedText, QueryOptions, RetrievedContext
 
@@ -56,4 +63,16 @@ class DocumentWriter(Protocol):
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
         """Delete documents; returns the chunks removed."""
+        ...
+
+    async def list_documents(self, listing: DocumentListing, identity: Identity) -> DocumentPage:
+        """One page of the tenant's documents, newest first."""
+        ...
+
+    async def get_document(self, document_id: str, identity: Identity) -> DocumentInfo:
+        """One document of the tenant; raises NotFound."""
+        ...
+
+    async def erase_tenant(self, identity: Identity) -> tuple[int, int]:
+        """Delete every document of the tenant: (documents, chunks) deleted."""
         ...

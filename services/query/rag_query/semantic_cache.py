@@ -22,6 +22,7 @@ import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from rag_common.shared_redis import delete_matching, tenant_tag
 from rag_query.question_guard import same_question
 
 GUARDED_CANDIDATES = 8  # the most similar cached questions the guard looks at
@@ -108,6 +109,9 @@ class _Scope:
         self._first = 0
 
 
+_STREAMS = "rag:semantic-stream:"
+
+
 class SharedEntries:
     """Semantic entries in Redis, one stream per scope: float32 vector bytes plus a JSON head.
 
@@ -146,10 +150,15 @@ class SharedEntries:
         except (RedisError, OSError):
             pass
 
+    async def forget_tenant(self, tenant: str) -> int:
+        """Delete every shared entry of `tenant`'s scopes."""
+        return await delete_matching(self._client, f"{_STREAMS}{tenant_tag(tenant)}:*")
+
     @staticmethod
     def _key(scope: Hashable) -> str:
+        # Scopes start with the tenant: its tag first, so a tenant's streams can be erased.
         digest = hashlib.sha256(repr(scope).encode()).hexdigest()[:32]
-        return f"rag:semantic-stream:{digest}"
+        return f"{_STREAMS}{tenant_tag(scope[0])}:{digest}"
 
     @staticmethod
     def _encode(entry: _Entry, vector: np.ndarray) -> bytes:
@@ -278,6 +287,16 @@ class SemanticCache:
     def _drop_oldest(self, entries: _Scope, count: int) -> None:
         entries.drop_oldest(count)
         self._total -= count
+
+    async def forget_tenant(self, tenant: str) -> int:
+        """Drop every entry of `tenant`'s scopes, here and in the shared streams."""
+        mine = [scope for scope in self._scopes if scope[0] == tenant]
+        dropped = sum(len(self._scopes[scope]) for scope in mine)
+        for scope in mine:
+            self._drop_scope(scope)
+        if self._shared is not None:
+            await self._shared.forget_tenant(tenant)
+        return dropped
 
     def _drop_scope(self, scope: Hashable) -> None:
         self._total -= len(self._scopes.pop(scope))

@@ -11,7 +11,13 @@ from rag.v1 import document_service_pb2_grpc as doc_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
-from rag_common.convert import documents_from_pb
+from rag_common.convert import (
+    conditions_from_pb,
+    document_info_to_pb,
+    document_page_to_pb,
+    documents_from_pb,
+)
+from rag_common.domain import DocumentListing
 from rag_common.server.host import Servicer
 from rag_query import convert
 from rag_query.documents import Documents
@@ -68,12 +74,30 @@ class DocumentServicer(doc_grpc.DocumentServiceServicer):
         deleted = await self._documents.delete(list(request.document_ids), current_identity())
         return doc_pb.DeleteDocumentsResponse(deleted_chunks=deleted)
 
+    async def ListDocuments(
+        self, request: doc_pb.ListDocumentsRequest, context
+    ) -> doc_pb.ListDocumentsResponse:
+        """The caller's tenant's documents, newest first, a page at a time."""
+        listing = DocumentListing(
+            request.page_size, request.page_token, conditions_from_pb(request.filters)
+        )
+        page = await self._documents.list_documents(listing, current_identity())
+        return document_page_to_pb(page)
+
+    async def GetDocument(
+        self, request: doc_pb.GetDocumentRequest, context
+    ) -> doc_pb.GetDocumentResponse:
+        """One document of the caller's tenant."""
+        info = await self._documents.get_document(request.document_id, current_identity())
+        return doc_pb.GetDocumentResponse(document=document_info_to_pb(info))
+
 
 class AdminServicer(admin_grpc.AdminServiceServicer):
     """rag.v1.AdminService."""
 
-    def __init__(self, maintenance: Maintenance) -> None:
+    def __init__(self, maintenance: Maintenance, documents: Documents) -> None:
         self._maintenance = maintenance
+        self._documents = documents
 
     async def SetMaintenance(
         self, request: admin_pb.SetMaintenanceRequest, context
@@ -83,6 +107,15 @@ class AdminServicer(admin_grpc.AdminServiceServicer):
         return admin_pb.SetMaintenanceResponse(
             enabled=self._maintenance.enabled, message=self._maintenance.message
         )
+
+    async def EraseTenantData(
+        self, request: admin_pb.EraseTenantDataRequest, context
+    ) -> admin_pb.EraseTenantDataResponse:
+        """Erase everything the caller's tenant has stored."""
+        documents, chunks = await self._documents.erase_tenant(
+            request.confirm_tenant, current_identity()
+        )
+        return admin_pb.EraseTenantDataResponse(deleted_documents=documents, deleted_chunks=chunks)
 
 
 def servicers(
@@ -101,7 +134,7 @@ def servicers(
             doc_pb.DESCRIPTOR.services_by_name["DocumentService"].full_name,
         ),
         Servicer(
-            AdminServicer(maintenance),
+            AdminServicer(maintenance, documents),
             admin_grpc.add_AdminServiceServicer_to_server,
             admin_pb.DESCRIPTOR.services_by_name["AdminService"].full_name,
         ),

@@ -65,6 +65,12 @@ class ChunkCountMemory:
         self._writes += 1
         self._counts.pop((tenant, document_id), None)
 
+    def forget_tenant(self, tenant: str) -> None:
+        """Forget every document of `tenant` (its data was erased)."""
+        self._writes += 1
+        for key in [key for key in self._counts if key[0] == tenant]:
+            del self._counts[key]
+
     def deleted(self, tenant: str, document_id: str) -> None:
         """The document is gone."""
         self._writes += 1

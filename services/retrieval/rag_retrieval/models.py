@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from rag_common.domain import Condition, ScoredChunk
 from rag_retrieval.lexical import SparseTerms
@@ -26,6 +27,7 @@ class ChunkRecord:
     metadata: Mapping[str, str] = field(default_factory=dict)
     page: int = 0  # the page it starts on, from 1; 0 for a document without pages
     section: str = ""  # the innermost heading it sits under
+    document: Mapping[str, Any] | None = None  # on chunk 0: what is stored of the document
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,22 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from rag_common.breaker import CircuitBreaker, guarded
-from rag_common.document_ids import check_delete
-from rag_common.domain import DocumentInput, ScoredChunk, TextEmbedder, UpsertResult
+from rag_common.document_ids import check_delete, check_document_id
+from rag_common.domain import (
+    Condition,
+    DocumentInfo,
+    DocumentInput,
+    DocumentPage,
+    ScoredChunk,
+    TextEmbedder,
+    UpsertResult,
+)
+from rag_common.errors import NotFound
+from rag_common.filters import check_conditions
 from rag_common.reasons import Degradation
 from rag_common.security.identity import Identity
 from rag_common.telemetry import tracing
-from rag_retrieval import validation
+from rag_retrieval import catalog, store, validation
 from rag_retrieval.chunking import chunk_document
 from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
@@ -128,6 +138,7 @@ class Retriever:
         vectors = iter(await self._embed_documents(texts))
         indexed = iter(texts)
         for doc, chunks in zip(documents, per_document, strict=True):
+            stored = catalog.record(doc, identity.principal, time.time())
             records = [
                 ChunkRecord(
                     id=chunk_id(identity.tenant, doc.id, index),
@@ -143,12 +154,47 @@ class Retriever:
                     metadata=dict(doc.metadata),
                     page=chunk.page,
                     section=chunk.section,
+                    document=stored if index == 0 else None,
                 )
                 for index, chunk in enumerate(chunks)
             ]
             await guarded(self.store_breaker, functools.partial(self._store.upsert, records))
             await self._remove_chunks_from(identity.tenant, doc.id, len(records))
             yield UpsertResult(document_id=doc.id, chunks=len(records))
+
+    async def list_documents(
+        self,
+        identity: Identity,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        conditions: Sequence[Condition] = (),
+    ) -> DocumentPage:
+        """The caller's tenant's documents that meet `conditions`, newest first, one page."""
+        check_conditions(conditions, "filters")
+        heads = functools.partial(self._store.document_heads, identity.tenant, conditions)
+        found = await guarded(self.store_breaker, heads)
+        return catalog.page_of([store.document_info(h) for h in found], page_size, page_token)
+
+    async def get_document(self, document_id: str, identity: Identity) -> DocumentInfo:
+        """One document of the caller's tenant; NOT_FOUND when it has none by that id."""
+        check_document_id(document_id, "document_id")
+        heads = functools.partial(
+            self._store.document_heads, identity.tenant, document_ids=[document_id]
+        )
+        found = await guarded(self.store_breaker, heads)
+        if not found:
+            raise NotFound(f"no document '{document_id}' in this tenant")
+        return store.document_info(found[0])
+
+    async def erase_tenant(self, identity: Identity) -> tuple[int, int]:
+        """Delete every document of the caller's tenant: (documents, chunks) deleted."""
+        heads = functools.partial(self._store.document_heads, identity.tenant)
+        documents = len(await guarded(self.store_breaker, heads))
+        erase = functools.partial(self._store.erase_tenant, identity.tenant)
+        chunks = await guarded(self.store_breaker, erase)
+        log.info("tenant erased", extra={"documents": documents, "chunks": chunks})
+        return documents, chunks
 
     async def _remove_chunks_from(self, tenant: str, document_id: str, first: int) -> None:
         remove = functools.partial(self._store.delete, tenant, document_id, from_chunk=first)

@@ -7,8 +7,13 @@ from collections.abc import AsyncIterator
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.context import current_identity
-from rag_common.convert import documents_from_pb
-from rag_common.security.identity import OPERATOR, READER, WRITER
+from rag_common.convert import (
+    conditions_from_pb,
+    document_info_to_pb,
+    document_page_to_pb,
+    documents_from_pb,
+)
+from rag_common.security.identity import ADMIN, OPERATOR, READER, WRITER
 from rag_common.server.host import Servicer
 from rag_retrieval import convert
 from rag_retrieval.backups import Backups
@@ -56,6 +61,31 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         deleted = await self._retriever.delete(list(request.document_ids), current_identity())
         return pb.RetrievalServiceDeleteDocumentsResponse(deleted_chunks=deleted)
 
+    async def ListDocuments(
+        self, request: pb.RetrievalServiceListDocumentsRequest, context
+    ) -> pb.RetrievalServiceListDocumentsResponse:
+        """The caller's tenant's documents, a page at a time."""
+        asked = request.request
+        page = await self._retriever.list_documents(
+            current_identity(),
+            page_size=asked.page_size,
+            page_token=asked.page_token,
+            conditions=conditions_from_pb(asked.filters),
+        )
+        return pb.RetrievalServiceListDocumentsResponse(response=document_page_to_pb(page))
+
+    async def GetDocument(
+        self, request: pb.RetrievalServiceGetDocumentRequest, context
+    ) -> pb.RetrievalServiceGetDocumentResponse:
+        """One document of the caller's tenant."""
+        info = await self._retriever.get_document(request.document_id, current_identity())
+        return pb.RetrievalServiceGetDocumentResponse(document=document_info_to_pb(info))
+
+    async def EraseTenant(self, request: pb.EraseTenantRequest, context) -> pb.EraseTenantResponse:
+        """Delete every chunk of the caller's tenant."""
+        documents, chunks = await self._retriever.erase_tenant(current_identity())
+        return pb.EraseTenantResponse(deleted_documents=documents, deleted_chunks=chunks)
+
 
 def servicers(retriever: Retriever, backups: Backups) -> list[Servicer]:
     """The servicers a retrieval process hosts."""
@@ -72,6 +102,9 @@ def servicers(retriever: Retriever, backups: Backups) -> list[Servicer]:
                 "DeleteDocuments": WRITER,
                 "CreateBackup": OPERATOR,
                 "RestoreBackup": OPERATOR,
+                "ListDocuments": READER,
+                "GetDocument": READER,
+                "EraseTenant": ADMIN,  # a tenant admin's, for that tenant alone
             },
         )
     ]

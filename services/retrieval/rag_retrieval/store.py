@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from rag_common.domain import Condition, Operator, ScoredChunk
+from rag_common.domain import Condition, DocumentInfo, Operator, ScoredChunk
 from rag_retrieval.lexical import SparseTerms
 from rag_retrieval.models import ChunkRecord
 
@@ -15,6 +15,10 @@ TENANT = "tenant"
 DOCUMENT_ID = "document_id"
 CHUNK_INDEX = "chunk_index"
 CHUNK_COUNT = "chunk_count"
+DOCUMENT = "document"  # on chunk 0: what is stored of the whole document
+# What a document's record is read from: its chunk 0's payload without the chunk's text.
+HEAD_FIELDS = [DOCUMENT_ID, CHUNK_COUNT, "title", "source", "metadata", DOCUMENT]
+SCROLL_PAGE = 256
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,17 @@ class VectorStore(Protocol):
 
     async def count(self, tenant: str, document_id: str | None = None) -> int:
         """Chunks stored for a tenant, or for one of its documents."""
+        ...
+
+    async def document_heads(
+        self, tenant: str, conditions: Sequence[Condition] = (), document_ids: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """The payload of chunk 0 of every document of `tenant` that meets `conditions` (of
+        those in `document_ids`, when given)."""
+        ...
+
+    async def erase_tenant(self, tenant: str) -> int:
+        """Delete every chunk of `tenant`; returns how many there were."""
         ...
 
     async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
@@ -108,6 +123,7 @@ def chunk_payload(chunk: ChunkRecord) -> dict[str, Any]:
         "metadata": dict(chunk.metadata),
         "page": chunk.page,
         "section": chunk.section,
+        **({DOCUMENT: dict(chunk.document)} if chunk.document else {}),
     }
 
 
@@ -126,6 +142,24 @@ def scored_chunk(payload: dict[str, Any], score: float) -> ScoredChunk:
     )
 
 
+def document_info(payload: dict[str, Any]) -> DocumentInfo:
+    """A document's record from its chunk 0's payload."""
+    stored = payload.get(DOCUMENT) or {}
+    return DocumentInfo(
+        document_id=payload[DOCUMENT_ID],
+        title=payload.get("title", ""),
+        source=payload.get("source", ""),
+        media_type=stored.get("media_type", ""),
+        chars=int(stored.get("chars", 0)),
+        chunks=int(payload.get(CHUNK_COUNT) or 0),
+        pages=int(stored.get("pages", 0)),
+        content_sha256=stored.get("sha256", ""),
+        ingested_at=float(stored.get("ingested_at", 0.0)),
+        ingested_by=stored.get("ingested_by", ""),
+        metadata=payload.get("metadata") or {},
+    )
+
+
 def chunk_counts_from(payloads: Sequence[dict[str, Any]]) -> dict[str, int | None]:
     """`VectorStore.chunk_counts` from the payloads of documents' chunk 0."""
     return {p[DOCUMENT_ID]: p.get(CHUNK_COUNT) for p in payloads}
@@ -139,13 +173,14 @@ def build_filter(
     document_id: str | None = None,
     from_chunk: int = 0,
     heads_of: Sequence[str] = (),
+    heads: bool = False,
 ) -> Any:
     """A Qdrant filter: the tenant always, then the caller's conditions, ANDed.
 
     `models` is `qdrant_client.models` or the `qdrant_edge` module: both spell filters the
     same way. The tenant condition comes first and request conditions can only narrow it:
     they address `metadata.<key>`, never the top-level tenant field. `heads_of` selects
-    chunk 0 of each of those documents.
+    chunk 0 of each of those documents, `heads` chunk 0 of every document.
     """
     # qdrant-client calls its range type Range, qdrant-edge RangeFloat.
     range_type = getattr(models, "Range", None) or models.RangeFloat
@@ -158,6 +193,7 @@ def build_filter(
         must.append(models.FieldCondition(key=CHUNK_INDEX, range=range_type(gte=from_chunk)))
     if heads_of:
         must.append(models.FieldCondition(key=DOCUMENT_ID, match=models.MatchAny(any=heads_of)))
+    if heads_of or heads:
         must.append(models.FieldCondition(key=CHUNK_INDEX, range=range_type(lt=1)))
     for condition in conditions:
         key = f"metadata.{condition.key}"

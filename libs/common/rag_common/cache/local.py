@@ -68,6 +68,13 @@ class LocalTTLCache(Generic[V]):
             self._drop(next(iter(self._entries)))
             self.evictions += 1
 
+    def forget(self, matches: Callable[[Hashable], bool]) -> int:
+        """Drop every entry whose key `matches` (a tenant's, when it erases its data)."""
+        keys = [key for key in self._entries if matches(key)]
+        for key in keys:
+            self._drop(key)
+        return len(keys)
+
     def _drop(self, key: Hashable) -> None:
         _, _, size = self._entries.pop(key)
         self.bytes -= size

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from rag_common.breaker import CircuitBreaker
 from rag_common.cache.local import LocalTTLCache
-from rag_common.shared_redis import best_effort, redis_breaker
+from rag_common.shared_redis import best_effort, delete_matching, redis_breaker
 
 log = logging.getLogger(__name__)
 _MEANWHILE = "caching in-process only"
@@ -64,6 +64,11 @@ class RedisLayer:
                 pipe.set(self._prefix + key, value, px=self._ttl_ms)
             await pipe.execute()
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every key of the layer that starts with `prefix`; raises RedisError (not
+        best effort: an erasure must say when it could not be done)."""
+        return await delete_matching(self._client, f"{self._prefix}{prefix}*")
+
     async def ping(self) -> bool:
         """Whether Redis answers now."""
         try:
@@ -98,6 +103,13 @@ class TieredCache:
                     self.counts["remote_hit"] += 1
         self.counts["miss"] += sum(v is None for v in values)
         return values
+
+    async def forget(self, prefix: str) -> int:
+        """Delete every entry whose key starts with `prefix`, in every layer."""
+        forgotten = self._local.forget(lambda key: str(key).startswith(prefix))
+        if self.remote is not None:
+            forgotten += await self.remote.delete_prefix(prefix)
+        return forgotten
 
     async def set_many(self, items: Mapping[str, bytes]) -> None:
         """Store in every layer."""

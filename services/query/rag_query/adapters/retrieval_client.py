@@ -4,16 +4,25 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+from rag.v1 import document_service_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common.client.channel import ServiceClient
 from rag_common.convert import (
     conditions_to_pb,
+    document_info_from_pb,
+    document_page_from_pb,
     documents_to_pb,
     search_mode_to_pb,
     source_from_pb,
 )
-from rag_common.domain import DocumentInput, UpsertResult
+from rag_common.domain import (
+    DocumentInfo,
+    DocumentInput,
+    DocumentListing,
+    DocumentPage,
+    UpsertResult,
+)
 from rag_common.security.identity import Identity
 from rag_query.models import QueryOptions, RetrievedContext
 
@@ -59,3 +68,25 @@ class RetrievalClient(ServiceClient):
         request = pb.RetrievalServiceDeleteDocumentsRequest(document_ids=document_ids)
         response = await self._unary("DeleteDocuments", request, identity)
         return response.deleted_chunks
+
+    async def list_documents(self, listing: DocumentListing, identity: Identity) -> DocumentPage:
+        """One page of the caller's tenant's documents."""
+        request = document_service_pb2.ListDocumentsRequest(
+            page_size=listing.page_size,
+            page_token=listing.page_token,
+            filters=conditions_to_pb(listing.conditions),
+        )
+        wrapped = pb.RetrievalServiceListDocumentsRequest(request=request)
+        response = await self._unary("ListDocuments", wrapped, identity, hedge=True)
+        return document_page_from_pb(response.response)
+
+    async def get_document(self, document_id: str, identity: Identity) -> DocumentInfo:
+        """One document of the caller's tenant."""
+        request = pb.RetrievalServiceGetDocumentRequest(document_id=document_id)
+        response = await self._unary("GetDocument", request, identity, hedge=True)
+        return document_info_from_pb(response.document)
+
+    async def erase_tenant(self, identity: Identity) -> tuple[int, int]:
+        """Delete every chunk of the caller's tenant: (documents, chunks) deleted."""
+        response = await self._unary("EraseTenant", pb.EraseTenantRequest(), identity)
+        return response.deleted_documents, response.deleted_chunks

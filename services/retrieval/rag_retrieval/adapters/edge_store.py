@@ -130,6 +130,37 @@ class EdgeStore:
         selector = store.build_filter(qe, tenant, document_id=document_id)
         return await self._read(lambda: self._shard.count(qe.CountRequest(filter=selector)))
 
+    async def document_heads(
+        self, tenant: str, conditions: Sequence[Condition] = (), document_ids: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Chunk 0's payload of each of the tenant's documents that meet `conditions`."""
+        selector = store.build_filter(
+            qe, tenant, conditions, heads_of=list(document_ids), heads=True
+        )
+        heads: list[dict[str, Any]] = []
+        offset = None
+        while True:
+            request = qe.ScrollRequest(
+                limit=store.SCROLL_PAGE,
+                filter=selector,
+                offset=offset,
+                with_payload=store.HEAD_FIELDS,
+            )
+            records, offset = await self._read(lambda r=request: self._shard.scroll(r))
+            heads.extend(r.payload for r in records)
+            if offset is None:
+                return heads
+
+    async def erase_tenant(self, tenant: str) -> int:
+        """Delete every chunk of the tenant."""
+        chunks = await self.count(tenant)
+        selector = qe.UpdateOperation.delete_points_by_filter(store.build_filter(qe, tenant))
+        try:
+            await self._write(lambda: self._shard.update(selector))
+        finally:
+            self._counts.forget_tenant(tenant)
+        return chunks
+
     async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
         """Each document's chunk count, from its chunk 0 (remembered, or read)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 from qdrant_client import AsyncQdrantClient, models
@@ -125,6 +126,40 @@ class QdrantStore:
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
         return result.count
+
+    async def document_heads(
+        self, tenant: str, conditions: Sequence[Condition] = (), document_ids: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Chunk 0's payload of each of the tenant's documents that meet `conditions`."""
+        selector = store.build_filter(
+            models, tenant, conditions, heads_of=list(document_ids), heads=True
+        )
+        heads: list[dict[str, Any]] = []
+        offset = None
+        try:
+            while True:
+                records, offset = await self._client.scroll(
+                    self._collection,
+                    scroll_filter=selector,
+                    limit=store.SCROLL_PAGE,
+                    offset=offset,
+                    with_payload=store.HEAD_FIELDS,
+                )
+                heads.extend(r.payload or {} for r in records)
+                if offset is None:
+                    return heads
+        except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
+            raise _unavailable(exc) from exc
+
+    async def erase_tenant(self, tenant: str) -> int:
+        """Delete every chunk of the tenant."""
+        chunks = await self.count(tenant)
+        selector = models.FilterSelector(filter=store.build_filter(models, tenant))
+        try:
+            await self._client.delete(self._collection, points_selector=selector, wait=True)
+        except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return chunks
 
     async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
         """Each document's chunk count, from its chunk 0."""
