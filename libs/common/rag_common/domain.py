@@ -109,3 +109,9 @@ class TextEmbedder(Protocol):
     ) -> list[list[float]]:
         """One vector per text, in order."""
         ...
+
+    async def embed_tagged(
+        self, texts: Sequence[str], purpose: Literal["query", "document"]
+    ) -> tuple[list[list[float]], str]:
+        """`embed`'s vectors and the id of the model that made them."""
+        ...

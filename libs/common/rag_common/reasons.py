@@ -178,6 +178,18 @@ class Reason(StrEnum):
     )
 
     # --- dependencies and the service itself ------------------------------------------------
+    EMBEDDING_SERVER_FAILED = (
+        "EMBEDDING_SERVER_FAILED",
+        "UNAVAILABLE",
+        "the remote embedding server (RAG_EMBEDDING_BACKEND openai or tei) failed, timed out "
+        "or rate-limited past its retries, or its breaker is open",
+    )
+    EMBEDDING_MODEL_MISMATCH = (
+        "EMBEDDING_MODEL_MISMATCH",
+        "FAILED_PRECONDITION",
+        "the vector store's vectors were made by another embedding model (or dimension) "
+        "than the one configured: configure that model, or rebuild with `rag reindex`",
+    )
     DEPENDENCY_UNAVAILABLE = (
         "DEPENDENCY_UNAVAILABLE",
         "UNAVAILABLE",

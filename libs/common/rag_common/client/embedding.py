@@ -28,8 +28,15 @@ class EmbeddingClient(ServiceClient):
     ) -> list[list[float]]:
         """One vector per text, in order, for the tenant of the call in progress (its
         vectors are cached apart from every other tenant's)."""
+        vectors, _ = await self.embed_tagged(texts, purpose)
+        return vectors
+
+    async def embed_tagged(
+        self, texts: Sequence[str], purpose: Literal["query", "document"]
+    ) -> tuple[list[list[float]], str]:
+        """`embed`'s vectors and the model that made them (replicas may differ mid-rollout)."""
         request = pb.EmbedRequest(texts=texts, purpose=_PURPOSES[purpose])
         # A question's embedding is light and waited on: worth a hedge. An ingest batch is
         # neither.
         response = await self._unary("Embed", request, context.caller(), hedge=purpose == "query")
-        return [list(e.values) for e in response.embeddings]
+        return [list(e.values) for e in response.embeddings], response.model
