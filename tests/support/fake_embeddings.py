@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
-from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support.local_http import LocalHTTPServer, QuietHandler
+from tests.support.local_http import QuietHandler, ScriptedServer
 
 DIMENSION = 8
 MODEL = "fake/embedder-8"
@@ -32,29 +30,12 @@ def vector(text: str, dimension: int = DIMENSION) -> list[float]:
     return values if any(values) else [1.0] + [0.0] * (dimension - 1)
 
 
-class FakeEmbeddingServer(LocalHTTPServer):
+class FakeEmbeddingServer(ScriptedServer):
     """OpenAI at POST /v1/embeddings, TEI at POST /embed and GET /info."""
 
     def __init__(self, dimension: int = DIMENSION) -> None:
         self.dimension = dimension
-        self.mode = "ok"
-        self.script: deque[str] = deque()
-        self.hang_s = 5.0
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
         super().__init__(_handler(self))
-
-    def reset(self, mode: str = "ok", *script: str) -> None:
-        """Set the default mode and the next requests' modes; forget seen requests."""
-        with self._lock:
-            self.mode = mode
-            self.script = deque(script)
-            self.requests.clear()
-
-    def next_mode(self, path: str, body: dict[str, Any]) -> str:
-        with self._lock:
-            self.requests.append((path, body))
-            return self.script.popleft() if self.script else self.mode
 
 
 def _handler(fake: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
@@ -68,7 +49,7 @@ def _handler(fake: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
-            mode = fake.next_mode(self.path, body)
+            mode = fake.next_mode((self.path, body))
             if mode == "hang":
                 time.sleep(fake.hang_s)
                 return

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections import deque
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support.local_http import LocalHTTPServer, QuietHandler
+from tests.support.local_http import QuietHandler, ScriptedServer
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -27,28 +25,11 @@ def overlap_score(query: str, text: str) -> float:
     return len(wanted & found) / (len(wanted) or 1)
 
 
-class FakeRerankServer(LocalHTTPServer):
+class FakeRerankServer(ScriptedServer):
     """TEI at POST /rerank, Cohere/vLLM/Jina/Infinity at POST /v1/rerank."""
 
     def __init__(self) -> None:
-        self.mode = "ok"
-        self.script: deque[str] = deque()
-        self.hang_s = 5.0
-        self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-        self._lock = threading.Lock()
         super().__init__(_handler(self))
-
-    def reset(self, mode: str = "ok", *script: str) -> None:
-        """Set the default mode and the next requests' modes; forget seen requests."""
-        with self._lock:
-            self.mode = mode
-            self.script = deque(script)
-            self.requests.clear()
-
-    def _next_mode(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> str:
-        with self._lock:
-            self.requests.append((path, body, headers))
-            return self.script.popleft() if self.script else self.mode
 
 
 def _handler(fake: FakeRerankServer) -> type[BaseHTTPRequestHandler]:
@@ -57,7 +38,7 @@ def _handler(fake: FakeRerankServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("content-length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             headers = {k.lower(): v for k, v in self.headers.items()}
-            mode = fake._next_mode(self.path, body, headers)
+            mode = fake.next_mode((self.path, body, headers))
             if mode == "hang":
                 time.sleep(fake.hang_s)
             if mode == "error500":

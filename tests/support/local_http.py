@@ -4,6 +4,7 @@ request handler that stays quiet and ignores clients that give up."""
 from __future__ import annotations
 
 import threading
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -43,3 +44,29 @@ class LocalHTTPServer:
         """Stop serving."""
         self._server.shutdown()
         self._server.server_close()
+
+
+class ScriptedServer(LocalHTTPServer):
+    """A fake server that fails on command: each request takes the next mode of `script`,
+    else `mode`, and is recorded in `requests`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.mode = "ok"
+        self.script: deque[str] = deque()
+        self.hang_s = 5.0
+        self.requests: list[Any] = []
+        self._lock = threading.Lock()
+        super().__init__(handler)
+
+    def reset(self, mode: str = "ok", *script: str) -> None:
+        """Set the default mode and the next requests' modes; forget seen requests."""
+        with self._lock:
+            self.mode = mode
+            self.script = deque(script)
+            self.requests.clear()
+
+    def next_mode(self, seen: Any) -> str:
+        """Record `seen` (what the handler read of the request) and return its mode."""
+        with self._lock:
+            self.requests.append(seen)
+            return self.script.popleft() if self.script else self.mode

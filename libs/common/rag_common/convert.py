@@ -138,21 +138,27 @@ def documents_to_pb(documents: Iterable[DocumentInput]) -> list[common_pb2.Docum
     ]
 
 
+# The fields a document's record has alike in both forms; the time and the map differ.
+_INFO_FIELDS = (
+    "document_id",
+    "title",
+    "source",
+    "media_type",
+    "chars",
+    "chunks",
+    "pages",
+    "content_sha256",
+    "ingested_by",
+)
+
+
 def document_info_to_pb(info: DocumentInfo) -> document_service_pb2.DocumentInfo:
     """A document's record on the wire."""
     ingested_at = Timestamp()
     ingested_at.FromNanoseconds(int(info.ingested_at * 1e9))
     return document_service_pb2.DocumentInfo(
-        document_id=info.document_id,
-        title=info.title,
-        source=info.source,
-        media_type=info.media_type,
-        chars=info.chars,
-        chunks=info.chunks,
-        pages=info.pages,
-        content_sha256=info.content_sha256,
+        **{name: getattr(info, name) for name in _INFO_FIELDS},
         ingested_at=ingested_at,
-        ingested_by=info.ingested_by,
         metadata=dict(info.metadata),
     )
 
@@ -160,16 +166,8 @@ def document_info_to_pb(info: DocumentInfo) -> document_service_pb2.DocumentInfo
 def document_info_from_pb(info: document_service_pb2.DocumentInfo) -> DocumentInfo:
     """A wire record as a DocumentInfo."""
     return DocumentInfo(
-        document_id=info.document_id,
-        title=info.title,
-        source=info.source,
-        media_type=info.media_type,
-        chars=info.chars,
-        chunks=info.chunks,
-        pages=info.pages,
-        content_sha256=info.content_sha256,
+        **{name: getattr(info, name) for name in _INFO_FIELDS},
         ingested_at=info.ingested_at.ToNanoseconds() / 1e9,
-        ingested_by=info.ingested_by,
         metadata=dict(info.metadata),
     )
 
