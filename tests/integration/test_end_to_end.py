@@ -113,9 +113,11 @@ async def test_the_local_model_answers_through_the_whole_pipeline(public):
     assert reply.timings.generate_ms > 0
 
 
-def grpcurl(address: str, *command: str) -> subprocess.CompletedProcess:
+def grpcurl(
+    address: str, *command: str, flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(Path(sys.executable).parent / "grpcurl"), "-plaintext", address, *command],
+        [str(Path(sys.executable).parent / "grpcurl"), "-plaintext", *flags, address, *command],
         capture_output=True,
         text=True,
         timeout=30,
@@ -134,21 +136,18 @@ async def test_reflection_describes_the_public_services_and_nothing_internal(clu
         assert hidden.returncode != 0, f"the public port describes {internal}"
 
 
-async def test_the_document_api_is_seen_and_called_like_every_other_method(cluster):
+async def test_the_document_api_is_seen_and_called_like_every_other_method(cluster, public):
     described = grpcurl(cluster.address("query"), "describe", "rag.v1.DocumentService")
     assert "ListDocuments" in described.stdout and "GetDocument" in described.stdout
     admin = grpcurl(cluster.address("query"), "describe", "rag.v1.AdminService")
     assert "EraseTenantData" in admin.stdout
     listed = grpcurl(
         cluster.address("query"),
-        "-H",
-        "authorization: Bearer acme-key",
-        "-d",
-        '{"page_size": 500}',
         "rag.v1.DocumentService/ListDocuments",
+        flags=("-H", "authorization: Bearer acme-key", "-d", '{"page_size": 500}'),
     )
     assert listed.returncode == 0, listed.stderr
-    assert '"documentId": "badges"' in listed.stdout
+    assert '"document_id": "badges"' in listed.stdout
 
 
 async def test_cli_ingests_a_folder_and_answers(cluster, tmp_path):

@@ -11,6 +11,7 @@ process and its other tenants' questions never share its fate or wait for its CP
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing
 import os
 import resource
@@ -89,14 +90,16 @@ def _child(
     """The child's whole life: limits first, then the conversion, then one message."""
     os.nice(NICENESS)
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-    cpu = int(limits.cpu_s) + 1
+    cpu = max(1, math.ceil(limits.cpu_s))  # the kernel counts whole seconds
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     try:
         outcome: Converted | ConversionError = convert(content, media_type, limits.max_chars)
     except ConversionError as exc:
         outcome = exc
-    except (MemoryError, RecursionError):
+    except MemoryError:
         outcome = ConversionError("DOCUMENT_TOO_COMPLEX", "it needs more memory than allowed")
+    except RecursionError:
+        outcome = ConversionError("DOCUMENT_TOO_COMPLEX", "it nests too deeply to be read")
     except Exception as exc:  # a parser's own error on a damaged file
         outcome = ConversionError("UNREADABLE_DOCUMENT", f"{type(exc).__name__}: {exc}"[:300])
     connection.send(outcome)
