@@ -238,3 +238,15 @@ async def test_timings_split_the_wait_the_stages_and_the_engines_own_time(parts,
         assert t.retrieve_ms >= 200 and t.embed_ms < 50
         assert t.total_ms >= t.queued_ms + t.retrieve_ms
         assert 0 <= t.own_ms < 50  # what is left once the wait and the stages are taken out
+
+
+async def test_forgetting_a_tenant_drops_its_cached_answers_and_no_one_elses(parts):
+    """What an erasure asks of the engine; an engine with no answer cache has nothing to drop."""
+    globex = Identity("p", "globex", frozenset({"reader"}))
+    cached = QueryEngine(*parts, answers=AnswerCache(TieredCache(LocalTTLCache(100, 60.0))))
+    for who in (ACME, globex):
+        await cached.answer(question("How much vacation?"), who)
+    await cached.forget_tenant("acme")
+    assert (await cached.answer(question("How much vacation?"), ACME)).cache == ""
+    assert (await cached.answer(question("How much vacation?"), globex)).cache == "exact"
+    await QueryEngine(*parts).forget_tenant("acme")

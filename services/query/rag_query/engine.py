@@ -159,8 +159,10 @@ class QueryEngine:
         answers, semantic-cache entries and the sources kept to stand in for a retrieval.
         Raises RedisError when the shared copies could not be deleted."""
         self._retrievals.forget(lambda key: key[0] == tenant)
-        await self._semantic.forget_tenant(tenant)
-        await self._answers.forget_tenant(tenant)
+        if self._semantic is not None:
+            await self._semantic.forget_tenant(tenant)
+        if self._answers is not None:
+            await self._answers.forget_tenant(tenant)
 
     async def answer(self, question: Question, identity: Identity) -> Answer:
         """The answer, its sources, where the time went and any degradation."""
