@@ -100,7 +100,10 @@ def test_the_chart_s_pods_run_as_rendered_and_answer_a_question(played):
     # The query pod starts first: until podman's DNS answers for retrieval's pod name (it
     # may keep denying a name it denied before the pod existed), the ingest is refused.
     deadline = time.monotonic() + 90
-    while "1 files" not in (stored := podman(*cli, "ingest", "/tmp/kelp.txt", check=False)):
+    # "ingested 1 files", not "stored 0 of 1 files before the error".
+    while "ingested 1 files" not in (
+        stored := podman(*cli, "ingest", "/tmp/kelp.txt", check=False)
+    ):
         assert time.monotonic() < deadline, stored
         time.sleep(2)
     question = (*cli, "query", "How fast do kelp forests grow?")

@@ -30,7 +30,10 @@ UNARY_METHODS = (
     "/rag.v1.QueryService/Query",
     "/rag.v1.DocumentService/IngestDocuments",
     "/rag.v1.DocumentService/DeleteDocuments",
+    "/rag.v1.DocumentService/ListDocuments",
+    "/rag.v1.DocumentService/GetDocument",
     "/rag.v1.AdminService/SetMaintenance",
+    "/rag.v1.AdminService/EraseTenantData",
     "/rag.v1.HealthDetailsService/GetHealthDetails",
     "/grpc.health.v1.Health/Check",
 )
@@ -43,6 +46,7 @@ CLEAR = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.NOT_FOUND,  # a document id that names nothing
 }
 FUZZ = settings(
     max_examples=120,
@@ -76,6 +80,25 @@ documents = st.builds(
     text=texts,
     title=texts,
     metadata=st.dictionaries(keys, texts, max_size=4),
+)
+# Files: bytes that are some format's start, or anything, declared as anything.
+files = st.builds(
+    common_pb2.Document,
+    id=st.sampled_from(["file-a", "file-b", "bad id!"]),
+    content=st.builds(
+        lambda head, tail: head + tail,
+        st.sampled_from([b"", b"%PDF-1.7\n", b"PK\x03\x04", b"<html><body>", b"\xd0\xcf\x11\xe0"]),
+        st.binary(max_size=2000),
+    ),
+    media_type=st.sampled_from(
+        ["", "application/pdf", "text/html", "text/plain", "image/png", "x"]
+    ),
+)
+listings = st.builds(
+    doc_pb.ListDocumentsRequest,
+    page_size=st.integers(min_value=-(2**31), max_value=2**31 - 1),
+    page_token=st.text(max_size=80) | st.binary(max_size=40).map(lambda b: b.hex()),
+    filters=st.lists(conditions, max_size=3),
 )
 
 
@@ -201,3 +224,20 @@ async def test_health_watch_is_refused_so_keyless_streams_hold_no_slot(public):
     check = health_pb2_grpc.HealthStub(public.channel).Check
     reply = await check(health_pb2.HealthCheckRequest(service="liveness"), timeout=5)
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@FUZZ
+@given(batch=st.lists(files, min_size=1, max_size=2))
+async def test_any_file_is_converted_and_stored_or_refused_clearly(public, batch):
+    request = doc_pb.IngestDocumentsRequest(documents=batch)
+    stub = doc_grpc.DocumentServiceStub(public.channel)
+    await answered_or_refused_clearly(stub.IngestDocuments(request, metadata=AUTH, timeout=30))
+
+
+@FUZZ
+@given(request=listings, document_id=st.text(max_size=200))
+async def test_any_listing_or_lookup_is_answered_or_refused_clearly(public, request, document_id):
+    stub = doc_grpc.DocumentServiceStub(public.channel)
+    await answered_or_refused_clearly(stub.ListDocuments(request, metadata=AUTH, timeout=30))
+    lookup = doc_pb.GetDocumentRequest(document_id=document_id)
+    await answered_or_refused_clearly(stub.GetDocument(lookup, metadata=AUTH, timeout=30))

@@ -6,7 +6,7 @@ import pytest
 
 from rag_common import context
 from rag_common.breaker import BreakerPolicy, BreakerState, CircuitBreaker, calling, guarded
-from rag_common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from rag_common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from rag_generation.retry import RetryPolicy, retrying
 from tests.support.clock import Clock
 
@@ -50,6 +50,7 @@ def test_callers_mistakes_never_open_it():
     b = breaker(Clock())
     for _ in range(10):
         b.record_failure(InvalidArgument("question", "empty"))
+        b.record_failure(NotFound("no document 'x' in this tenant"))  # a lookup of nothing
     assert b.state is BreakerState.CLOSED
 
 

@@ -10,7 +10,7 @@ import pytest
 from rag_common.cache.local import LocalTTLCache
 from rag_common.cache.tiered import TieredCache
 from rag_common.domain import ScoredChunk
-from rag_common.errors import ResourceExhausted, Unavailable
+from rag_common.errors import DeadlineExceeded, ResourceExhausted, Unavailable
 from rag_common.security.identity import Identity
 from rag_query.answer_cache import AnswerCache
 from rag_query.drain import REPLY_MARGIN_S, Drain
@@ -250,3 +250,12 @@ async def test_forgetting_a_tenant_drops_its_cached_answers_and_no_one_elses(par
     assert (await cached.answer(question("How much vacation?"), ACME)).cache == ""
     assert (await cached.answer(question("How much vacation?"), globex)).cache == "exact"
     await QueryEngine(*parts).forget_tenant("acme")
+
+
+async def test_a_budget_too_short_for_any_stage_is_the_callers_deadline(parts):
+    """Neither sources nor an answer within the caller's own budget: DEADLINE_EXCEEDED (its
+    time), not UNAVAILABLE (nothing failed that a retry would find working)."""
+    _, retriever, generator = parts
+    retriever.delay_s = generator.delay_s = 0.5
+    with pytest.raises(DeadlineExceeded):
+        await engine(parts, default_budget_s=0.1).answer(question("Too quick?"), ACME)

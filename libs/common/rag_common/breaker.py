@@ -21,6 +21,7 @@ from rag_common import context
 from rag_common.errors import (
     DeadlineExceeded,
     InvalidArgument,
+    NotFound,
     PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
@@ -65,11 +66,13 @@ TENANT_LIMITS = frozenset(
 
 
 def counts_as_failure(exc: BaseException) -> bool:
-    """Default rule: the caller's own mistakes and its tenant's limits never open a breaker;
-    everything else does."""
+    """Default rule: the caller's own mistakes (bad input, a name that names nothing, a
+    credential or role it lacks) and its tenant's limits never open a breaker; everything
+    else does."""
     if isinstance(exc, ResourceExhausted) and exc.reason in TENANT_LIMITS:
         return False
-    return not isinstance(exc, InvalidArgument | Unauthenticated | PermissionDenied)
+    # A lookup of something that does not exist is the caller's mistake too.
+    return not isinstance(exc, InvalidArgument | NotFound | Unauthenticated | PermissionDenied)
 
 
 class CircuitBreaker:

@@ -444,7 +444,9 @@ class QueryEngine:
         else:
             reason = Degradation.LLM_UNAVAILABLE
         if not progress.sources:
-            if reason == Degradation.LLM_BUDGET_EXHAUSTED:
+            # The tenant's LLM budget, or the caller's own time, ran out: say that, since
+            # nothing failed that another try could find working.
+            if reason == Degradation.LLM_BUDGET_EXHAUSTED or isinstance(exc, DeadlineExceeded):
                 raise exc
             raise Unavailable(
                 "no answer could be generated and no sources were found in time",

@@ -18,7 +18,13 @@ from rag_retrieval.store import VectorStore
 # signal (the chart's latency alert leaves out the same methods).
 UNTIMED = tuple(
     f"/rag.v1.RetrievalService/{method}"
-    for method in ("UpsertDocuments", "DeleteDocuments", "CreateBackup", "RestoreBackup")
+    for method in (
+        "UpsertDocuments",
+        "DeleteDocuments",
+        "CreateBackup",
+        "RestoreBackup",
+        "EraseTenant",
+    )
 )
 
 
