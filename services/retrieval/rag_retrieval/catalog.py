@@ -12,10 +12,10 @@ from typing import Any
 
 from rag_common.domain import DocumentInfo, DocumentInput, DocumentPage
 from rag_common.errors import InvalidArgument
+from rag_retrieval.chunking import PAGE_BREAK
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-PAGE_BREAK = "\f"
 
 
 def record(document: DocumentInput, ingested_by: str, ingested_at: float) -> dict[str, Any]:
