@@ -1,7 +1,8 @@
-"""`rag backup` and `rag restore`: whole-store archives through RetrievalService's port.
+"""`rag backup`, `rag restore` and `rag reindex`: whole-store operations through
+RetrievalService's port.
 
-An archive holds every tenant's chunks, so these are operator commands on the internal
-port, not calls a tenant's API key can make.
+Each touches every tenant's chunks, so these are operator commands on the internal port, not
+calls a tenant's API key can make.
 """
 
 from __future__ import annotations
@@ -83,10 +84,33 @@ async def restore_backup(
             timeout=timeout_s,
             metadata=_operator(credentials, "RestoreBackup", timeout_s),
         )
+    await _move_every_version(redis_url)
+    return reply.chunks
+
+
+async def reindex(
+    target: str, redis_url: str, timeout_s: float, credentials: Credentials
+) -> pb.ReindexResponse:
+    """Rebuild every vector of the store at `target` with the embedding model now, then move
+    every corpus version: answers and semantic-cache entries found with the old model's
+    vectors are not served after it."""
+    async with client_channel(target) as channel:
+        stub = pb_grpc.RetrievalServiceStub(channel)
+        reply = await stub.Reindex(
+            pb.ReindexRequest(),
+            timeout=timeout_s,
+            metadata=_operator(credentials, "Reindex", timeout_s),
+        )
+    await _move_every_version(redis_url)
+    return reply
+
+
+async def _move_every_version(redis_url: str) -> None:
+    """Every tenant's corpus version moves, where the query service keeps them in Redis:
+    every answer cached before is unreachable at once."""
     if redis_url:
         redis = redis_client(redis_url, timeout_s=5.0)
         try:
             await CorpusVersions(redis).bump_all()
         finally:
             await redis.aclose()
-    return reply.chunks

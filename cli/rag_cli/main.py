@@ -1,5 +1,5 @@
 """The `rag` command: up, serve, ingest, query, documents, eval, health, probe, certs, keys,
-advise, backup, restore."""
+advise, backup, restore, reindex."""
 
 from __future__ import annotations
 
@@ -17,7 +17,13 @@ from rag_cli.commands.ask import ingest, query
 from rag_cli.commands.evaluate import eval_command
 from rag_cli.commands.health import health, probe
 from rag_cli.commands.local import certs_command, serve, up
-from rag_cli.commands.operate import advise_command, backup, keys_command, restore
+from rag_cli.commands.operate import (
+    advise_command,
+    backup,
+    keys_command,
+    reindex_command,
+    restore,
+)
 from rag_cli.launcher import SERVICES
 from rag_cli.output import console, fail
 from rag_cli.settings import CliSettings
@@ -85,6 +91,15 @@ def parser() -> argparse.ArgumentParser:
         help="the query service's Redis (env RAG_QUERY_REDIS_URL), to invalidate its caches",
     )
     s.set_defaults(func=restore)
+
+    s = sub.add_parser("reindex", help="rebuild every vector with the embedding model now")
+    s.add_argument("--retrieval", default="127.0.0.1:50052", help="RetrievalService address")
+    s.add_argument(
+        "--redis-url",
+        default=settings.redis_url,
+        help="the query service's Redis (env RAG_QUERY_REDIS_URL), to invalidate its caches",
+    )
+    s.set_defaults(func=reindex_command)
 
     s = sub.add_parser("health", help="health of each service")
     s.add_argument(

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from rag_cli import advise, keys
-from rag_cli.backup import create_backup, restore_backup
+from rag_cli.backup import create_backup, reindex, restore_backup
 from rag_cli.launcher import SERVICES, LocalCluster, local_identity_key
 from rag_cli.output import console
 from rag_cli.settings import CliSettings
@@ -77,9 +77,23 @@ async def restore(args: argparse.Namespace) -> int:
         args.retrieval, args.archive, args.redis_url, args.timeout, operator_credentials(args)
     )
     console.print(f"restored {args.archive}: {chunks} chunks")
-    if not args.redis_url:
+    _restart_hint(args.redis_url, "the restore")
+    return 0
+
+
+async def reindex_command(args: argparse.Namespace) -> int:
+    """Rebuild every stored vector with the embedding model now, and invalidate caches."""
+    reply = await reindex(args.retrieval, args.redis_url, args.timeout, operator_credentials(args))
+    console.print(
+        f"rebuilt {reply.chunks} chunks with {reply.model} ({reply.dimension} dimensions)"
+    )
+    _restart_hint(args.redis_url, "the rebuild")
+    return 0
+
+
+def _restart_hint(redis_url: str, change: str) -> None:
+    if not redis_url:
         console.print(
             "[yellow]no Redis given: restart the query service so that no answer cached "
-            "before the restore is served[/yellow]"
+            f"before {change} is served[/yellow]"
         )
-    return 0

@@ -184,6 +184,12 @@ class Reason(StrEnum):
         "the remote embedding server (RAG_EMBEDDING_BACKEND openai or tei) failed, timed out "
         "or rate-limited past its retries, or its breaker is open",
     )
+    REINDEXING = (
+        "REINDEXING",
+        "UNAVAILABLE",
+        "the store's vectors are being rebuilt with a new embedding model (`rag reindex`); "
+        "retry once it is done",
+    )
     EMBEDDING_MODEL_MISMATCH = (
         "EMBEDDING_MODEL_MISMATCH",
         "FAILED_PRECONDITION",

@@ -24,6 +24,7 @@ UNTIMED = tuple(
         "CreateBackup",
         "RestoreBackup",
         "EraseTenant",
+        "Reindex",
     )
 )
 

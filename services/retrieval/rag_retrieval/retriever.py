@@ -20,13 +20,13 @@ from rag_common.domain import (
     TextEmbedder,
     UpsertResult,
 )
-from rag_common.errors import NotFound
+from rag_common.errors import NotFound, Unavailable
 from rag_common.filters import check_conditions
-from rag_common.reasons import Degradation
+from rag_common.reasons import Degradation, Reason
 from rag_common.security.identity import Identity
 from rag_common.telemetry import tracing
-from rag_retrieval import catalog, store, validation
-from rag_retrieval.chunking import chunk_document
+from rag_retrieval import catalog, store, validation, vector_space
+from rag_retrieval.chunking import Chunk, chunk_document
 from rag_retrieval.lexical import Bm25Terms
 from rag_retrieval.models import ChunkRecord, RetrieveQuery, RetrieveResult
 from rag_retrieval.rerank import RerankStage
@@ -200,6 +200,50 @@ class Retriever:
         log.info("tenant erased", extra={"documents": documents, "chunks": chunks})
         return documents, chunks
 
+    async def reindex(self) -> tuple[int, VectorSpace]:
+        """Rebuild every stored vector with the embedding service's model now: (chunks
+        rebuilt, the model). Searches and writes are refused until it ends; interrupted, the
+        store still names the old model, and running it again finishes the work."""
+        [probe], model = await self._embedder.embed_tagged(["reindex probe"], "document")
+        space = VectorSpace(model, len(probe))
+        self.vector_space.check_open()
+        self.vector_space.rebuilding = True
+        try:
+            rebuilt = await self._rebuild(space)
+            await guarded(self.store_breaker, functools.partial(self.vector_space.rerecord, space))
+        finally:
+            self.vector_space.rebuilding = False
+        log.info("vectors rebuilt", extra={"chunks": rebuilt, "model": model})
+        return rebuilt, space
+
+    async def _rebuild(self, space: VectorSpace) -> int:
+        rebuilt, offset = 0, None
+        while True:
+            page = functools.partial(
+                self._store.chunks_page,
+                offset,
+                self._embed_batch_size,
+                skip_tenant=vector_space.RECORD_TENANT,
+            )
+            chunks, offset = await guarded(self.store_breaker, page)
+            if not chunks:
+                return rebuilt
+            texts = [_indexed_text(payload) for _, payload in chunks]
+            vectors, model = await self._embedder.embed_tagged(texts, "document")
+            if VectorSpace(model, len(vectors[0])) != space:  # the model changed again
+                raise Unavailable(
+                    "the embedding model changed during the rebuild; run it again",
+                    reason=Reason.REINDEXING,
+                )
+            records = [
+                store.chunk_record(point_id, payload, vector, self._terms.document(text))
+                for (point_id, payload), vector, text in zip(chunks, vectors, texts, strict=True)
+            ]
+            await guarded(self.store_breaker, functools.partial(self._store.upsert, records))
+            rebuilt += len(records)
+            if offset is None:
+                return rebuilt
+
     async def _remove_chunks_from(self, tenant: str, document_id: str, first: int) -> None:
         remove = functools.partial(self._store.delete, tenant, document_id, from_chunk=first)
         await guarded(self.store_breaker, remove)
@@ -242,6 +286,7 @@ class Retriever:
         """Chunks of the caller's tenant closest to the question, best first: dense or
         hybrid, then reranked when a reranker is configured (or asked for)."""
         validation.check_query(query, max_top_k=self._max_top_k, dimension=self._vector_size)
+        self.vector_space.check_open()
         embed_ms = 0.0
         vector = list(query.vector)
         if not vector:
@@ -330,3 +375,11 @@ class Retriever:
             if counts.get(document_id):
                 await self._remove_chunks_from(tenant, document_id, counts[document_id])
         return [c for c in chunks if current(c)]
+
+
+def _indexed_text(payload: dict) -> str:
+    """What search indexes of a stored chunk, as `Chunk.indexed_text` made it (from the
+    innermost heading, which is what the payload keeps)."""
+    section = payload.get("section", "")
+    chunk = Chunk(payload.get("text", ""), (section,) if section else ())
+    return chunk.indexed_text(payload.get("title", ""))

@@ -81,6 +81,11 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         info = await self._retriever.get_document(request.document_id, current_identity())
         return pb.RetrievalServiceGetDocumentResponse(document=document_info_to_pb(info))
 
+    async def Reindex(self, request: pb.ReindexRequest, context) -> pb.ReindexResponse:
+        """Rebuild every stored vector with the embedding service's model now."""
+        chunks, space = await self._retriever.reindex()
+        return pb.ReindexResponse(chunks=chunks, model=space.model, dimension=space.dimension)
+
     async def EraseTenant(self, request: pb.EraseTenantRequest, context) -> pb.EraseTenantResponse:
         """Delete every chunk of the caller's tenant."""
         documents, chunks = await self._retriever.erase_tenant(current_identity())
@@ -105,6 +110,7 @@ def servicers(retriever: Retriever, backups: Backups) -> list[Servicer]:
                 "ListDocuments": READER,
                 "GetDocument": READER,
                 "EraseTenant": ADMIN,  # a tenant admin's, for that tenant alone
+                "Reindex": OPERATOR,  # every tenant's vectors
             },
         )
     ]

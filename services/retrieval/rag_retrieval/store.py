@@ -70,6 +70,13 @@ class VectorStore(Protocol):
         """Delete every chunk of `tenant`; returns how many there were."""
         ...
 
+    async def chunks_page(
+        self, offset: Any, limit: int, *, skip_tenant: str
+    ) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+        """(point id, payload) of up to `limit` chunks of every tenant but `skip_tenant`,
+        from `offset` (None: the first); and the offset of the next page (None: no more)."""
+        ...
+
     async def chunk_counts(self, tenant: str, document_ids: Sequence[str]) -> dict[str, int | None]:
         """Each stored document's chunk count, as its chunk 0 records it (None: not recorded).
 
@@ -140,6 +147,34 @@ def scored_chunk(payload: dict[str, Any], score: float) -> ScoredChunk:
         page=int(payload.get("page") or 0),
         section=payload.get("section") or "",
     )
+
+
+def chunk_record(
+    point_id: str, payload: dict[str, Any], vector: list[float], terms: SparseTerms
+) -> ChunkRecord:
+    """A stored chunk again as a record to write, with a new vector and terms."""
+    return ChunkRecord(
+        id=str(point_id),
+        tenant=payload[TENANT],
+        document_id=payload[DOCUMENT_ID],
+        chunk_index=int(payload[CHUNK_INDEX]),
+        text=payload.get("text", ""),
+        vector=vector,
+        chunk_count=int(payload.get(CHUNK_COUNT) or 0),
+        terms=terms,
+        title=payload.get("title", ""),
+        source=payload.get("source", ""),
+        metadata=payload.get("metadata") or {},
+        page=int(payload.get("page") or 0),
+        section=payload.get("section") or "",
+        document=payload.get(DOCUMENT),
+    )
+
+
+def other_tenants(models: Any, tenant: str) -> Any:
+    """A filter of every chunk but `tenant`'s."""
+    match = models.MatchValue(value=tenant)
+    return models.Filter(must_not=[models.FieldCondition(key=TENANT, match=match)])
 
 
 def document_info(payload: dict[str, Any]) -> DocumentInfo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from rag_common.errors import FailedPrecondition
+from rag_common.errors import FailedPrecondition, Unavailable
 from rag_common.reasons import Reason
 from rag_retrieval.models import ChunkRecord
 from rag_retrieval.store import DOCUMENT, VectorStore
@@ -36,6 +36,7 @@ class VectorSpaceGuard:
         self._store = store
         self._dimension = dimension  # what the store's collection was made for
         self.recorded: VectorSpace | None = None
+        self.rebuilding = False  # while `rag reindex` rewrites the vectors
 
     async def load(self) -> None:
         """Read the store's record (a store written before records has none yet)."""
@@ -51,21 +52,42 @@ class VectorSpaceGuard:
             await self._store.upsert([_record(space)])
             self.recorded = space
 
+    def check_open(self) -> None:
+        """Refuse every search and write while the vectors are rebuilt (they are of two
+        models until it ends)."""
+        if self.rebuilding:
+            raise Unavailable(
+                "the store's vectors are being rebuilt with a new model; retry once it is done",
+                reason=Reason.REINDEXING,
+            )
+
+    async def rerecord(self, space: VectorSpace) -> None:
+        """The vectors are now all of `space` (after a rebuild)."""
+        self._check_dimension(space)
+        await self._store.upsert([_record(space)])
+        self.recorded = space
+
     def admit_search(self, space: VectorSpace) -> None:
         """Refuse to search the store with vectors of another space."""
+        self.check_open()
         if self.recorded is not None and space != self.recorded:
-            made_by = str(self.recorded)
-        elif space.dimension != self._dimension:
+            raise _mismatch(str(self.recorded), space)
+        self._check_dimension(space)
+
+    def _check_dimension(self, space: VectorSpace) -> None:
+        if space.dimension != self._dimension:
             made_by = f"a model of {self._dimension} dimensions (RAG_RETRIEVAL_VECTOR_SIZE)"
-        else:
-            return
-        raise FailedPrecondition(
-            f"the store's vectors were made by {made_by}, but the embedding service now "
-            f"embeds with {space}: configure the store's model again, or rebuild the store's "
-            "vectors with the new one",
-            reason=Reason.EMBEDDING_MODEL_MISMATCH,
-            metadata={"store_model": made_by, "embedding_model": str(space)},
-        )
+            raise _mismatch(made_by, space)
+
+
+def _mismatch(made_by: str, space: VectorSpace) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"the store's vectors were made by {made_by}, but the embedding service now "
+        f"embeds with {space}: configure the store's model again, or rebuild the store's "
+        "vectors with the new one (`rag reindex`)",
+        reason=Reason.EMBEDDING_MODEL_MISMATCH,
+        metadata={"store_model": made_by, "embedding_model": str(space)},
+    )
 
 
 def _record(space: VectorSpace) -> ChunkRecord:

@@ -151,6 +151,19 @@ class EdgeStore:
             if offset is None:
                 return heads
 
+    async def chunks_page(
+        self, offset: Any, limit: int, *, skip_tenant: str
+    ) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+        """A page of every tenant's chunks but `skip_tenant`'s, and the next page's offset."""
+        request = qe.ScrollRequest(
+            limit=limit,
+            filter=store.other_tenants(qe, skip_tenant),
+            offset=offset,
+            with_payload=True,
+        )
+        records, after = await self._read(lambda: self._shard.scroll(request))
+        return [(r.id, r.payload) for r in records], after
+
     async def erase_tenant(self, tenant: str) -> int:
         """Delete every chunk of the tenant."""
         chunks = await self.count(tenant)

@@ -151,6 +151,22 @@ class QdrantStore:
         except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
             raise _unavailable(exc) from exc
 
+    async def chunks_page(
+        self, offset: Any, limit: int, *, skip_tenant: str
+    ) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+        """A page of every tenant's chunks but `skip_tenant`'s, and the next page's offset."""
+        try:
+            records, after = await self._client.scroll(
+                self._collection,
+                scroll_filter=store.other_tenants(models, skip_tenant),
+                limit=limit,
+                offset=offset,
+                with_payload=True,
+            )
+        except (UnexpectedResponse, ResponseHandlingException, OSError) as exc:
+            raise _unavailable(exc) from exc
+        return [(str(r.id), r.payload or {}) for r in records], after
+
     async def erase_tenant(self, tenant: str) -> int:
         """Delete every chunk of the tenant."""
         chunks = await self.count(tenant)
