@@ -45,3 +45,11 @@ def test_binary_files_of_other_formats_are_refused_with_a_reason():
 def test_a_character_cut_at_the_end_of_the_sample_is_still_text():
     text = ("é" * 3000).encode()  # 6000 bytes: the 4096-byte sample ends inside a character
     assert media.sniff(text[:4097]) == media.TEXT
+
+
+def test_a_page_in_another_charset_is_still_html():
+    latin1 = (
+        b'<!doctype html>\r\n<html><head><meta http-equiv="Content-Type" '
+        b'content="text/html; charset=ISO-8859-1"></head><body><p>Gr\xfc\xdfe aus Erfurt</p>'
+    )
+    assert media.sniff(latin1) == media.HTML

@@ -59,20 +59,25 @@ def _by_magic(content: bytes) -> str | None:
 
 
 def _text_type(content: bytes, declared: str, field: str) -> str:
+    if _looks_like_html(content[:1024]):
+        return declared if declared in TEXT_TYPES else HTML  # in whatever charset it says
     try:
-        head = content[:4096].decode("utf-8")
+        content[:4096].decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < 4090:  # not a character cut at the end of the sample: not UTF-8
             raise _unsupported(field, "binary content of no supported format") from None
-        head = content[: exc.start].decode("utf-8")
     if declared in (HTML, *TEXT_TYPES):
         return declared  # HTML without its marks, or text that shows HTML: as declared
-    lowered = head.lstrip("\ufeff \t\r\n").lower().encode()
-    if lowered.startswith(_HTML_MARKS) or any(mark in lowered[:1024] for mark in _HTML_MARKS[2:]):
-        return HTML
     if declared:
         raise _unsupported(field, f"{declared} is not a type this suite reads")
     return TEXT
+
+
+def _looks_like_html(head: bytes) -> bool:
+    """An HTML page's marks, read as bytes: pages come in many charsets, and the reader
+    finds theirs (a latin-1 page is no UTF-8 text)."""
+    lowered = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return lowered.startswith(_HTML_MARKS) or any(mark in lowered for mark in _HTML_MARKS[2:])
 
 
 def _unsupported(field: str, message: str) -> InvalidArgument:
