@@ -10,6 +10,7 @@ from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as retrieval_pb
 from rag.v1 import retrieval_service_pb2_grpc as retrieval_grpc
 from rag_cli.backup import reindex
+from rag_common.breaker import BreakerState
 from rag_common.domain import DocumentInput
 from rag_common.errors import FailedPrecondition, Unavailable
 from rag_common.security.identity import Identity
@@ -51,9 +52,11 @@ async def test_a_store_made_by_one_model_refuses_another_and_takes_the_first_bac
     await other.start()
     second = await started(settings, other)
     try:
-        with pytest.raises(FailedPrecondition) as write:
-            await stored(second, DocumentInput("glaze", "Glazes melt near 1200 degrees."))
+        for _ in range(6):  # refused every time, and never taken for a failing store
+            with pytest.raises(FailedPrecondition) as write:
+                await stored(second, DocumentInput("glaze", "Glazes melt near 1200 degrees."))
         assert write.value.reason == "EMBEDDING_MODEL_MISMATCH"
+        assert second.store_breaker.state is BreakerState.CLOSED
         assert "MiniLM" in write.value.message and "fake/embedder-8" in write.value.message
         with pytest.raises(FailedPrecondition):
             await second.retrieve(RetrieveQuery(text="kiln temperature"), ACME)

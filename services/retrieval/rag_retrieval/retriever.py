@@ -254,13 +254,10 @@ class Retriever:
         for start in range(0, len(texts), self._embed_batch_size):
             batch = texts[start : start + self._embed_batch_size]
             embedded, model = await self._embedder.embed_tagged(batch, "document")
-            # Before anything is stored: vectors of another model never join the store's.
-            await guarded(
-                self.store_breaker,
-                functools.partial(
-                    self.vector_space.admit_write, VectorSpace(model, len(embedded[0]))
-                ),
-            )
+            # Before anything is stored: vectors of another model never join the store's. Not
+            # through the store's breaker: a refusal is the deployment's mismatch, not a
+            # store failure, and must not make every tenant's searches wait.
+            await self.vector_space.admit_write(VectorSpace(model, len(embedded[0])))
             vectors.extend(embedded)
         return vectors
 
