@@ -157,8 +157,9 @@ async def test_huge_keyless_messages_are_refused_without_being_read(cluster):
     print(
         f"\nembedding RSS {before:.0f} MB before 48 keyless calls of 15-60 MB, +{grown:.0f} after"
     )
-    # Was 1,126 MB. About 40 MB alone; room left for a process that is still warming up.
-    assert grown < 250, f"embedding grew by {grown:.0f} MB"
+    # Was 1,126 MB; then 170-400 MB while gRPC's bandwidth probe widened each stream's
+    # window; about 2 MB with fixed 64 KB windows. Room left for a process still warming up.
+    assert grown < 100, f"embedding grew by {grown:.0f} MB"
 
 
 async def test_cancelled_streams_log_no_traceback(cluster):
