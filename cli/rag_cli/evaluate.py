@@ -1,8 +1,10 @@
 """`rag eval`: retrieval and answer quality of a labelled question set, through the public API.
 
-Questions are JSONL lines {"id", "question", "relevant": [document ids], "split"?}; documents,
-when given, are JSONL {"id", "text", "title"?, "source"?} and are ingested first. Rankings are
-over documents: a document counts at the rank of its first chunk among an answer's sources.
+Questions are JSONL lines {"id", "question", "relevant": [document ids], "split"?, "page"?};
+documents, when given, are JSONL {"id", "text", "title"?, "source"?} or a folder of files (PDF,
+HTML, DOCX, text: each file's id is its path inside the folder), ingested first. Rankings are
+over documents: a document counts at the rank of its first chunk among an answer's sources. A
+question with a "page" also scores whether the answer cites that page of the document.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import grpc
 from rag.v1 import common_pb2, document_service_pb2, document_service_pb2_grpc
 from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
+from rag_cli import files
 
 CUTOFFS = (1, 5, 10)
 INGEST_BATCH = 8  # documents per IngestDocuments call: man pages run to 50 KB each
@@ -36,6 +39,7 @@ class LabelledQuestion:
     question: str
     relevant: frozenset[str]
     split: str = ""
+    page: int = 0  # the page that answers it, where the document has pages
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class Outcome:
     mrr_at_10: float = 0.0
     ndcg_at_10: float = 0.0
     cites_relevant: float = 0.0  # share of answers citing a relevant source
+    paged: int = 0  # questions labelled with a page
+    cites_page: float = 0.0  # of those, share whose answer cites the right page first
     latency_ms: dict[str, float] = field(default_factory=dict)  # p50, p95, p99
     degraded: dict[str, int] = field(default_factory=dict)  # reason -> answers
     cached: int = 0  # answers a cache served
@@ -93,7 +99,11 @@ def load_questions(path: Path, split: str = "") -> list[LabelledQuestion]:
     """The labelled questions, only those of `split` when one is named."""
     questions = [
         LabelledQuestion(
-            str(row["id"]), row["question"], frozenset(row["relevant"]), row.get("split", "")
+            str(row["id"]),
+            row["question"],
+            frozenset(row["relevant"]),
+            row.get("split", ""),
+            int(row.get("page", 0)),
         )
         for row in read_jsonl(path, ("id", "question", "relevant"))
     ]
@@ -131,22 +141,41 @@ def percentile(values: Sequence[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
+def cites_page(reply: pb.QueryResponse, labelled: LabelledQuestion) -> bool:
+    """Whether the first source the answer cites from a relevant document is the page that
+    answers the question."""
+    for number in reply.cited_sources:
+        source = reply.sources[number - 1]
+        if source.document_id in labelled.relevant:
+            return source.page == labelled.page
+    return False
+
+
+def read_documents(path: Path) -> list[common_pb2.Document]:
+    """The documents to ingest: the rows of a JSONL file, or every supported file in a folder,
+    each with its path inside the folder as id."""
+    if path.is_dir():
+        return [
+            files.to_document(found, as_id=found.relative_to(path).as_posix())
+            for found in files.find_files([path])
+        ]
+    return [
+        common_pb2.Document(
+            id=row["id"], text=row["text"], title=row.get("title", ""), source=row.get("source", "")
+        )
+        for row in read_jsonl(path, ("id", "text"))
+    ]
+
+
 async def ingest(channel: grpc.aio.Channel, path: Path, metadata, timeout_s: float) -> int:
-    """Ingest a JSONL of documents; returns the chunks stored."""
-    rows = read_jsonl(path, ("id", "text"))
+    """Ingest a JSONL of documents or a folder of files; returns the chunks stored."""
+    documents = read_documents(path)
     stub = document_service_pb2_grpc.DocumentServiceStub(channel)
     chunks = 0
-    for start in range(0, len(rows), INGEST_BATCH):
-        documents = [
-            common_pb2.Document(
-                id=row["id"],
-                text=row["text"],
-                title=row.get("title", ""),
-                source=row.get("source", ""),
-            )
-            for row in rows[start : start + INGEST_BATCH]
-        ]
-        request = document_service_pb2.IngestDocumentsRequest(documents=documents)
+    for start in range(0, len(documents), INGEST_BATCH):
+        request = document_service_pb2.IngestDocumentsRequest(
+            documents=documents[start : start + INGEST_BATCH]
+        )
         reply = await stub.IngestDocuments(request, metadata=metadata, timeout=timeout_s)
         chunks += sum(d.chunks for d in reply.documents)
     return chunks
@@ -160,7 +189,7 @@ class _Tally:
         self.recall = dict.fromkeys(CUTOFFS, 0.0)
         self.latencies: list[float] = []
         self.mrr = self.ndcg = 0.0
-        self.cites = 0
+        self.cites = self.right_pages = 0
 
     def add(self, labelled: LabelledQuestion, reply: pb.QueryResponse, latency_ms: float) -> None:
         ranking = ranked_documents(reply.sources)
@@ -171,6 +200,9 @@ class _Tally:
         self.ndcg += ndcg_at(ranking, labelled.relevant)
         cited = {reply.sources[n - 1].document_id for n in reply.cited_sources}
         self.cites += bool(cited & labelled.relevant)
+        if labelled.page:
+            self.outcome.paged += 1
+            self.right_pages += cites_page(reply, labelled)
         self.latencies.append(latency_ms)
         outcome = self.outcome
         outcome.questions += 1
@@ -186,6 +218,7 @@ class _Tally:
         outcome.mrr_at_10 = self.mrr / count
         outcome.ndcg_at_10 = self.ndcg / count
         outcome.cites_relevant = self.cites / count
+        outcome.cites_page = self.right_pages / (outcome.paged or 1)
         if self.latencies:
             outcome.latency_ms = {
                 name: percentile(self.latencies, share)

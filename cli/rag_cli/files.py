@@ -66,13 +66,15 @@ def _supported(path: Path) -> bool:
     )
 
 
-def to_document(path: Path) -> common_pb2.Document:
+def to_document(path: Path, as_id: str = "") -> common_pb2.Document:
     """Read a file as a Document: text with its first heading (else the file name) as title;
-    any other file as its bytes, titled by the service from the document itself."""
+    any other file as its bytes, titled by the service from the document itself. Its id is
+    `as_id`, else one made from its path."""
     kind = media_type(path)
+    identifier = as_id or document_id(path)
     if kind not in media.TEXT_TYPES:  # None too: the service says why it refuses it
         return common_pb2.Document(
-            id=document_id(path),
+            id=identifier,
             content=path.read_bytes(),
             media_type=kind or "",
             source=str(path),
@@ -82,7 +84,7 @@ def to_document(path: Path) -> common_pb2.Document:
     heading = _HEADING.search(text)
     title = (heading.group(1) or heading.group(2)).strip() if heading else path.name
     return common_pb2.Document(
-        id=document_id(path),
+        id=identifier,
         text=text,
         title=title[:512],
         source=str(path),

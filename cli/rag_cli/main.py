@@ -69,7 +69,11 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("eval", help="score retrieval on a labelled question set")
     s.add_argument("questions", type=Path, help='JSONL: {"id", "question", "relevant": [ids]}')
-    s.add_argument("--documents", type=Path, help='JSONL {"id", "text", "title"} to ingest first')
+    s.add_argument(
+        "--documents",
+        type=Path,
+        help='JSONL {"id", "text", "title"}, or a folder of files, to ingest first',
+    )
     s.add_argument("--split", default="", help='only questions with this "split" (e.g. test)')
     s.add_argument("--compare", action="store_true", help="dense, hybrid and hybrid+rerank")
     s.add_argument("--provider", default="extractive", help="provider that writes answers")

@@ -135,3 +135,17 @@ def test_indexed_text_leads_with_title_and_headings_but_stored_text_is_untouched
     assert indexed.startswith("Acme handbook > Billing guide > Refunds\n")
     assert indexed.endswith(chunk.text)
     assert chunk_document("plain words only", 300, 40)[0].indexed_text("") == "plain words only"
+
+
+def test_no_chunk_runs_onto_the_next_page():
+    """A page shorter than a chunk still ends its chunk: the cited page holds all of it."""
+    pages = [
+        "Short first page about the intake tower.",
+        " ".join(f"Filters are washed at 2.4 metres of head loss, note {n}." for n in range(30)),
+        "The last page: the generator has fuel for 48 hours.",
+    ]
+    chunks = chunk_document("\f".join(pages), size=800, overlap=120)
+    for chunk in chunks:
+        assert chunk.text in pages[chunk.page - 1], chunk
+    assert [c.page for c in chunks] == sorted(c.page for c in chunks)
+    assert {c.page for c in chunks} == {1, 2, 3}

@@ -65,3 +65,28 @@ def test_the_dev_set_is_split_in_halves_and_names_only_documents_it_has():
     assert abs(sum(q.split == "test" for q in questions) - len(questions) / 2) <= 1
     assert all(q.relevant <= documents for q in questions)
     assert len({q.question for q in questions}) == len(questions)
+
+
+def test_the_cited_page_is_the_first_cited_source_of_a_relevant_document():
+    question = evaluate.LabelledQuestion("q", "When?", frozenset({"manual.pdf"}), page=3)
+    sources = [
+        common_pb2.Source(document_id="other.pdf", page=3),
+        common_pb2.Source(document_id="manual.pdf", page=2),
+        common_pb2.Source(document_id="manual.pdf", page=3),
+    ]
+    reply = evaluate.pb.QueryResponse(sources=sources, cited_sources=[1, 3])
+    assert evaluate.cites_page(reply, question)
+    reply = evaluate.pb.QueryResponse(sources=sources, cited_sources=[2, 3])
+    assert not evaluate.cites_page(reply, question)  # the first cited page of it is wrong
+    reply = evaluate.pb.QueryResponse(sources=sources, cited_sources=[1])
+    assert not evaluate.cites_page(reply, question)  # nothing of the document cited
+
+
+def test_the_documents_set_labels_pdf_pages_and_names_only_its_files():
+    data = evaluate.Path(__file__).parents[2] / "bench" / "data" / "documents"
+    questions = evaluate.load_questions(data / "questions.jsonl")
+    names = {p.name for p in (data / "files").iterdir()}
+    assert {q.split for q in questions} == {"tune", "test"}
+    assert all(q.relevant <= names for q in questions)
+    assert all(q.page for q in questions if next(iter(q.relevant)).endswith(".pdf"))
+    assert {p.rsplit(".", 1)[1] for p in names} == {"pdf", "html", "docx"}

@@ -45,7 +45,8 @@ def eval_table(outcomes: list[evaluate.Outcome], questions: int) -> Table:
     """One row per variant: ranking quality, citations, latency and what degraded."""
     table = Table(title=f"{questions} questions")
     table.add_column("search", no_wrap=True)
-    for column in ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "cites", "p50 ms", "p95 ms"):
+    columns = ("R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "cites", "page", "p50 ms", "p95 ms")
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_column("notes")
     for o in outcomes:
@@ -58,6 +59,7 @@ def eval_table(outcomes: list[evaluate.Outcome], questions: int) -> Table:
             f"{o.mrr_at_10:.3f}",
             f"{o.ndcg_at_10:.3f}",
             f"{o.cites_relevant:.2f}",
+            f"{o.cites_page:.2f}" if o.paged else "-",
             f"{o.latency_ms.get('p50', 0):.0f}",
             f"{o.latency_ms.get('p95', 0):.0f}",
             ", ".join(notes),
