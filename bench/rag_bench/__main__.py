@@ -29,6 +29,7 @@ from rag.v1 import query_service_pb2 as pb
 from rag.v1 import query_service_pb2_grpc as pb_grpc
 from rag_bench import (
     capacity,
+    collector,
     corpus,
     cpu,
     embedding,
@@ -39,6 +40,7 @@ from rag_bench import (
     report,
     routing,
     scale,
+    targets,
 )
 from rag_bench.in_process import LocalGenerator, LocalRetriever
 from rag_bench.stats import Run, table
@@ -137,8 +139,9 @@ async def grpc_runs(
         return runs
 
 
-async def echo_runs(requests: int) -> list[Run]:
-    """The bare gRPC echo server, in its own process, with a cache hit's message sizes."""
+async def echo_runs(requests: int, tls: LocalCluster | None = None) -> list[Run]:
+    """The bare gRPC echo server, in its own process, with a cache hit's message sizes;
+    with `tls`, over TLS and mTLS with that cluster's certificates."""
     port = free_port()
     reply_size = len(
         pb.QueryResponse(
@@ -146,11 +149,15 @@ async def echo_runs(requests: int) -> list[Run]:
             sources=[common_pb2.Source(document_id="doc-00000", text="y" * 300) for _ in range(5)],
         ).SerializeToString()
     )
+    files = [str(p) for p in tls.tls_paths("query")] if tls else []
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rag_bench.echo", str(port), str(reply_size)
+        sys.executable, "-m", "rag_bench.echo", str(port), str(reply_size), *files
     )
+    name = "grpc echo (yardstick)" + (observability.TLS_LABEL if tls else "")
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with client_channel(
+            f"127.0.0.1:{port}", tls.client_tls() if tls else None
+        ) as channel:
             await channel.channel_ready()
             echo = channel.unary_unary("/bench.Echo/Echo")
             request = pb.QueryRequest(question="x" * 60).SerializeToString()
@@ -160,10 +167,7 @@ async def echo_runs(requests: int) -> list[Run]:
                 return {"embed": 0.0, "retrieve": 0.0, "generate": 0.0}
 
             await drive("warm-up", 2, ["q"] * 20, ask)
-            return [
-                await drive("grpc echo (yardstick)", c, ["q"] * requests, ask)
-                for c in CONCURRENCIES
-            ]
+            return [await drive(name, c, ["q"] * requests, ask) for c in CONCURRENCIES]
     finally:
         process.terminate()
         await process.wait()
@@ -321,12 +325,17 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             runs += await echo_runs(requests)
         finally:
             cluster.stop()
-        # The same stored corpus, served again with every span exported and every
-        # /metrics endpoint scraped once a second: what observability costs.
-        runs += await observability.restarted_runs(
-            LocalCluster.on_free_ports(data_dir, env=env | observability.TRACING_ENV),
-            lambda cluster: grpc_runs(cluster, traced_questions, requests, observability.LABEL),
-        )
+        # The same stored corpus, served again with spans sent to a collector and every
+        # /metrics endpoint scraped, as the chart deploys them: what observability costs.
+        collector_port, span_count = free_port(), data_dir / "spans"
+        with collector.running(collector_port, span_count):
+            runs += await observability.restarted_runs(
+                LocalCluster.on_free_ports(
+                    data_dir, env=env | observability.tracing_env(collector_port)
+                ),
+                lambda cluster: grpc_runs(cluster, traced_questions, requests, observability.LABEL),
+            )
+        spans_received = int(span_count.read_text())
         secured = LocalCluster.on_free_ports(data_dir, env=env)
         secured.use_tls()
         runs += await observability.restarted_runs(
@@ -345,11 +354,20 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             for r in runs
             if r.concurrency == concurrency and r.name in ("grpc (4 services)", "in-process")
         )
+        if concurrency == 1:
+            ratio = over_grpc.percentile(50) / local.percentile(50)
+            targets.record("gRPC / in-process p50, c1", ratio, 1.3, at_most=True)
         print(
             f"concurrency {concurrency}: gRPC/in-process p50 latency "
             f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
             f"throughput {over_grpc.rps / local.rps:.2f}x"
         )
+    targets.record(
+        f"{embedding.CALLERS} single-text Embed callers / in-process encode of {embedding.CALLERS}",
+        service_rate / local_rate,
+        0.85,
+        at_most=False,
+    )
     print(
         f"\nembedding, {embedding.CALLERS} concurrent single-text callers over gRPC: "
         f"{service_rate:.0f} texts/s; one in-process encode of {embedding.CALLERS}: "
@@ -357,6 +375,11 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     )
     hit = {r.concurrency: r for r in runs if r.name == "grpc, cache hit"}
     echo = {r.concurrency: r for r in runs if r.name == "grpc echo (yardstick)"}
+    # Unchanged or better than before the hop-tax work: 1.20 ms and 0.52x on the 2-core VM.
+    targets.record("cache-hit p50, c1", hit[1].percentile(50), 1.2, at_most=True, unit=" ms")
+    targets.record(
+        "cache-hit throughput c8 / echo server", hit[8].rps / echo[8].rps, 0.52, at_most=False
+    )
     print(
         f"cache hit at concurrency 1: p50 {hit[1].percentile(50):.2f} ms, p99 "
         f"{hit[1].percentile(99):.2f} ms; at concurrency 8: {hit[8].rps:.0f} req/s = "
@@ -365,7 +388,12 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     [misses_32] = [r for r in runs if r.concurrency == capacity.CONCURRENCY]
     chunks = [text for _, text in corpus.documents(3 * capacity.CONCURRENCY, seed=5)]
     print(capacity.summary(misses_32, capacity_questions, chunks, chunks_per_s))
+    at_32 = internal_calls.PER_QUESTION[f"c{capacity.CONCURRENCY}"]
+    targets.record(
+        f"internal RPCs per question, c{capacity.CONCURRENCY}", at_32, 1.5, at_most=True, unit=""
+    )
     print(observability.summary(runs))
+    print(f"  spans the collector received: {spans_received}")
     print(
         observability.summary(
             runs, observability.TLS_LABEL, "TLS on every port and mTLS between services, vs. off"
@@ -379,6 +407,7 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
         with tempfile.TemporaryDirectory(prefix="rag-bench-scale-") as tmp:
             print(await scale.scenario(Path(tmp), scale_chunks))
     await generation_scenarios(requests)
+    print(targets.table())
     return runs
 
 

@@ -12,6 +12,7 @@ from rag_cli.advise import scrape
 from rag_cli.launcher import LocalCluster
 
 METHODS = {"embedding": "Embed", "retrieval": "Retrieve", "generation": "Generate"}
+PER_QUESTION: dict[str, float] = {}  # internal calls per question, by run ("c32")
 _COUNT = re.compile(
     r'^rag_request_duration_seconds_count\{[^}]*method="/rag\.v1\.\w+/(\w+)"[^}]*\} (\S+)$',
     re.MULTILINE,
@@ -36,6 +37,7 @@ def reported(cluster: LocalCluster, at: str, questions: int) -> Iterator[None]:
     time.sleep(0.2)  # the last calls' metrics are recorded as each call ends
     after = served(cluster)
     calls = {method: (after[method] - before[method]) / questions for method in after}
+    PER_QUESTION[at] = sum(calls.values())
     print(
         f"internal RPCs per question at {at}: "
         + ", ".join(f"{method} {count:.2f}" for method, count in calls.items())

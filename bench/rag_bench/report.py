@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag_bench import targets
 from rag_bench.stats import Run
 
 RESULTS = Path(__file__).parents[1] / "results"
@@ -35,6 +36,7 @@ def write(runs: Sequence[Run], summary: str, folder: Path = RESULTS) -> list[Pat
     document = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": [run_figures(r) for r in runs],
+        "targets": targets.as_json(),
         "summary": summary,
     }
     written = [folder / "bench.json"]
