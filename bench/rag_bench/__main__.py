@@ -343,6 +343,7 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             lambda cluster: grpc_runs(cluster, tls_questions, requests, observability.TLS_LABEL),
             scrape=False,
         )
+        runs += await echo_runs(requests, tls=secured)
         local_rate = embedding.in_process_texts_per_s()
         runs += await in_process_runs(data_dir, plain, requests)
     print()
