@@ -4,6 +4,7 @@ way round. The previous release runs from a git worktree of its commit, as proce
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -58,8 +59,9 @@ def previous(tmp_path_factory) -> dict[str, str]:
 _SERVICES = ("query", "retrieval", "generation", "embedding")
 
 
-async def answers_through(cluster: LocalCluster) -> pb.QueryResponse:
-    """Ingest a document through query, then ask about it."""
+async def answers_through(cluster: LocalCluster) -> list[pb.QueryResponse]:
+    """Ingest a document through query, then ask about it: once, then 12 new questions at
+    once (which a new query service sends to retrieval together, where it can)."""
     async with grpc.aio.insecure_channel(cluster.address("query")) as channel:
         await doc_grpc.DocumentServiceStub(channel).IngestDocuments(
             doc_pb.IngestDocumentsRequest(
@@ -72,11 +74,18 @@ async def answers_through(cluster: LocalCluster) -> pb.QueryResponse:
             metadata=AUTH,
             timeout=60,
         )
-        request = pb.QueryRequest(
-            question="How far does the Dettifoss waterfall drop?",
-            options=pb.QueryOptions(provider="extractive"),
-        )
-        return await pb_grpc.QueryServiceStub(channel).Query(request, metadata=AUTH, timeout=30)
+        stub = pb_grpc.QueryServiceStub(channel)
+        questions = ["How far does the Dettifoss waterfall drop?"]
+        questions += [f"How far does the Dettifoss waterfall drop, take {n}?" for n in range(12)]
+
+        async def ask(question: str) -> pb.QueryResponse:
+            request = pb.QueryRequest(
+                question=question, options=pb.QueryOptions(provider="extractive")
+            )
+            return await stub.Query(request, metadata=AUTH, timeout=30)
+
+        first = await ask(questions[0])
+        return [first, *await asyncio.gather(*(ask(q) for q in questions[1:]))]
 
 
 @pytest.mark.parametrize("old", [("retrieval", "generation", "embedding"), ("query",)])
@@ -92,7 +101,8 @@ async def test_old_and_new_services_answer_each_other(previous, tmp_path, old):
     cluster.start()
     try:
         await cluster.wait_serving(within_s=240)
-        reply = await answers_through(cluster)
+        replies = await answers_through(cluster)
     finally:
         cluster.stop()
-    assert not reply.degraded and "44 metres" in reply.text
+    for reply in replies:
+        assert not reply.degraded and "44 metres" in reply.text

@@ -8,7 +8,9 @@ import pytest
 from rag.v1 import common_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common import status
 from rag_common.client.embedding import EmbeddingClient
+from rag_common.errors import InvalidArgument
 from rag_common.security.identity import Identity
 from rag_embedding.servicer import servicers as embedding_servicers
 from rag_retrieval.__main__ import build_retriever, build_store
@@ -155,6 +157,32 @@ async def test_tenants_never_see_each_other(stack):
     assert widened == []
     acme_hits = await ask(stack, "garden hoses")
     assert all("Globex" not in h.text for h in acme_hits)
+
+
+async def test_a_batch_answers_each_search_alone_inside_the_caller_s_tenant(stack, expect_error):
+    """After the two tenants' documents above: one RetrieveBatch of three searches, one of
+    them invalid, for each tenant."""
+    searches = [
+        pb.RetrieveRequest(query="Why do volcanoes erupt?", top_k=1),
+        pb.RetrieveRequest(query="garden hoses", top_k=5),
+        pb.RetrieveRequest(query="volcano", top_k=1000),
+    ]
+    request = pb.RetrieveBatchRequest(searches=searches)
+    acme = (await stack.stub.RetrieveBatch(request, metadata=ACME)).outcomes
+    globex = (await stack.stub.RetrieveBatch(request, metadata=GLOBEX)).outcomes
+    assert [c.document_id for c in acme[0].response.chunks] == ["volcano"]
+    assert "magma" in acme[0].response.chunks[0].text
+    assert all("Globex" not in c.text for c in acme[1].response.chunks)
+    assert [c.text for c in globex[1].response.chunks] == ["Globex sells garden hoses."]
+    for outcomes in (acme, globex):
+        error = status.from_bytes(outcomes[2].error, dependency="retrieval")
+        assert isinstance(error, InvalidArgument) and error.field == "top_k"
+    # The same searches one call each give the same chunks.
+    assert list(acme[0].response.chunks) == await ask(stack, "Why do volcanoes erupt?", top_k=1)
+    empty = stack.stub.RetrieveBatch(pb.RetrieveBatchRequest(), metadata=ACME)
+    await expect_error(empty, INVALID, "INVALID_ARGUMENT", "searches")
+    unsigned = stack.stub.RetrieveBatch(request)
+    await expect_error(unsigned, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED")
 
 
 async def test_reingesting_a_shorter_document_removes_its_stale_chunks(stack):

@@ -26,6 +26,7 @@ from rag_common.errors import (
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 from rag_common.reasons import Reason
 
@@ -67,12 +68,14 @@ TENANT_LIMITS = frozenset(
 
 def counts_as_failure(exc: BaseException) -> bool:
     """Default rule: the caller's own mistakes (bad input, a name that names nothing, a
-    credential or role it lacks) and its tenant's limits never open a breaker; everything
-    else does."""
+    credential or role it lacks, a method the replica's release does not have) and its
+    tenant's limits never open a breaker; everything else does."""
     if isinstance(exc, ResourceExhausted) and exc.reason in TENANT_LIMITS:
         return False
     # A lookup of something that does not exist is the caller's mistake too.
-    return not isinstance(exc, InvalidArgument | NotFound | Unauthenticated | PermissionDenied)
+    return not isinstance(
+        exc, InvalidArgument | NotFound | Unauthenticated | PermissionDenied | Unimplemented
+    )
 
 
 class CircuitBreaker:

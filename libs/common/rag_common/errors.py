@@ -127,6 +127,13 @@ class DeadlineExceeded(RagError):
     default_reason = Reason.DEADLINE_EXCEEDED
 
 
+class Unimplemented(RagError):
+    """The service has no such method: a replica of an older release."""
+
+    code = "UNIMPLEMENTED"
+    default_reason = Reason.UNIMPLEMENTED
+
+
 class Internal(RagError):
     """A fault of ours; the message sent to the caller never says more than this."""
 
@@ -145,6 +152,7 @@ ERRORS_BY_CODE: dict[str, type[RagError]] = {
         Unavailable,
         FailedPrecondition,
         DeadlineExceeded,
+        Unimplemented,
         Internal,
     )
 }

@@ -255,6 +255,12 @@ class Reason(StrEnum):
     )
     UNAVAILABLE = ("UNAVAILABLE", "UNAVAILABLE", "a dependency failed; retrying may succeed")
     DEADLINE_EXCEEDED = ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED", "the deadline passed")
+    UNIMPLEMENTED = (
+        "UNIMPLEMENTED",
+        "UNIMPLEMENTED",
+        "a method this release of the service does not have (an older replica during a "
+        "rolling upgrade); the caller falls back to what it has",
+    )
     INTERNAL = (
         "INTERNAL",
         "INTERNAL",

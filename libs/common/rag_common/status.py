@@ -40,8 +40,32 @@ MAX_METADATA_CHARS = 256
 
 def encode(error: RagError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
     """Return (code, message, trailing metadata) that carry `error` as a rich status."""
+    status = rpc_status.to_status(_rich_status(error))
+    return status.code, status.details, status.trailing_metadata
+
+
+def to_bytes(error: RagError) -> bytes:
+    """`error` as a serialized rich status: what one part of a batch call failed with."""
+    return _rich_status(error).SerializeToString()
+
+
+def from_bytes(data: bytes, *, dependency: str) -> RagError:
+    """The error a serialized rich status from `dependency` stands for (see `decode`)."""
+    try:
+        status = status_pb2.Status.FromString(data)
+    except DecodeError:
+        status = status_pb2.Status(code=grpc.StatusCode.UNKNOWN.value[0])
+    code = _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+    return _error(
+        code, status.message, _first(status.details, error_details_pb2.ErrorInfo), dependency
+    )
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _rich_status(error: RagError) -> status_pb2.Status:
     code = status_code(error)
-    message = _cut(error.message, MAX_MESSAGE_CHARS)
     metadata = {
         _cut(key, MAX_METADATA_CHARS): _cut(value, MAX_METADATA_CHARS)
         for key, value in error.metadata.items()
@@ -52,10 +76,9 @@ def encode(error: RagError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, byte
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(error.retry_after_s * 1e9))
         details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = rpc_status.to_status(
-        status_pb2.Status(code=code.value[0], message=message, details=details)
+    return status_pb2.Status(
+        code=code.value[0], message=_cut(error.message, MAX_MESSAGE_CHARS), details=details
     )
-    return status.code, status.details, status.trailing_metadata
 
 
 def _packed(message) -> any_pb2.Any:
@@ -82,7 +105,11 @@ def _detail(rpc_error: grpc.aio.AioRpcError, kind: type[M]) -> M | None:
         status = rpc_status.from_call(rpc_error)
     except (ValueError, DecodeError):
         return None
-    for detail in status.details if status is not None else ():
+    return _first(status.details, kind) if status is not None else None
+
+
+def _first(details, kind: type[M]) -> M | None:
+    for detail in details:
         found = kind()
         if detail.Unpack(found):
             return found
@@ -100,7 +127,15 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
     connection refused, deadline passed, load shed) keeps its code, not its text, and names
     the dependency; codes the taxonomy does not model count as the dependency unavailable.
     """
-    code = rpc_error.code()
+    return _error(rpc_error.code(), rpc_error.details() or "", error_info(rpc_error), dependency)
+
+
+def _error(
+    code: grpc.StatusCode,
+    details: str,
+    info: error_details_pb2.ErrorInfo | None,
+    dependency: str,
+) -> RagError:
     if code is grpc.StatusCode.UNAUTHENTICATED:
         # The dependency refused *our* credentials (a key or certificate that differs
         # between services): the deployment's fault, never the caller's, so the caller
@@ -111,7 +146,6 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
             metadata={"dependency": dependency},
         )
     cls = ERRORS_BY_CODE.get(code.name, Unavailable)
-    info = error_info(rpc_error)
     if info is None:
         if cls is InvalidArgument:
             return InvalidArgument("request", f"{dependency} rejected the request")
@@ -123,6 +157,5 @@ def decode(rpc_error: grpc.aio.AioRpcError, *, dependency: str) -> RagError:
         )
     if cls is InvalidArgument:
         field = info.metadata.get("field", "request")
-        message = (rpc_error.details() or "").removeprefix(f"{field}: ")
-        return InvalidArgument(field, message, reason=info.reason)
-    return cls(rpc_error.details() or info.reason, reason=info.reason, metadata=dict(info.metadata))
+        return InvalidArgument(field, details.removeprefix(f"{field}: "), reason=info.reason)
+    return cls(details or info.reason, reason=info.reason, metadata=dict(info.metadata))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common import status
 from rag_common.context import current_identity
 from rag_common.convert import (
     conditions_from_pb,
@@ -13,11 +15,14 @@ from rag_common.convert import (
     document_page_to_pb,
     documents_from_pb,
 )
+from rag_common.errors import InvalidArgument, RagError
 from rag_common.security.identity import ADMIN, OPERATOR, READER, WRITER
 from rag_common.server.host import Servicer
 from rag_retrieval import convert
 from rag_retrieval.backups import Backups
 from rag_retrieval.retriever import Retriever
+
+MAX_BATCH_SEARCHES = 32
 
 
 class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
@@ -31,6 +36,27 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
         """Search the caller's tenant."""
         result = await self._retriever.retrieve(convert.query_from_pb(request), current_identity())
         return convert.retrieve_response_to_pb(result)
+
+    async def RetrieveBatch(
+        self, request: pb.RetrieveBatchRequest, context
+    ) -> pb.RetrieveBatchResponse:
+        """Several searches of the caller's tenant at once, each with its own outcome."""
+        if not 1 <= len(request.searches) <= MAX_BATCH_SEARCHES:
+            raise InvalidArgument(
+                "searches",
+                f"must hold 1 to {MAX_BATCH_SEARCHES} searches, not {len(request.searches)}",
+            )
+        identity = current_identity()
+
+        async def search(one: pb.RetrieveRequest) -> pb.RetrieveOutcome:
+            try:
+                result = await self._retriever.retrieve(convert.query_from_pb(one), identity)
+            except RagError as exc:  # this search's own error, never the others'
+                return pb.RetrieveOutcome(error=status.to_bytes(exc))
+            return pb.RetrieveOutcome(response=convert.retrieve_response_to_pb(result))
+
+        outcomes = await asyncio.gather(*(search(one) for one in request.searches))
+        return pb.RetrieveBatchResponse(outcomes=outcomes)
 
     async def UpsertDocuments(
         self, request: pb.UpsertDocumentsRequest, context
@@ -103,6 +129,7 @@ def servicers(retriever: Retriever, backups: Backups) -> list[Servicer]:
             # question writes nothing, and whole-store archives are for operators alone.
             required_roles={
                 "Retrieve": READER,
+                "RetrieveBatch": READER,
                 "UpsertDocuments": WRITER,
                 "DeleteDocuments": WRITER,
                 "CreateBackup": OPERATOR,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from rag.v1 import document_service_pb2
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
+from rag_common import status
 from rag_common.client.channel import ServiceClient
 from rag_common.convert import (
     conditions_to_pb,
@@ -24,6 +25,7 @@ from rag_common.domain import (
     UpsertResult,
 )
 from rag_common.security.identity import Identity
+from rag_query.coalescing import Search
 from rag_query.models import QueryOptions, RetrievedContext
 
 
@@ -38,21 +40,25 @@ class RetrievalClient(ServiceClient):
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
     ) -> RetrievedContext:
         """Chunks nearest to `vector` in the caller's tenant."""
-        request = pb.RetrieveRequest(
-            query=question,
-            query_vector=vector,
-            top_k=options.top_k,
-            filters=conditions_to_pb(options.conditions),
-            search_mode=search_mode_to_pb(options.search_mode),
-        )
-        if options.score_threshold is not None:
-            request.score_threshold = options.score_threshold
-        if options.rerank is not None:
-            request.rerank = options.rerank
+        request = _retrieve_request(question, vector, options)
         response = await self._unary("Retrieve", request, identity, hedge=True)
-        return RetrievedContext(
-            [source_from_pb(c) for c in response.chunks], tuple(response.degraded)
+        return _context(response)
+
+    async def retrieve_batch(
+        self, searches: Sequence[Search], identity: Identity
+    ) -> list[RetrievedContext | Exception]:
+        """Several searches in the caller's tenant in one call: each one's chunks, or the
+        error it alone ended with."""
+        request = pb.RetrieveBatchRequest(
+            searches=[_retrieve_request(s.question, s.vector, s.options) for s in searches]
         )
+        response = await self._unary("RetrieveBatch", request, identity, hedge=True)
+        return [
+            _context(outcome.response)
+            if outcome.HasField("response")
+            else status.from_bytes(outcome.error, dependency=self.dependency)
+            for outcome in response.outcomes
+        ]
 
     async def upsert(
         self, documents: Sequence[DocumentInput], identity: Identity
@@ -90,3 +96,24 @@ class RetrievalClient(ServiceClient):
         """Delete every chunk of the caller's tenant: (documents, chunks) deleted."""
         response = await self._unary("EraseTenant", pb.EraseTenantRequest(), identity)
         return response.deleted_documents, response.deleted_chunks
+
+
+def _retrieve_request(
+    question: str, vector: Sequence[float], options: QueryOptions
+) -> pb.RetrieveRequest:
+    request = pb.RetrieveRequest(
+        query=question,
+        query_vector=vector,
+        top_k=options.top_k,
+        filters=conditions_to_pb(options.conditions),
+        search_mode=search_mode_to_pb(options.search_mode),
+    )
+    if options.score_threshold is not None:
+        request.score_threshold = options.score_threshold
+    if options.rerank is not None:
+        request.rerank = options.rerank
+    return request
+
+
+def _context(response: pb.RetrieveResponse) -> RetrievedContext:
+    return RetrievedContext([source_from_pb(c) for c in response.chunks], tuple(response.degraded))
