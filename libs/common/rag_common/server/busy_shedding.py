@@ -7,9 +7,7 @@ tenant's calls are so cheap (cached answers) that handling them at all fills the
 loop: every other tenant's call then waits in gRPC's queue of calls not yet accepted,
 behind that tenant's. Only fewer calls from that tenant help, and a refusal with a
 RetryInfo delay is what makes a client send fewer. A lone tenant is never refused here: the
-process is its own, however busy. Nor is a tenant with no call running when it sends the
-next: one asking a question at a time queues nothing behind anyone, however many quick calls
-it makes, while another tenant's few long ones (a bulk ingest) keep the loop busy.
+process is its own, however busy.
 """
 
 from __future__ import annotations
@@ -86,10 +84,9 @@ class BusyShedding:
         self._recent_total = 0
         self._current_since = clock()
 
-    def check(self, tenant: str, *, running: int) -> None:
-        """Raise ResourceExhausted (TENANT_OVER_SHARE) if this call, arriving while `running`
-        other calls of its tenant run, should be refused."""
-        if self._threshold >= 1.0 or not running:
+    def check(self, tenant: str) -> None:
+        """Raise ResourceExhausted (TENANT_OVER_SHARE) if this call should be refused."""
+        if self._threshold >= 1.0:
             return
         self._turn_window()
         tenants = len(self._recent)

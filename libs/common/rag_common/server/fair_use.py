@@ -157,7 +157,7 @@ class FairUse:
         policy = self._policy
         tenant = identity.tenant
         if self._shedding is not None:
-            self._shedding.check(tenant, running=self._by_tenant[tenant])
+            self._shedding.check(tenant)
         if policy.tenant_concurrency and self._by_tenant[tenant] >= policy.tenant_concurrency:
             raise ResourceExhausted(
                 f"tenant '{tenant}' has {policy.tenant_concurrency} calls running; retry "
