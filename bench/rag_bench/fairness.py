@@ -175,9 +175,23 @@ async def _ask_each(stub, questions, metadata, options) -> tuple[Run, Counter[st
     started = time.perf_counter()
     for question in questions:
         began = time.perf_counter()
-        reply = await stub.Query(
-            pb.QueryRequest(question=question, options=options), metadata=metadata, timeout=30
-        )
+        while True:
+            try:
+                reply = await stub.Query(
+                    pb.QueryRequest(question=question, options=options),
+                    metadata=metadata,
+                    timeout=30,
+                )
+                break
+            except grpc.aio.AioRpcError as exc:
+                # Refused with a delay to wait: B waits it and asks again, as a polite
+                # client does; the wait is part of its answer's time.
+                delay = retry_delay(exc)
+                if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or delay is None:
+                    raise
+                info = error_info(exc)
+                degraded[f"refused {info.reason if info else 'RESOURCE_EXHAUSTED'}"] += 1
+                await asyncio.sleep(delay)
         run.add((time.perf_counter() - began) * 1000, **capacity.reply_stages(reply))
         degraded.update(reply.degraded)
     run.wall_s = time.perf_counter() - started
