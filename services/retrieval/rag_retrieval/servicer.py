@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from rag.v1 import retrieval_service_pb2 as pb
 from rag.v1 import retrieval_service_pb2_grpc as pb_grpc
 from rag_common import status
+from rag_common.breaker import counts_as_failure
 from rag_common.context import current_identity
 from rag_common.convert import (
     conditions_from_pb,
@@ -48,15 +49,27 @@ class RetrievalServicer(pb_grpc.RetrievalServiceServicer):
             )
         identity = current_identity()
 
-        async def search(one: pb.RetrieveRequest) -> pb.RetrieveOutcome:
+        async def search(one: pb.RetrieveRequest) -> pb.RetrieveResponse | RagError:
             try:
                 result = await self._retriever.retrieve(convert.query_from_pb(one), identity)
             except RagError as exc:  # this search's own error, never the others'
-                return pb.RetrieveOutcome(error=status.to_bytes(exc))
-            return pb.RetrieveOutcome(response=convert.retrieve_response_to_pb(result))
+                return exc
+            return convert.retrieve_response_to_pb(result)
 
-        outcomes = await asyncio.gather(*(search(one) for one in request.searches))
-        return pb.RetrieveBatchResponse(outcomes=outcomes)
+        results = await asyncio.gather(*(search(one) for one in request.searches))
+        failures = [r for r in results if isinstance(r, RagError) and counts_as_failure(r)]
+        if len(failures) == len(results):
+            # Every search failed as this service does (its store down, say): the call
+            # fails, so the caller's breaker sees what a single Retrieve would show it.
+            raise failures[0]
+        return pb.RetrieveBatchResponse(
+            outcomes=[
+                pb.RetrieveOutcome(error=status.to_bytes(r))
+                if isinstance(r, RagError)
+                else pb.RetrieveOutcome(response=r)
+                for r in results
+            ]
+        )
 
     async def UpsertDocuments(
         self, request: pb.UpsertDocumentsRequest, context
