@@ -21,10 +21,11 @@ def shedding(busy: float, chance: float = 0.5, threshold: float = 0.3):
     return shed, levels, clock
 
 
-def calls(shed: BusyShedding, tenant: str, count: int) -> None:
+def calls(shed: BusyShedding, tenant: str, count: int, running: int = 1) -> None:
+    """`count` calls of `tenant`, each finding `running` others of its tenant running."""
     for _ in range(count):
         shed.check(tenant)
-        shed.count(tenant)
+        shed.count(tenant, running=running)
 
 
 def test_a_tenant_over_its_share_is_refused_while_busy_and_the_other_is_not():
@@ -36,6 +37,17 @@ def test_a_tenant_over_its_share_is_refused_while_busy_and_the_other_is_not():
     assert refused.value.reason == "TENANT_OVER_SHARE"
     assert 0.1 <= refused.value.retry_after_s <= 0.3
     calls(shed, "globex", 5)  # still under an even share: never refused
+
+
+def test_a_tenant_asking_one_call_at_a_time_is_never_refused():
+    """Found by the bench: tenant B, one question at a time, made more calls than tenant A's
+    two long bulk-ingest calls, and was refused while A's ingest kept the loop busy."""
+    shed, _, _ = shedding(busy=1.0, chance=0.0)
+    calls(shed, "ingester", 2)
+    calls(shed, "asker", 50, running=0)
+    calls(shed, "asker", 1, running=1)  # its calls overlap: now it is over its share
+    with pytest.raises(ResourceExhausted):
+        shed.check("asker")
 
 
 def test_a_lone_tenant_is_never_refused_however_busy():

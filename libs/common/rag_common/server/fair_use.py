@@ -202,7 +202,7 @@ class FairUse:
             release()
             raise
         if self._shedding is not None:
-            self._shedding.count(tenant)
+            self._shedding.count(tenant, running=self._by_tenant[tenant] - 1)
         return release
 
     async def _take_tokens(self, identity: Identity) -> None:
