@@ -93,8 +93,9 @@ class QuerySettings(RedisSettings):
         le=1,
         description="Share of its time this replica's event loop may be busy before calls of "
         "a tenant making more than an even share of the last second's calls are refused "
-        "(TENANT_OVER_SHARE; more the busier, all of them from 0.2 above it); a lone tenant "
-        "never is. Above the autoscaler's target, so only a flood reaches it. 1: off.",
+        "(TENANT_OVER_SHARE; more the busier, all of them from 0.2 above it); a lone tenant, "
+        "or one asking a question at a time, never is. Above the autoscaler's target, so only "
+        "a flood reaches it. 1: off.",
     )
     connection_max_streams: int = Field(
         32, ge=0, description="Streaming calls one connection may hold open; 0: any."
