@@ -112,7 +112,7 @@ def summary(runs: list[Run], label: str = LABEL, title: str = "") -> str:
             f"  the floor: {floor:.2f} ms a miss at c1 (four round trips, each what it costs "
             f"the bare echo server)"
         )
-    hit = by_name.get(("grpc, cache hit" + label, 1))
+    hit = by_name.get((HIT + label, 1))
     if hit is not None and label == LABEL:
         p50 = hit.percentile(50)
         verdict = "met" if p50 < CACHE_HIT_TARGET_MS else "MISSED"

@@ -25,7 +25,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 from rag_common import context
 from rag_common.errors import InvalidArgument, Unimplemented
 from rag_common.security.identity import Identity
-from rag_query.models import QueryOptions, RetrievedContext
+from rag_query.models import QueryOptions, RetrievedContext, Search
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,15 +60,6 @@ class BatchRetriever(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Search:
-    """One question's search, as RetrievalService takes it."""
-
-    question: str
-    vector: Sequence[float]
-    options: QueryOptions
-
-
 @dataclass(eq=False)
 class _Waiting(Generic[T, R]):
     """One question's item waiting for its result."""
@@ -88,8 +79,7 @@ class _Lane:
 
 
 class Coalescer(Generic[T, R]):
-    """Sends the items of one caller that wait at once in one `send_batch` call.
-    `calls` and `items` count what it sent."""
+    """Sends the items of one caller that wait at once in one `send_batch` call."""
 
     def __init__(
         self, send_batch: SendBatch[T, R], *, max_in_flight: int = 4, max_items: int = 32
@@ -99,8 +89,6 @@ class Coalescer(Generic[T, R]):
         self._max_items = max_items
         self._lanes: dict[Identity | None, _Lane] = {}
         self._sending: set[asyncio.Task] = set()
-        self.calls = 0
-        self.items = 0
 
     async def submit(self, item: T, identity: Identity | None = None) -> R:
         """`item`'s result, sent with whatever else its caller (`identity`, else the caller
@@ -144,7 +132,6 @@ class Coalescer(Generic[T, R]):
         latest = None if None in deadlines else max(d for d in deadlines if d is not None)
         context.enter(context.RequestScope(batch[0].request_id, latest))
         context.set_identity(identity)
-        self.calls, self.items = self.calls + 1, self.items + len(batch)
         try:
             results: Sequence = await self._send_batch([w.item for w in batch])
         except asyncio.CancelledError:
@@ -173,30 +160,20 @@ class CoalescingEmbedder:
         self._questions: Coalescer[str, list[float]] = Coalescer(
             self._embed_questions, max_in_flight=max_in_flight, max_items=max_texts
         )
-        self._passed = self._passed_texts = 0
-
-    @property
-    def calls(self) -> int:
-        """Embed calls sent."""
-        return self._passed + self._questions.calls
-
-    @property
-    def texts(self) -> int:
-        """Texts sent in them."""
-        return self._passed_texts + self._questions.items
+        self.calls = 0
+        self.texts = 0
 
     async def embed(
         self, texts: Sequence[str], purpose: Literal["query", "document"]
     ) -> list[list[float]]:
         """One vector per text, in order."""
         if purpose != "query" or len(texts) != 1:
-            self._passed, self._passed_texts = self._passed + 1, self._passed_texts + len(texts)
-            return await self._embedder.embed(texts, purpose)
+            return await self._embed(texts, purpose)
         return [await self._questions.submit(texts[0])]
 
     async def _embed_questions(self, texts: list[str]) -> list[list[float] | Exception]:
         try:
-            return await self._embedder.embed(texts, "query")
+            return await self._embed(texts, "query")
         except InvalidArgument:
             if len(texts) == 1:
                 raise
@@ -204,17 +181,23 @@ class CoalescingEmbedder:
         return [await self._one(text) for text in texts]
 
     async def _one(self, text: str) -> list[float] | Exception:
-        self._questions.calls += 1
         try:
-            [vector] = await self._embedder.embed([text], "query")
+            [vector] = await self._embed([text], "query")
         except InvalidArgument as exc:
             return exc
         return vector
 
+    async def _embed(
+        self, texts: Sequence[str], purpose: Literal["query", "document"]
+    ) -> list[list[float]]:
+        self.calls, self.texts = self.calls + 1, self.texts + len(texts)
+        return await self._embedder.embed(texts, purpose)
+
 
 class CoalescingRetriever:
     """A ContextRetriever that sends concurrent searches of one caller in one RetrieveBatch
-    call. A replica of an older release, without RetrieveBatch, gets them one call each."""
+    call. A replica of an older release, without RetrieveBatch, gets them one call each.
+    `calls` counts Retrieve and RetrieveBatch calls sent."""
 
     def __init__(
         self, retriever: BatchRetriever, *, max_in_flight: int = 4, max_searches: int = 32
@@ -224,11 +207,7 @@ class CoalescingRetriever:
             self._retrieve_searches, max_in_flight=max_in_flight, max_items=max_searches
         )
         self._batches = True  # until a replica says it has no RetrieveBatch
-
-    @property
-    def calls(self) -> int:
-        """Retrieve and RetrieveBatch calls sent."""
-        return self._searches.calls
+        self.calls = 0
 
     async def retrieve(
         self, question: str, vector: Sequence[float], options: QueryOptions, identity: Identity
@@ -241,16 +220,16 @@ class CoalescingRetriever:
     ) -> Sequence[RetrievedContext | Exception]:
         identity = context.caller()  # the sender acts for the searches' caller
         if len(searches) > 1 and self._batches:
+            self.calls += 1
             try:
                 return await self._retriever.retrieve_batch(searches, identity)
             except Unimplemented:
                 self._batches = False  # an older release: one call a search from now on
                 log.info("retrieval has no RetrieveBatch (an older release): one call a search")
-            self._searches.calls += 1  # the refused batch, besides the call of each search
-        self._searches.calls += len(searches) - 1
         return await asyncio.gather(*(self._one(search, identity) for search in searches))
 
     async def _one(self, search: Search, identity: Identity) -> RetrievedContext | Exception:
+        self.calls += 1
         try:
             return await self._retriever.retrieve(
                 search.question, search.vector, search.options, identity

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag_common.domain import Condition, ScoredChunk
@@ -27,6 +28,15 @@ class RetrievedContext:
 
     chunks: list[ScoredChunk]
     degraded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Search:
+    """One question's search, as RetrievalService takes it."""
+
+    question: str
+    vector: Sequence[float]
+    options: QueryOptions
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ from rag_common.domain import (
     UpsertResult,
 )
 from rag_common.security.identity import Identity
-from rag_query.coalescing import Search
-from rag_query.models import QueryOptions, RetrievedContext
+from rag_query.models import QueryOptions, RetrievedContext, Search
 
 
 class RetrievalClient(ServiceClient):
