@@ -99,3 +99,21 @@ async def test_texts_whose_callers_all_left_are_not_encoded(executor):
     # Asked again later, it is encoded like any other text.
     assert await batcher.submit(["nobody waits for me"]) == [[19.0, 0.0]]
     await batcher.close()
+
+
+async def test_texts_queued_behind_a_batch_go_the_moment_the_model_is_free(executor):
+    """They waited a whole batch already: the next batch takes what waits and does not
+    wait out the quiet gap for more, so a text arriving just after it goes in a third."""
+    encoder = RecordingEncoder(delay_s=0.3)
+    batcher = DynamicBatcher(encoder, executor, max_batch=8, max_wait_s=0.5, quiet_s=0.5)
+    first = asyncio.ensure_future(batcher.submit(["first"]))
+    # The model was idle: "first" waits out its quiet gap, alone, then encodes until 0.8 s.
+    await asyncio.sleep(0.55)
+    queued = [asyncio.ensure_future(batcher.submit([f"queued {i}"])) for i in range(3)]
+    await first
+    await asyncio.sleep(0.02)  # the queued texts' batch is encoding now
+    late = await batcher.submit(["late"])
+    await asyncio.gather(*queued)
+    assert encoder.batches == [["first"], ["queued 0", "queued 1", "queued 2"], ["late"]]
+    assert late == [[4.0, 0.0]]
+    await batcher.close()

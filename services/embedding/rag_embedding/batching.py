@@ -18,11 +18,12 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 class DynamicBatcher:
     """Collects texts from concurrent callers into batches for one blocking encoder.
 
-    A batch is sent when it holds `max_batch` texts, when no new text arrived for
-    `quiet_s`, or when its first text has waited `max_wait_s`: a burst of callers lands in one
-    batch, while a lone caller waits only `quiet_s`. While one batch encodes the next fills
-    up, so under load batches grow by themselves and many single-text callers get close to
-    batch throughput. A text already queued or encoding is not encoded again: its callers
+    When the model is idle, a batch is sent when it holds `max_batch` texts, when no new
+    text arrived for `quiet_s`, or when its first text has waited `max_wait_s`: a burst of
+    callers lands in one batch, while a lone caller waits only `quiet_s`. While one batch
+    encodes the next fills up, and goes the moment the model is free: those texts have
+    waited a whole batch already, so under load batches grow by themselves and many
+    single-text callers get close to batch throughput. A text already queued or encoding is not encoded again: its callers
     share the result. A queued text whose every caller has gone (cancelled, past its
     deadline) is dropped before it is encoded: the model's time goes to callers still
     waiting.
@@ -105,8 +106,10 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        queued_while_encoding = False
         while True:
-            batch = await self._next_batch(loop)
+            batch = await self._next_batch(loop, gather=not queued_while_encoding)
+            queued_while_encoding = False
             if not batch:
                 continue  # every text taken had been dropped while queued
             self._encoding = set(batch)
@@ -114,9 +117,11 @@ class DynamicBatcher:
                 await self._encode_batch(loop, batch)
             finally:
                 self._encoding = set()
+            queued_while_encoding = bool(self._queue)
 
-    async def _next_batch(self, loop: asyncio.AbstractEventLoop) -> list[str]:
-        """A burst of queued texts, up to `max_batch`, each once."""
+    async def _next_batch(self, loop: asyncio.AbstractEventLoop, *, gather: bool) -> list[str]:
+        """Queued texts, up to `max_batch`, each once; with `gather`, also the rest of a
+        burst that is still arriving."""
         while not self._queue:
             self._arrived.clear()
             await self._arrived.wait()
@@ -128,7 +133,7 @@ class DynamicBatcher:
                 if text in self._pending:
                     batch[text] = None
             left = min(deadline - loop.time(), self._quiet_s)
-            if len(batch) >= self._max_batch or left <= 0:
+            if len(batch) >= self._max_batch or left <= 0 or not gather:
                 return list(batch)
             self._arrived.clear()
             try:

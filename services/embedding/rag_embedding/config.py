@@ -77,7 +77,10 @@ class EmbeddingSettings(RedisSettings):
         10.0, ge=0, description="Longest a text waits for others to fill its batch."
     )
     batch_quiet_ms: float = Field(
-        1.0, ge=0, description="A batch goes once no new text arrived for this long."
+        1.0,
+        ge=0,
+        description="With the model idle, a batch goes once no new text arrived for this long "
+        "(texts that queued while a batch encoded go the moment it ends).",
     )
     cache_entries: int = Field(
         50_000, ge=1, description="Embeddings kept in process (about 1.5 KB each at 384 dims)."

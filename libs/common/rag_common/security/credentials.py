@@ -19,10 +19,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import jwt
-
 from rag_common.errors import PermissionDenied, Unauthenticated
 from rag_common.reasons import Reason
+from rag_common.security import hs256
 from rag_common.security.identity import OPERATOR, Identity
 from rag_common.security.tls import TlsFiles
 from rag_common.settings import ServiceSettings
@@ -30,7 +29,6 @@ from rag_common.settings import ServiceSettings
 log = logging.getLogger(__name__)
 
 CREDENTIAL_KEY = "x-rag-credential"
-_ALGORITHM = "HS256"
 _ISSUER = "rag"
 _LIFETIME_S = 60.0  # the longest a token lives, whatever the call's deadline
 _SKEW_S = 5.0  # clocks of two pods may differ by this much
@@ -59,6 +57,7 @@ class Credentials:
         secrets = [k.strip().encode() for k in keys.split(",") if k.strip()]
         self._keys = {_key_id(k): k for k in secrets}
         self._signing = secrets[0] if secrets else b""
+        self._signing_kid = _key_id(self._signing)
         self.service = service
         self.tls = tls
 
@@ -98,10 +97,7 @@ class Credentials:
                 "tenant": identity.tenant,
                 "roles": sorted(identity.roles),
             }
-        token = jwt.encode(
-            claims, self._signing, algorithm=_ALGORITHM, headers={"kid": _key_id(self._signing)}
-        )
-        return [(CREDENTIAL_KEY, token)]
+        return [(CREDENTIAL_KEY, hs256.sign(claims, self._signing, self._signing_kid))]
 
     def verify(self, metadata: dict[str, str], method: str) -> Caller:
         """The caller of an inbound call of `method`, or Unauthenticated (a stable reason,
@@ -118,13 +114,14 @@ class Credentials:
                 reason=Reason.MISSING_CREDENTIAL,
             )
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            claims = self._decode(token, [self._keys[kid]] if kid else list(self._keys.values()))
-        except jwt.ExpiredSignatureError:
+            claims, kid = hs256.verify(
+                token, self._keys, audience=self.service, issuer=_ISSUER, leeway_s=_SKEW_S
+            )
+        except hs256.ExpiredToken:
             raise Unauthenticated(
                 "the credential has expired", reason=Reason.EXPIRED_CREDENTIAL
             ) from None
-        except (jwt.InvalidTokenError, KeyError):  # KeyError: signed with no key of ours
+        except hs256.InvalidToken:
             raise Unauthenticated(
                 "the credential is not valid", reason=Reason.INVALID_CREDENTIAL
             ) from None
@@ -142,27 +139,6 @@ class Credentials:
                 roles=frozenset(map(str, claims.get("roles", ()))),
             )
         return Caller(service=str(claims["sub"]), identity=identity)
-
-    def _decode(self, token: str, keys: list[bytes]) -> dict:
-        """The claims of `token` signed by one of `keys` for this service; the last error
-        if none verifies it."""
-        for key in keys[:-1]:
-            try:
-                return self._decode_with(token, key)
-            except jwt.InvalidSignatureError:
-                continue
-        return self._decode_with(token, keys[-1])
-
-    def _decode_with(self, token: str, key: bytes) -> dict:
-        return jwt.decode(
-            token,
-            key,
-            algorithms=[_ALGORITHM],
-            audience=self.service,
-            issuer=_ISSUER,
-            leeway=_SKEW_S,
-            options={"require": ["exp", "sub", "aud", "iss"]},
-        )
 
     def resolver(self, required_roles: Mapping[str, str] | None = None):
         """An identity resolver for an internal service's ServiceHost.
