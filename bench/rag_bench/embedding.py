@@ -33,7 +33,8 @@ async def service_texts_per_s(address: str, credentials: Credentials) -> float:
             metadata = credentials.metadata(
                 "embedding", None, method="/rag.v1.EmbeddingService/Embed"
             )
-            await stub.Embed(pb.EmbedRequest(texts=[text], purpose=pb.EMBEDDING_PURPOSE_QUERY), timeout=60, metadata=metadata)
+            request = pb.EmbedRequest(texts=[text], purpose=pb.EMBEDDING_PURPOSE_QUERY)
+            await stub.Embed(request, timeout=60, metadata=metadata)
 
         await asyncio.gather(*(one(t) for t in _texts(-1)))  # warm-up
         started = time.perf_counter()

@@ -114,6 +114,8 @@ async def test_one_question_is_one_connected_trace_across_the_four_services(obse
     assert all(s.parent_id in ids for s in spans if s.parent_id), "a span's parent is missing"
     servers = {s.service: s for s in spans if s.kind == SERVER_SPAN}
     assert set(servers) == {f"rag-{s}" for s in SERVICES}
+    assert {s.attributes["rpc.grpc.status_code"] for s in servers.values()} == {0}  # OK
+    assert servers["rag-retrieval"].attributes["rpc.service"] == "rag.v1.RetrievalService"
 
     by_name = {s.name: s for s in spans}
     assert by_name["cache.answer"].attributes["rag.hit"] is False

@@ -17,7 +17,10 @@ def test_none_installs_nothing_and_costs_nothing():
     assert tracing.tracer_provider("none", "rag-query") is None
     assert tracing.tracer_provider("", "rag-query") is None
     assert not tracing.enabled()  # nothing in the test process set a provider
-    assert tracing.server_interceptors() == [] and tracing.client_interceptors() == []
+    with tracing.client_span("/rag.v1.RetrievalService/Retrieve") as metadata:
+        assert metadata == []  # no traceparent to send
+    with tracing.server_span("/rag.v1.QueryService/Query", {"traceparent": "00-" + "1" * 49}):
+        assert tracing.current_ids() is None
     with tracing.span("cache.answer", hit=True) as span:
         assert not span.is_recording()
     assert tracing.current_ids() is None
@@ -90,3 +93,28 @@ def test_a_log_line_written_inside_a_span_carries_its_ids():
     assert inside["span_id"] == f"{context.span_id:016x}"
     assert "trace_id" not in outside
     provider.shutdown()
+
+
+def test_a_server_span_fails_only_for_the_servers_own_errors():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    for code in ("OK", "INVALID_ARGUMENT", "UNAVAILABLE"):
+        with tracer.start_as_current_span(code):
+            tracing.call_ended(code)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert {name: s.attributes["rpc.grpc.status_code"] for name, s in spans.items()} == {
+        "OK": 0,
+        "INVALID_ARGUMENT": 3,
+        "UNAVAILABLE": 14,
+    }
+    # A caller's mistake is not this server failing; a dependency down is.
+    assert [n for n, s in spans.items() if s.status.status_code == StatusCode.ERROR] == [
+        "UNAVAILABLE"
+    ]

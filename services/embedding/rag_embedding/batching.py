@@ -23,10 +23,10 @@ class DynamicBatcher:
     callers lands in one batch, while a lone caller waits only `quiet_s`. While one batch
     encodes the next fills up, and goes the moment the model is free: those texts have
     waited a whole batch already, so under load batches grow by themselves and many
-    single-text callers get close to batch throughput. A text already queued or encoding is not encoded again: its callers
-    share the result. A queued text whose every caller has gone (cancelled, past its
-    deadline) is dropped before it is encoded: the model's time goes to callers still
-    waiting.
+    single-text callers get close to batch throughput. A text already queued or encoding
+    is not encoded again: its callers share the result. A queued text whose every caller
+    has gone (cancelled, past its deadline) is dropped before it is encoded: the model's
+    time goes to callers still waiting.
     """
 
     def __init__(

@@ -95,13 +95,9 @@ def replica_channel(address: str, authority: str, tls: TlsFiles | None) -> grpc.
 
 
 def _channel(target: str, tls: TlsFiles | None, options: list) -> grpc.aio.Channel:
-    # When tracing is on: each call's span, and the trace context in its metadata.
-    interceptors = tracing.client_interceptors()
     if tls is None:
-        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
-    return grpc.aio.secure_channel(
-        target, tls.channel_credentials(), options=options, interceptors=interceptors
-    )
+        return grpc.aio.insecure_channel(target, options=options)
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
 
 
 # A call given less time than this and cut off by it says nothing about the dependency:
@@ -172,7 +168,8 @@ class ServiceClient:
         """One call; `hedge` (idempotent, light calls only) sends it again to another
         replica when it is slower than usual (see hedging.py)."""
         self._follow_tls_files()
-        options = self._call_options(method, identity)
+        path = f"/{self.service}/{method}"
+        options = self._call_options(path, identity)
         fair = options["timeout"] >= FAIR_TIMEOUT_S
         latency = self._latency.setdefault(method, LatencyWindow()) if hedge else None
         tried: set[str] = set()
@@ -188,7 +185,12 @@ class ServiceClient:
                 try:
                     with _outcome(replica, fair):
                         try:
-                            reply = await send(request, **(options | {"timeout": timeout}))
+                            with tracing.client_span(path) as traced:
+                                metadata = options["metadata"] + traced
+                                reply = await send(
+                                    request,
+                                    **(options | {"timeout": timeout, "metadata": metadata}),
+                                )
                         except grpc.aio.AioRpcError as exc:
                             raise status.decode(exc, dependency=self.dependency) from None
                 except Unavailable:
@@ -211,19 +213,25 @@ class ServiceClient:
         self, method: str, request: Any, identity: Identity | None = None
     ) -> AsyncIterator[Any]:
         self._follow_tls_files()
-        options = self._call_options(method, identity)
+        path = f"/{self.service}/{method}"
+        options = self._call_options(path, identity)
         fair = options["timeout"] >= FAIR_TIMEOUT_S
         with calling(self.breaker, timeouts_count=fair):
             replica = self.replicas.pick()
             with _outcome(replica, fair):
-                call = getattr(replica.stub(self.stub), method)(request, **options)
                 try:
-                    async for message in call:
-                        yield message
+                    with tracing.client_span(path) as traced:
+                        metadata = options["metadata"] + traced
+                        call = getattr(replica.stub(self.stub), method)(
+                            request, **(options | {"metadata": metadata})
+                        )
+                        try:
+                            async for message in call:
+                                yield message
+                        finally:
+                            call.cancel()
                 except grpc.aio.AioRpcError as exc:
                     raise status.decode(exc, dependency=self.dependency) from None
-                finally:
-                    call.cancel()
 
     async def health(self) -> str:
         """The service's standard health status, as its best replica reports it;
@@ -241,13 +249,13 @@ class ServiceClient:
                 break
         return best
 
-    def _call_options(self, method: str, identity: Identity | None) -> dict[str, Any]:
+    def _call_options(self, path: str, identity: Identity | None) -> dict[str, Any]:
         # Before the breaker is asked: a deadline already passed is the caller's, not a
         # failure of the dependency.
         timeout = context.remaining_seconds(self._timeout_s)
         metadata = [(REQUEST_ID_KEY, context.request_id() or context.new_request_id())]
         metadata += self._credentials.metadata(
-            self.dependency, identity, method=f"/{self.service}/{method}", lifetime_s=timeout
+            self.dependency, identity, method=path, lifetime_s=timeout
         )
         return {
             "timeout": timeout,

@@ -104,13 +104,8 @@ class ServiceHost:
             audit=AuditLog(audited),
         )
         self._server = grpc.aio.server(
-            # The stall guard drives every stream, so it comes first; then tracing, whose
-            # span wraps the call, so our log lines carry its ids.
-            interceptors=[
-                StallGuard(settings.stream_write_timeout_s, self.metrics),
-                *tracing.server_interceptors(),
-                interceptor,
-            ],
+            # The stall guard drives every stream, so it comes first.
+            interceptors=[StallGuard(settings.stream_write_timeout_s, self.metrics), interceptor],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes),

@@ -23,6 +23,7 @@ from rag_common.server.fair_use import FairUse
 from rag_common.server.keyless import KeylessShare
 from rag_common.server.outcomes import CallOutcome, LogSampler
 from rag_common.server.plumbing import plumbing
+from rag_common.telemetry import tracing
 from rag_common.telemetry.metrics import RpcMetrics
 
 # Resolves the caller of `method` from its metadata; may raise Unauthenticated or
@@ -81,25 +82,30 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if method.startswith(_PLUMBING):
             return plumbing(handler, self._keyless)
+        metadata = metadata_dict(details.invocation_metadata)
         try:
-            identity = self._resolve_identity(method, metadata_dict(details.invocation_metadata))
+            identity = self._resolve_identity(method, metadata)
         except RagError as exc:
+            # No span: a caller we do not know could otherwise have every refusal sampled
+            # (its traceparent's flag decides) and fill the collector.
             return self._refusal(method, handler, exc)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary, identity),
+                self._wrap_unary(method, handler.unary_unary, identity, metadata),
                 request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream, identity),
+                self._wrap_stream(method, handler.unary_stream, identity, metadata),
                 request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary:  # the handler reads the request stream itself
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary, identity, client_stream=True),
+                self._wrap_unary(
+                    method, handler.stream_unary, identity, metadata, client_stream=True
+                ),
                 request_deserializer=tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
@@ -142,20 +148,22 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method: str,
         behavior: Callable[..., Awaitable[Any]],
         identity: Identity | None,
+        metadata: dict[str, str],
         *,
         client_stream: bool = False,
     ):
         async def unary(request: Any, ctx: grpc.aio.ServicerContext) -> Any:
-            call = self._call(method)
-            try:
-                await request_scope.admit(ctx, identity, self._fair_use)
-                request = decoded_stream(request) if client_stream else decoded(request)
-                call.request = request
-                response = await behavior(request, ctx)
-            except BaseException as exc:
-                await call.abort(ctx, exc)
-            call.done("OK")
-            return response
+            with tracing.server_span(method, metadata):
+                call = self._call(method)
+                try:
+                    await request_scope.admit(ctx, identity, self._fair_use)
+                    request = decoded_stream(request) if client_stream else decoded(request)
+                    call.request = request
+                    response = await behavior(request, ctx)
+                except BaseException as exc:
+                    await call.abort(ctx, exc)
+                call.done("OK")
+                return response
 
         return unary
 
@@ -164,16 +172,18 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method: str,
         behavior: Callable[..., AsyncIterator[Any]],
         identity: Identity | None,
+        metadata: dict[str, str],
     ):
         async def stream(request: Any, ctx: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = self._call(method)
-            try:
-                await request_scope.admit(ctx, identity, self._fair_use, streaming=True)
-                call.request = decoded(request)
-                async for message in behavior(call.request, ctx):
-                    yield message
-            except BaseException as exc:
-                await call.abort(ctx, exc)
-            call.done("OK")
+            with tracing.server_span(method, metadata):
+                call = self._call(method)
+                try:
+                    await request_scope.admit(ctx, identity, self._fair_use, streaming=True)
+                    call.request = decoded(request)
+                    async for message in behavior(call.request, ctx):
+                        yield message
+                except BaseException as exc:
+                    await call.abort(ctx, exc)
+                call.done("OK")
 
         return stream

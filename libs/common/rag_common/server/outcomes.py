@@ -12,6 +12,7 @@ from rag_common import context, status
 from rag_common.errors import RagError
 from rag_common.health.signals import SignalWindow
 from rag_common.security.audit import AuditLog
+from rag_common.telemetry import tracing
 from rag_common.telemetry.metrics import RpcMetrics
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class CallOutcome:
     def done(self, code: str, reason: str = "", **extra: Any) -> None:
         """Log and count the call as ended with `code` (and `reason`, for an error)."""
         seconds = time.perf_counter() - self._started
+        tracing.call_ended(code)
         self._metrics.finished(self._method, code, seconds, reason)
         self._signals.record(code, seconds, timed=self._timed)
         if self._audit is not None:

@@ -4,19 +4,19 @@
 gRPC), `console` (one JSON object per span on stdout, beside the JSON logs) or `none`
 (the default: no provider is installed and every call below costs next to nothing).
 `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` choose the sampler; the SDK itself
-reads the rest (`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`). The gRPC instrumentation carries the
-trace context in each internal call's metadata (W3C traceparent), so the four services'
-spans join up.
+reads the rest (`OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_*`). Each internal call carries the trace
+context in its metadata (W3C traceparent), so the four services' spans join up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from opentelemetry import trace
+import grpc
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -95,24 +95,86 @@ def shutdown() -> None:
         provider.shutdown()
 
 
-def server_interceptors() -> list[Any]:
-    """The instrumentation's server interceptor (first, so its span wraps the call), if on."""
+@contextlib.contextmanager
+def server_span(method: str, metadata: Mapping[str, str]) -> Iterator[None]:
+    """The span of one call this process answers, a child of the caller's span named by
+    the call's `traceparent`; nothing when tracing is off or `method` is plumbing.
+
+    The server interceptor opens it: the instrumentation's own interceptor cost each call
+    0.2 ms of CPU (measured on a bare server: 0.28 -> 0.48 ms), this 0.05 ms.
+    """
+    if not enabled() or method.startswith(_UNTRACED, 1):
+        yield
+        return
+    with _tracer().start_as_current_span(
+        method,
+        context=propagate.extract(metadata),
+        kind=trace.SpanKind.SERVER,
+        attributes=_rpc(method),
+        # The call's status is recorded by `call_ended`: most exceptions here are the
+        # caller's errors becoming statuses, not failures of this server.
+        record_exception=False,
+        set_status_on_exception=False,
+    ):
+        yield
+
+
+# Codes that say the server failed (OpenTelemetry's gRPC conventions); the others are
+# the caller's to fix, and leave the span's status unset.
+_SERVER_ERRORS = {
+    "UNKNOWN",
+    "DEADLINE_EXCEEDED",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+}
+
+
+def call_ended(code: str) -> None:
+    """Record on the current server span how its call ended (`code`: a status name)."""
+    _ended(trace.get_current_span(), code)
+
+
+def _ended(span: trace.Span, code: str) -> None:
+    if not span.is_recording():
+        return
+    span.set_attribute("rpc.grpc.status_code", grpc.StatusCode[code].value[0])
+    if code in _SERVER_ERRORS:
+        span.set_status(trace.Status(trace.StatusCode.ERROR, code))
+
+
+@contextlib.contextmanager
+def client_span(method: str) -> Iterator[list[tuple[str, str]]]:
+    """The span of one call this process makes, as a child of the current span, and the
+    metadata (W3C traceparent) that makes the server's span its child; no span and no
+    metadata when tracing is off.
+
+    The span is not made current: a stream's caller runs between its messages, and its own
+    spans belong beside this one, not under it. The instrumentation's client interceptors
+    cost each call 0.2 ms of CPU; this, next to nothing.
+    """
     if not enabled():
-        return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
+        yield []
+        return
+    span = _tracer().start_span(method, kind=trace.SpanKind.CLIENT, attributes=_rpc(method))
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    try:
+        yield list(carrier.items())
+    except grpc.aio.AioRpcError as exc:
+        _ended(span, exc.code().name)
+        raise
+    else:
+        _ended(span, "OK")
+    finally:
+        span.end()
 
-    untraced = filters.any_of(*(filters.service_prefix(p) for p in _UNTRACED))
-    return [aio_server_interceptor(filter_=filters.negate(untraced))]
 
-
-def client_interceptors() -> list[Any]:
-    """The instrumentation's client interceptors (they send the trace context), if on."""
-    if not enabled():
-        return []
-    from opentelemetry.instrumentation.grpc import aio_client_interceptors, filters
-
-    untraced = filters.any_of(*(filters.service_prefix(p) for p in _UNTRACED))
-    return aio_client_interceptors(filter_=filters.negate(untraced))
+def _rpc(method: str) -> dict[str, str]:
+    """The conventional attributes of a gRPC call of `method` ("/package.Service/Method")."""
+    service, _, name = method[1:].rpartition("/")
+    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
 
 
 @contextlib.contextmanager
