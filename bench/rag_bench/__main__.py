@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -105,9 +106,11 @@ async def grpc_runs(
     requests: int,
     label: str = "",
     misses_at_32: list[str] = (),
+    model: capacity.Yardstick | None = None,
 ) -> list[Run]:
     """Query through the services, then the same questions again: answer cache hits; then
-    `misses_at_32`, new questions, 32 at a time."""
+    `misses_at_32`, new questions, 32 at a time, with `model` measured right before and
+    after them."""
     options = pb.QueryOptions(provider="extractive")
     async with client_channel(cluster.address("query"), cluster.client_tls()) as channel:
         stub = pb_grpc.QueryServiceStub(channel)
@@ -122,7 +125,13 @@ async def grpc_runs(
         per_run = batches(questions, requests)
         runs = []
         for c in CONCURRENCIES:
-            with internal_calls.reported(cluster, f"c{c}{label}", len(per_run[c])):
+            # Counted once, on the plain cluster: the turns of the others are too short.
+            counting = (
+                internal_calls.reported(cluster, f"c{c}", len(per_run[c]))
+                if not label
+                else contextlib.nullcontext()
+            )
+            with counting:
                 runs.append(await drive(f"grpc (4 services){label}", c, per_run[c], ask))
         runs += [await drive(f"grpc, cache hit{label}", c, per_run[c], ask) for c in CONCURRENCIES]
         if misses_at_32:
@@ -130,47 +139,75 @@ async def grpc_runs(
             pids = {service: p.pid for service, p in cluster.processes.items()}
             cpu_ms: dict[str, float] = {}
             at = f"c{capacity.CONCURRENCY}{label}"
+            if model is not None:
+                model.measure()
             with (
                 internal_calls.reported(cluster, at, len(misses_at_32)),
                 cpu.per_request(pids, len(misses_at_32), cpu_ms),
             ):
                 runs.append(await drive(name, capacity.CONCURRENCY, misses_at_32, ask))
             runs[-1].cpu_ms = cpu_ms
+            if model is not None:
+                model.measure()
         return runs
 
 
-async def echo_runs(requests: int, tls: LocalCluster | None = None) -> list[Run]:
-    """The bare gRPC echo server, in its own process, with a cache hit's message sizes;
-    with `tls`, over TLS and mTLS with that cluster's certificates."""
-    port = free_port()
+async def echo_runs(requests: int, servers: dict[str, LocalCluster | None]) -> list[Run]:
+    """The bare gRPC echo server with a cache hit's message sizes, one process per label in
+    `servers`, taking turns: in plaintext, or with a cluster given over TLS and mTLS with
+    its certificates."""
     reply_size = len(
         pb.QueryResponse(
             text="x" * 300,
             sources=[common_pb2.Source(document_id="doc-00000", text="y" * 300) for _ in range(5)],
         ).SerializeToString()
     )
-    files = [str(p) for p in tls.tls_paths("query")] if tls else []
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rag_bench.echo", str(port), str(reply_size), *files
-    )
-    name = "grpc echo (yardstick)" + (observability.TLS_LABEL if tls else "")
+    request = pb.QueryRequest(question="x" * 60).SerializeToString()
+    ports = {label: free_port() for label in servers}
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "rag_bench.echo",
+            str(ports[label]),
+            str(reply_size),
+            *([str(p) for p in cluster.tls_paths("query")] if cluster else []),
+        )
+        for label, cluster in servers.items()
+    ]
     try:
-        async with client_channel(
-            f"127.0.0.1:{port}", tls.client_tls() if tls else None
-        ) as channel:
-            await channel.channel_ready()
-            echo = channel.unary_unary("/bench.Echo/Echo")
-            request = pb.QueryRequest(question="x" * 60).SerializeToString()
+        async with contextlib.AsyncExitStack() as stack:
+            echoes = {}
+            for label, cluster in servers.items():
+                channel = await stack.enter_async_context(
+                    client_channel(
+                        f"127.0.0.1:{ports[label]}", cluster.client_tls() if cluster else None
+                    )
+                )
+                await channel.channel_ready()
+                echoes[label] = channel.unary_unary("/bench.Echo/Echo")
 
-            async def ask(_: str) -> dict:
-                await echo(request, metadata=AUTH, timeout=10)
-                return {"embed": 0.0, "retrieve": 0.0, "generate": 0.0}
+            def asker(echo):
+                async def ask(_: str) -> dict:
+                    await echo(request, metadata=AUTH, timeout=10)
+                    return {"embed": 0.0, "retrieve": 0.0, "generate": 0.0}
 
-            await drive("warm-up", 2, ["q"] * 20, ask)
-            return [await drive(name, c, ["q"] * requests, ask) for c in CONCURRENCIES]
+                return ask
+
+            askers = {label: asker(echo) for label, echo in echoes.items()}
+            for ask in askers.values():
+                await drive("warm-up", 2, ["q"] * 20, ask)
+            share, taken = requests // observability.ROUNDS, []
+            for round_ in range(observability.ROUNDS):
+                for label in observability.in_turn(list(askers), round_):
+                    for c in CONCURRENCIES:
+                        name = observability.ECHO + label
+                        taken.append(await drive(name, c, ["q"] * share, askers[label]))
+            return observability.merged(taken)
     finally:
-        process.terminate()
-        await process.wait()
+        for process in processes:
+            process.terminate()
+            await process.wait()
 
 
 async def in_process_runs(data_dir: Path, questions: list[str], requests: int) -> list[Run]:
@@ -280,8 +317,10 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     questions = corpus.questions(3 * per_scenario + at_32 + 10 + 4 * fair_share)
     plain = questions[: per_scenario + 10]
     capacity_questions = questions[3 * per_scenario + 10 : 3 * per_scenario + 10 + at_32]
-    traced_questions = questions[per_scenario : 2 * per_scenario + 10]
-    tls_questions = questions[2 * per_scenario : 3 * per_scenario + 10]
+    # Side by side, each cluster asks the same questions (each its own caches), a share a
+    # round: new ones at c1 and c8, the warm-up's ten, then the first ones again (hits).
+    share = requests // observability.ROUNDS
+    side_questions = questions[: observability.ROUNDS * (len(CONCURRENCIES) * share + 10)]
     popular_questions = questions[-4 * fair_share : -3 * fair_share]
     fair_questions = questions[-3 * fair_share : -2 * fair_share]
     ingest_questions = questions[-2 * fair_share : -fair_share]
@@ -308,7 +347,11 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             ingest_s = await ingest(cluster, chunks)
             chunks_per_s = chunks / ingest_s
             print(f"ingested {chunks} chunks in {ingest_s:.1f}s ({chunks_per_s:.0f} chunks/s)")
-            runs = await grpc_runs(cluster, plain, requests, misses_at_32=capacity_questions)
+            model_32 = capacity.Yardstick(capacity_questions[: 8 * capacity.CONCURRENCY])
+            runs = await grpc_runs(
+                cluster, plain, requests, misses_at_32=capacity_questions, model=model_32
+            )
+            runs += await echo_runs(requests, {"": None})  # beside the cluster, as its hits were
             fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
             fair += await fairness.runs(
                 cluster.address("query"), API_KEY, popular_questions, 0, popular=True
@@ -319,32 +362,47 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             fair += await fairness.during_maximal_ingest(
                 cluster.address("query"), API_KEY, maximal_questions
             )
+            encode_32 = capacity.Yardstick(embedding.texts())
+            encode_32.measure()
             service_rate = await embedding.service_texts_per_s(
                 cluster.address("embedding"), cluster.credentials("bench")
             )
-            runs += await echo_runs(requests)
+            encode_32.measure()
         finally:
             cluster.stop()
-        # The same stored corpus, served again with spans sent to a collector and every
-        # /metrics endpoint scraped, as the chart deploys them: what observability costs.
+        # The same stored corpus, served again by three clusters side by side: plain, with
+        # spans sent to a collector and every /metrics endpoint scraped, and with TLS, as
+        # the chart deploys them: what observability and TLS cost.
         collector_port, span_count = free_port(), data_dir / "spans"
-        with collector.running(collector_port, span_count):
-            runs += await observability.restarted_runs(
-                LocalCluster.on_free_ports(
-                    data_dir, env=env | observability.tracing_env(collector_port)
-                ),
-                lambda cluster: grpc_runs(cluster, traced_questions, requests, observability.LABEL),
-            )
-        spans_received = int(span_count.read_text())
-        secured = LocalCluster.on_free_ports(data_dir, env=env)
-        secured.use_tls()
-        runs += await observability.restarted_runs(
-            secured,
-            lambda cluster: grpc_runs(cluster, tls_questions, requests, observability.TLS_LABEL),
-            scrape=False,
+        traced_env = env | observability.tracing_env(collector_port)
+        secured = LocalCluster.on_free_ports(
+            observability.copy_of(data_dir, Path(tmp + "-tls")), env=env
         )
-        runs += await echo_runs(requests, tls=secured)
-        local_rate = embedding.in_process_texts_per_s()
+        secured.use_tls()
+        clusters = {
+            observability.PLAIN_LABEL: LocalCluster.on_free_ports(
+                observability.copy_of(data_dir, Path(tmp + "-plain")), env=env
+            ),
+            observability.LABEL: LocalCluster.on_free_ports(
+                observability.copy_of(data_dir, Path(tmp + "-traced")), env=traced_env
+            ),
+            observability.TLS_LABEL: secured,
+        }
+
+        def turn(cluster: LocalCluster, label: str, round_: int) -> Awaitable[list[Run]]:
+            size = len(side_questions) // observability.ROUNDS
+            mine = side_questions[round_ * size : (round_ + 1) * size]
+            return grpc_runs(cluster, mine, share, label)
+
+        try:
+            with collector.running(collector_port, span_count):
+                runs += await observability.side_by_side(clusters, turn)
+            spans_received = int(span_count.read_text())
+            plain_and_tls = {observability.PLAIN_LABEL: None, observability.TLS_LABEL: secured}
+            runs += await echo_runs(requests, plain_and_tls)
+        finally:
+            for cluster in clusters.values():
+                shutil.rmtree(cluster.data_dir, ignore_errors=True)
         runs += await in_process_runs(data_dir, plain, requests)
     print()
     print(table(runs))
@@ -363,6 +421,7 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
             f"throughput {over_grpc.rps / local.rps:.2f}x"
         )
+    local_rate = encode_32.rate
     targets.record(
         f"{embedding.CALLERS} single-text Embed callers / in-process encode of {embedding.CALLERS}",
         service_rate / local_rate,
@@ -388,7 +447,7 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
     )
     [misses_32] = [r for r in runs if r.concurrency == capacity.CONCURRENCY]
     chunks = [text for _, text in corpus.documents(3 * capacity.CONCURRENCY, seed=5)]
-    print(capacity.summary(misses_32, capacity_questions, chunks, chunks_per_s))
+    print(capacity.summary(misses_32, model_32, capacity_questions, chunks, chunks_per_s))
     at_32 = internal_calls.PER_QUESTION[f"c{capacity.CONCURRENCY}"]
     targets.record(
         f"internal RPCs per question, c{capacity.CONCURRENCY}", at_32, 1.5, at_most=True, unit=""

@@ -43,16 +43,6 @@ async def service_texts_per_s(address: str, credentials: Credentials) -> float:
         return CALLERS * ROUNDS / (time.perf_counter() - started)
 
 
-def in_process_texts_per_s() -> float:
-    """The same texts, one `encode` call of 32 per round, in this process, on the backend
-    the service runs."""
-    from rag_embedding.__main__ import model_loader
-    from rag_embedding.config import EmbeddingSettings
-    from rag_embedding.embedder import Purpose
-
-    model = model_loader(EmbeddingSettings(batch_size=CALLERS))()
-    model.encode(_texts(-1), Purpose.QUERY)
-    started = time.perf_counter()
-    for round_ in range(ROUNDS):
-        model.encode(_texts(round_), Purpose.QUERY)
-    return CALLERS * ROUNDS / (time.perf_counter() - started)
+def texts() -> list[str]:
+    """Every round's texts, in order: what the in-process yardstick encodes, 32 a call."""
+    return [text for round_ in range(ROUNDS) for text in _texts(round_)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from typing import Any
 
 from rag_common.cache.tiered import TieredCache
 from rag_common.domain import ScoredChunk
@@ -86,14 +87,14 @@ class AnswerCache:
 
     async def put(self, key: str, answer: Answer) -> None:
         """Store a whole answer (callers never store degraded or partial ones)."""
-        generated = dataclasses.asdict(answer.generated)
+        generated = _fields(answer.generated)
         # Which providers failed says something of that request, not of the answer (and a
         # replica of the previous version could not read the field).
         del generated["failed_providers"]
         data = {
             "text": answer.text,
             "sources": [
-                {k: v for k, v in dataclasses.asdict(s).items() if k not in _PLACE_FIELDS}
+                {k: v for k, v in _fields(s).items() if k not in _PLACE_FIELDS}
                 | {"metadata": dict(s.metadata)}
                 for s in answer.sources
             ],
@@ -101,3 +102,9 @@ class AnswerCache:
             "generated": generated,
         }
         await self.cache.set_many({key: json.dumps(data, separators=(",", ":")).encode()})
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A dataclass's fields, one level deep: `dataclasses.asdict` copies every value
+    recursively, which was 2 % of the query service's CPU at concurrency 32."""
+    return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}

@@ -77,15 +77,22 @@ def span_json_line(span: ReadableSpan) -> str:
     return span.to_json(indent=None) + "\n"
 
 
+# The suite's tracer once `install` set a provider; None: tracing is off, and every span
+# below is skipped before the API is asked (its no-op spans and its provider lookup, which
+# reads the environment, cost a few percent of an internal service's CPU).
+_installed: list[trace.Tracer] = []
+
+
 def install(provider: TracerProvider | None) -> None:
     """Make `provider` the process's tracer provider (once, from a service's main())."""
     if provider is not None:
         trace.set_tracer_provider(provider)
+        _installed[:] = [provider.get_tracer(_TRACER)]
 
 
 def enabled() -> bool:
     """Whether spans are recorded in this process."""
-    return isinstance(trace.get_tracer_provider(), TracerProvider)
+    return bool(_installed)
 
 
 def shutdown() -> None:
@@ -180,20 +187,17 @@ def _rpc(method: str) -> dict[str, str]:
 @contextlib.contextmanager
 def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A child span of the current one; attributes are prefixed `rag.`."""
+    if not _installed:
+        yield trace.INVALID_SPAN
+        return
     with _tracer().start_as_current_span(name, attributes=_prefixed(attributes)) as current:
         yield current
 
 
-_made_by: list[tuple[trace.TracerProvider, trace.Tracer]] = []
-
-
 def _tracer() -> trace.Tracer:
-    """The suite's tracer from the process's provider now. Made once per provider: making
-    one costs 7 µs, as much as an unsampled span, and a question opens a dozen spans."""
-    provider = trace.get_tracer_provider()
-    if not _made_by or _made_by[0][0] is not provider:
-        _made_by[:] = [(provider, provider.get_tracer(_TRACER))]
-    return _made_by[0][1]
+    """The suite's tracer, made once: making one costs 7 µs, as much as an unsampled span,
+    and a question opens a dozen spans."""
+    return _installed[0]
 
 
 def annotate(target: trace.Span | None = None, **attributes: Any) -> None:
