@@ -421,6 +421,15 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             f"{over_grpc.percentile(50) / local.percentile(50):.2f}x, "
             f"throughput {over_grpc.rps / local.rps:.2f}x"
         )
+        if concurrency == 1:
+            # What four processes cannot go below: a miss makes four round trips (the
+            # caller's, and query's three), each at least the bare echo server's.
+            [echo_1] = [r for r in runs if r.name == observability.ECHO and r.concurrency == 1]
+            floor = local.percentile(50) + 4 * echo_1.percentile(50)
+            print(
+                f"  the floor at c1: {floor / local.percentile(50):.2f}x (in-process p50 plus "
+                f"four echo round trips, {floor:.2f} ms)"
+            )
     local_rate = encode_32.rate
     targets.record(
         f"{embedding.CALLERS} single-text Embed callers / in-process encode of {embedding.CALLERS}",

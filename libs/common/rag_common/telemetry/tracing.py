@@ -77,7 +77,7 @@ def span_json_line(span: ReadableSpan) -> str:
     return span.to_json(indent=None) + "\n"
 
 
-# The suite's tracer once `install` set a provider; None: tracing is off, and every span
+# The suite's tracer once `install` set a provider. Empty: tracing is off, and every span
 # below is skipped before the API is asked (its no-op spans and its provider lookup, which
 # reads the environment, cost a few percent of an internal service's CPU).
 _installed: list[trace.Tracer] = []
@@ -128,14 +128,9 @@ def server_span(method: str, metadata: Mapping[str, str]) -> Iterator[None]:
 
 # Codes that say the server failed (OpenTelemetry's gRPC conventions); the others are
 # the caller's to fix, and leave the span's status unset.
-_SERVER_ERRORS = {
-    "UNKNOWN",
-    "DEADLINE_EXCEEDED",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-}
+_SERVER_ERRORS = frozenset(
+    ("UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS")
+)
 
 
 def call_ended(code: str) -> None:
