@@ -25,7 +25,7 @@ def _texts(round_: int) -> list[str]:
 
 async def service_texts_per_s(address: str, credentials: Credentials) -> float:
     """32 concurrent callers, one text each, against EmbeddingService (dynamic batching),
-    as questions: the lane the in-process encode below stands for."""
+    as questions: the lane the in-process yardstick over `texts()` encodes in."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.EmbeddingServiceStub(channel)
 
