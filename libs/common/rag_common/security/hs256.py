@@ -70,7 +70,10 @@ def verify(
     kid = header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise InvalidToken("kid is not a string")
-    candidates = [keys[kid]] if kid in keys else [] if kid else list(keys.values())
+    if not kid:  # the previous release's tokens name no key
+        candidates = list(keys.values())
+    else:
+        candidates = [keys[kid]] if kid in keys else []
     signature = _b64decode(signature_b64)
     signing_input = header_b64 + b"." + payload_b64
     if not any(

@@ -88,7 +88,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         except RagError as exc:
             # No span: a caller we do not know could otherwise have every refusal sampled
             # (its traceparent's flag decides) and fill the collector.
-            return self._refusal(method, handler, exc)
+            return self._refusal(method, handler, exc, metadata)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(method, handler.unary_unary, identity, metadata),
@@ -112,16 +112,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return handler  # no bidi-streaming RPCs in rag.v1
 
     def _refusal(
-        self, method: str, handler: grpc.RpcMethodHandler, refused: RagError
+        self,
+        method: str,
+        handler: grpc.RpcMethodHandler,
+        refused: RagError,
+        metadata: dict[str, str],
     ) -> grpc.RpcMethodHandler:
         """A handler that ends the call with `refused` without reading a request: declared
         request-streaming whatever the method, so gRPC leaves the request unread."""
 
         async def refuse(requests: Any, ctx: grpc.aio.ServicerContext) -> Any:
             call = self._call(method)
-            request_scope.enter(
-                ctx, refused.caller if isinstance(refused, PermissionDenied) else None
-            )
+            caller = refused.caller if isinstance(refused, PermissionDenied) else None
+            request_scope.enter(ctx, caller, metadata)
             await call.abort(ctx, refused)
 
         if handler.unary_stream or handler.stream_stream:
@@ -156,7 +159,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with tracing.server_span(method, metadata):
                 call = self._call(method)
                 try:
-                    await request_scope.admit(ctx, identity, self._fair_use)
+                    await request_scope.admit(ctx, identity, metadata, self._fair_use)
                     request = decoded_stream(request) if client_stream else decoded(request)
                     call.request = request
                     response = await behavior(request, ctx)
@@ -178,7 +181,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             with tracing.server_span(method, metadata):
                 call = self._call(method)
                 try:
-                    await request_scope.admit(ctx, identity, self._fair_use, streaming=True)
+                    await request_scope.admit(
+                        ctx, identity, metadata, self._fair_use, streaming=True
+                    )
                     call.request = decoded(request)
                     async for message in behavior(call.request, ctx):
                         yield message

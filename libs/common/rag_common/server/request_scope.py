@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 
 import grpc
 
 from rag_common import context
-from rag_common.security.identity import REQUEST_ID_KEY, Identity, metadata_dict
+from rag_common.security.identity import REQUEST_ID_KEY, Identity
 from rag_common.server.fair_use import FairUse
 from rag_common.telemetry import tracing
 
@@ -17,9 +18,11 @@ from rag_common.telemetry import tracing
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def enter(ctx: grpc.aio.ServicerContext, identity: Identity | None) -> None:
-    """Open the call's scope: what every log line, trace and outgoing call of it carries."""
-    metadata = metadata_dict(ctx.invocation_metadata())
+def enter(
+    ctx: grpc.aio.ServicerContext, identity: Identity | None, metadata: Mapping[str, str]
+) -> None:
+    """Open the call's scope (`metadata`: the call's, as `metadata_dict` gives it): what
+    every log line, trace and outgoing call of it carries."""
     remaining = ctx.time_remaining()
     request_id = _request_id(metadata.get(REQUEST_ID_KEY, ""))
     context.enter(
@@ -35,13 +38,14 @@ def enter(ctx: grpc.aio.ServicerContext, identity: Identity | None) -> None:
 async def admit(
     ctx: grpc.aio.ServicerContext,
     identity: Identity | None,
+    metadata: Mapping[str, str],
     fair_use: FairUse | None,
     *,
     streaming: bool = False,
 ) -> None:
     """Open the scope for the caller and take its fair-use slot (may raise
     ResourceExhausted)."""
-    enter(ctx, identity)
+    enter(ctx, identity, metadata)
     if fair_use is not None:
         release = await fair_use.admit(identity, ctx.peer(), streaming=streaming)
         # Held until the call is over for gRPC, not only for the handler: a stream whose
