@@ -1,5 +1,6 @@
 """Internal RPCs a question costs: the calls each internal service served, read from its
-/metrics before and after a run (Embed calls fall as query coalesces questions under load)."""
+/metrics before and after a run (they fall as query coalesces questions under load: several
+questions in one Embed, RetrieveBatch or GenerateBatch call)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from collections.abc import Iterator
 from rag_cli.advise import scrape
 from rag_cli.launcher import LocalCluster
 
-METHODS = {"embedding": "Embed", "retrieval": "Retrieve", "generation": "Generate"}
+# Each internal service's methods a question calls, alone or several questions at once.
+METHODS = {
+    "embedding": ("Embed",),
+    "retrieval": ("Retrieve", "RetrieveBatch"),
+    "generation": ("Generate", "GenerateBatch"),
+}
 PER_QUESTION: dict[str, float] = {}  # internal calls per question, by run ("c32")
 _COUNT = re.compile(
     r'^rag_request_duration_seconds_count\{[^}]*method="/rag\.v1\.\w+/(\w+)"[^}]*\} (\S+)$',
@@ -21,11 +27,11 @@ _COUNT = re.compile(
 
 def served(cluster: LocalCluster) -> dict[str, float]:
     """Calls served so far, by internal method."""
-    totals = dict.fromkeys(METHODS.values(), 0.0)
-    for service, method in METHODS.items():
+    totals = {method: 0.0 for methods in METHODS.values() for method in methods}
+    for service, methods in METHODS.items():
         for name, count in _COUNT.findall(scrape(cluster.metrics_url(service))):
-            if name == method:
-                totals[method] += float(count)
+            if name in methods:
+                totals[name] += float(count)
     return totals
 
 

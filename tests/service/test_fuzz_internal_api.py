@@ -107,6 +107,19 @@ async def test_any_generation_request_is_answered_or_refused_clearly(internal, r
 
 
 @FUZZ
+@given(
+    batch=st.lists(
+        st.tuples(generations, st.integers(min_value=0, max_value=2**32 - 1)), max_size=34
+    )
+)
+async def test_any_generation_batch_is_answered_item_by_item_or_refused_clearly(internal, batch):
+    stub = generation_grpc.GenerationServiceStub(internal["generation"])
+    items = [generation_pb.GenerateBatchItem(input=r.input, timeout_ms=t) for r, t in batch]
+    call = stub.GenerateBatch(generation_pb.GenerateBatchRequest(items=items), timeout=30)
+    await answered_or_refused_clearly(call)
+
+
+@FUZZ
 @pytest.mark.parametrize(
     ("service", "method"), [(s, m) for s, methods in METHODS.items() for m in methods]
 )

@@ -10,13 +10,21 @@ import pytest
 from rag.v1 import common_pb2
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
+from rag_cli.launcher import free_port
+from rag_common import status
+from rag_common.breaker import BreakerState
+from rag_common.domain import ScoredChunk
+from rag_common.errors import InvalidArgument
+from rag_common.security.identity import Identity
 from rag_generation.__main__ import build_generator
 from rag_generation.adapters.llama_local import packaged_model_path, requantized
 from rag_generation.config import GenerationSettings
 from rag_generation.pace import Pace
-from rag_generation.servicer import servicers
+from rag_generation.servicer import MAX_BATCH_ANSWERS, servicers
+from rag_query.adapters.generation_client import GenerationClient
+from rag_query.models import Draft, QueryOptions
 from tests.conftest import collect, start_host
-from tests.support.signed import signed_channel
+from tests.support.signed import credentials, signed_channel
 
 SOURCES = [
     common_pb2.Source(
@@ -130,6 +138,53 @@ async def test_stream_sends_pieces_then_a_summary_of_the_same_text(stub):
     assert messages[-1].HasField("done")
     assert messages[-1].done.text == "".join(deltas)
     assert messages[-1].done.provider == "local"
+
+
+async def test_a_batch_answers_each_item_on_its_own_and_refuses_a_bad_one_alone(stub, expect_error):
+    items = [
+        pb.GenerateBatchItem(input=question("Which river is in Paris?", provider="extractive")),
+        pb.GenerateBatchItem(input=pb.GenerationInput(question="")),
+        pb.GenerateBatchItem(
+            input=question("Capital of Germany?", provider="extractive"), timeout_ms=5000
+        ),
+    ]
+    messages = await collect(stub.GenerateBatch(pb.GenerateBatchRequest(items=items)))
+    outcomes = {o.index: o for m in messages for o in m.outcomes}
+    assert outcomes[0].response.text.startswith("The river Seine flows through Paris. [1]")
+    assert outcomes[2].response.text.startswith("Berlin is the capital of Germany. [2]")
+    error = status.from_bytes(outcomes[1].error, dependency="generation")
+    assert isinstance(error, InvalidArgument) and error.field == "input.question"
+    too_many = pb.GenerateBatchRequest(items=items[:1] * (MAX_BATCH_ANSWERS + 1))
+    await expect_error(
+        stub.GenerateBatch(too_many), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT", "items"
+    )
+
+
+async def test_a_stream_goes_to_another_replica_when_the_first_is_down_before_sending(served):
+    """A replica that refuses the connection (killed, restarting) sent nothing: the stream
+    and the batch go to the live one instead of failing the question."""
+    live = served[0]
+    host = await start_host(servicers(live))
+    client = GenerationClient(
+        f"127.0.0.1:{free_port()},127.0.0.1:{host.port}",
+        timeout_s=30,
+        credentials=credentials("query"),
+    )
+    reader = Identity("app", "acme", frozenset({"reader"}))
+    options = QueryOptions(provider="extractive")
+    sources = [ScoredChunk("fr", 0, 1.0, SOURCES[0].text)]
+    drafts = [Draft("Which river is in Paris?", sources, options, None)] * 2
+    try:
+        for _ in range(4):  # calls take turns: half of them pick the dead replica first
+            pieces = [p async for p in client.stream(drafts[0].question, sources, options, reader)]
+            assert pieces[-1].text.startswith("The river Seine")
+            answers = [pair async for pair in client.generate_batch(drafts, reader)]
+            assert sorted(index for index, _ in answers) == [0, 1]
+            assert all(a.text.startswith("The river Seine") for _, a in answers)
+        assert client.breaker.state is BreakerState.CLOSED
+    finally:
+        await client.close()
+        await host.stop(0)
 
 
 async def test_extractive_answers_when_the_local_model_cannot_load():

@@ -8,6 +8,7 @@ session full of mistakes is searched for the keys.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -41,7 +42,11 @@ def auth(key: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 async def suite(embedder, tmp_path_factory):
-    settings = QuerySettings(port=0, api_keys=KEYS, semantic_cache_threshold=0.9)
+    # Each tenant may hold most of the pipeline (as on a large machine), so that one
+    # tenant's questions asked at once share internal calls while the other's do too.
+    settings = QuerySettings(
+        port=0, api_keys=KEYS, semantic_cache_threshold=0.9, tenant_pipeline_share=12
+    )
     async with in_process_suite(embedder, tmp_path_factory.mktemp("isolation"), settings) as s:
         documents = doc_grpc.DocumentServiceStub(s.channel)
         for key, text, metadata in (
@@ -106,6 +111,27 @@ async def test_neither_cache_answers_one_tenant_with_anothers_answer(suite):
     assert (await ask(suite, ACME, PARAPHRASE)).cache == "semantic"
     crossed = await ask(suite, GLOBEX, PARAPHRASE)
     assert not foreign(crossed, GLOBEX)
+
+
+async def test_questions_of_two_tenants_asked_at_once_share_calls_but_never_content(suite):
+    # Questions waiting at once go to each internal service together (one Embed, one
+    # RetrieveBatch, one GenerateBatch), one caller's at a time.
+    questions = [
+        "How much paid leave does a staff member receive?",
+        "What is the annual holiday allowance?",
+        "How many days off are there per year?",
+        "Vacation entitlement for employees?",
+        "How long is the yearly leave?",
+        "What time off do workers get each year?",
+        "Number of holiday days granted annually?",
+        "How much vacation is given per year?",
+    ]
+    asked = [(key, q) for q in questions for key in (ACME, GLOBEX)]
+    replies = await asyncio.gather(*(ask(suite, key, q) for key, q in asked))
+    for (key, _), reply in zip(asked, replies, strict=True):
+        assert reply.sources and not foreign(reply, key)
+        own = "Acme" if key == ACME else "Globex"
+        assert own in reply.text
 
 
 async def test_one_tenants_writes_never_touch_another_tenants_documents(suite):

@@ -20,7 +20,7 @@ from rag_query.adapters.generation_client import GenerationClient
 from rag_query.adapters.retrieval_client import RetrievalClient
 from rag_query.answer_cache import AnswerCache
 from rag_query.auth import Authenticator
-from rag_query.coalescing import CoalescingEmbedder, CoalescingRetriever
+from rag_query.coalescing import CoalescingEmbedder, CoalescingGenerator, CoalescingRetriever
 from rag_query.config import QuerySettings
 from rag_query.conversion.sandbox import Limits, Sandbox
 from rag_query.corpus import CorpusVersions
@@ -87,7 +87,7 @@ def build_host(
     engine = QueryEngine(
         CoalescingEmbedder(embedding),
         CoalescingRetriever(retrieval),
-        generation,
+        CoalescingGenerator(generation),
         QueryPolicy(
             max_question_chars=settings.max_question_chars,
             default_top_k=settings.default_top_k,

@@ -18,20 +18,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Literal, Protocol, TypeVar
 
 from rag_common import context
-from rag_common.errors import InvalidArgument, Unimplemented
+from rag_common.domain import ScoredChunk
+from rag_common.errors import Internal, InvalidArgument, Unimplemented
 from rag_common.security.identity import Identity
-from rag_query.models import QueryOptions, RetrievedContext, Search
+from rag_query.models import Draft, GeneratedText, QueryOptions, RetrievedContext, Search
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 # Sends one caller's waiting items in one call: one result, or the error, for each in order.
 SendBatch = Callable[[list[T]], Awaitable[Sequence[R | Exception]]]
+# The same, for a call that hands each item's result over the moment it has it: pairs of
+# the item's index and its result or error, in any order.
+StreamBatch = Callable[[list[T]], AsyncIterator[tuple[int, R | Exception]]]
+
+
+def all_at_once(send_batch: SendBatch[T, R]) -> StreamBatch[T, R]:
+    """A call that answers every item together, as one that hands them over one by one."""
+
+    async def send(items: list[T]) -> AsyncIterator[tuple[int, R | Exception]]:
+        for pair in enumerate(await send_batch(items)):
+            yield pair
+
+    return send
 
 
 class TextEmbedder(Protocol):
@@ -60,6 +74,36 @@ class BatchRetriever(Protocol):
         ...
 
 
+class BatchGenerator(Protocol):
+    """What writes answers for one caller, alone or several at once (GenerationClient)."""
+
+    async def generate(
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
+    ) -> GeneratedText:
+        """The whole answer."""
+        ...
+
+    def stream(
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
+    ) -> AsyncIterator[str | GeneratedText]:
+        """Pieces of the answer, then its summary."""
+        ...
+
+    def generate_batch(
+        self, drafts: Sequence[Draft], identity: Identity
+    ) -> AsyncIterator[tuple[int, GeneratedText | Exception]]:
+        """Each draft's index and its answer, or its own error, as each is written."""
+        ...
+
+
 @dataclass(eq=False)
 class _Waiting(Generic[T, R]):
     """One question's item waiting for its result."""
@@ -79,10 +123,11 @@ class _Lane:
 
 
 class Coalescer(Generic[T, R]):
-    """Sends the items of one caller that wait at once in one `send_batch` call."""
+    """Sends the items of one caller that wait at once in one `send_batch` call (wrap one
+    that returns every result together in `all_at_once`)."""
 
     def __init__(
-        self, send_batch: SendBatch[T, R], *, max_in_flight: int = 4, max_items: int = 32
+        self, send_batch: StreamBatch[T, R], *, max_in_flight: int = 4, max_items: int = 32
     ) -> None:
         self._send_batch = send_batch
         self._max_in_flight = max_in_flight
@@ -133,20 +178,27 @@ class Coalescer(Generic[T, R]):
         context.enter(context.RequestScope(batch[0].request_id, latest))
         context.set_identity(identity)
         try:
-            results: Sequence = await self._send_batch([w.item for w in batch])
+            async for index, result in self._send_batch([w.item for w in batch]):
+                _hand_over(batch[index].result, result)
         except asyncio.CancelledError:
             for waiting in batch:
                 waiting.result.cancel()
             raise
-        except Exception as exc:
-            results = [exc] * len(batch)
-        for waiting, result in zip(batch, results, strict=True):
-            if waiting.result.done():  # its caller went away
-                continue
-            if isinstance(result, Exception):
-                waiting.result.set_exception(result)
-            else:
-                waiting.result.set_result(result)
+        except Exception as exc:  # the call's error: every item it had not answered yet
+            for waiting in batch:
+                _hand_over(waiting.result, exc)
+        for waiting in batch:
+            _hand_over(waiting.result, Internal("the batch call sent no result for it"))
+
+
+def _hand_over(result: asyncio.Future, outcome: object) -> None:
+    """Give a waiting item its result or error, unless it has one or its caller went away."""
+    if result.done():
+        return
+    if isinstance(outcome, Exception):
+        result.set_exception(outcome)
+    else:
+        result.set_result(outcome)
 
 
 class CoalescingEmbedder:
@@ -158,7 +210,7 @@ class CoalescingEmbedder:
     ) -> None:
         self._embedder = embedder
         self._questions: Coalescer[str, list[float]] = Coalescer(
-            self._embed_questions, max_in_flight=max_in_flight, max_items=max_texts
+            all_at_once(self._embed_questions), max_in_flight=max_in_flight, max_items=max_texts
         )
         self.calls = 0
         self.texts = 0
@@ -204,7 +256,9 @@ class CoalescingRetriever:
     ) -> None:
         self._retriever = retriever
         self._searches: Coalescer[Search, RetrievedContext] = Coalescer(
-            self._retrieve_searches, max_in_flight=max_in_flight, max_items=max_searches
+            all_at_once(self._retrieve_searches),
+            max_in_flight=max_in_flight,
+            max_items=max_searches,
         )
         self._batches = True  # until a replica says it has no RetrieveBatch
         self.calls = 0
@@ -236,3 +290,74 @@ class CoalescingRetriever:
             )
         except Exception as exc:  # this search's own error, never the others'
             return exc
+
+
+class CoalescingGenerator:
+    """An AnswerGenerator that sends concurrent whole answers of one caller in one
+    GenerateBatch call, each handed back the moment it is written, so a quick answer never
+    waits for a slow one; streamed answers pass straight through. A replica of an older
+    release, without GenerateBatch, gets them one call each. `calls` counts Generate and
+    GenerateBatch calls sent."""
+
+    def __init__(
+        self, generator: BatchGenerator, *, max_in_flight: int = 4, max_answers: int = 32
+    ) -> None:
+        self._generator = generator
+        self._answers: Coalescer[Draft, GeneratedText] = Coalescer(
+            self._write, max_in_flight=max_in_flight, max_items=max_answers
+        )
+        self._batches = True  # until a replica says it has no GenerateBatch
+        self.calls = 0
+
+    async def generate(
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
+    ) -> GeneratedText:
+        """The whole answer, written for `identity`."""
+        draft = Draft(question, tuple(sources), options, context.deadline())
+        return await self._answers.submit(draft, identity)
+
+    def stream(
+        self,
+        question: str,
+        sources: Sequence[ScoredChunk],
+        options: QueryOptions,
+        identity: Identity,
+    ) -> AsyncIterator[str | GeneratedText]:
+        """Pieces of the answer, then its summary: one call of its own."""
+        return self._generator.stream(question, sources, options, identity)
+
+    async def _write(
+        self, drafts: list[Draft]
+    ) -> AsyncIterator[tuple[int, GeneratedText | Exception]]:
+        identity = context.caller()  # the sender acts for the drafts' caller
+        if len(drafts) > 1 and self._batches:
+            self.calls += 1
+            try:
+                async for pair in self._generator.generate_batch(drafts, identity):
+                    yield pair
+                return
+            except Unimplemented:
+                self._batches = False  # an older release: one call an answer from now on
+                log.info("generation has no GenerateBatch (an older release): one call an answer")
+        answers = [asyncio.ensure_future(self._one(*pair, identity)) for pair in enumerate(drafts)]
+        try:
+            for answer in asyncio.as_completed(answers):
+                yield await answer
+        finally:
+            for answer in answers:
+                answer.cancel()
+
+    async def _one(
+        self, index: int, draft: Draft, identity: Identity
+    ) -> tuple[int, GeneratedText | Exception]:
+        self.calls += 1
+        try:
+            return index, await self._generator.generate(
+                draft.question, draft.sources, draft.options, identity
+            )
+        except Exception as exc:  # this answer's own error, never the others'
+            return index, exc

@@ -40,6 +40,16 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Draft:
+    """One question's whole answer to write, as GenerationService takes it."""
+
+    question: str
+    sources: Sequence[ScoredChunk]
+    options: QueryOptions
+    deadline: float | None  # the question's own (time.monotonic()), None when it has none
+
+
+@dataclass(frozen=True)
 class Question:
     """A question and its options."""
 

@@ -212,26 +212,41 @@ class ServiceClient:
     async def _stream(
         self, method: str, request: Any, identity: Identity | None = None
     ) -> AsyncIterator[Any]:
+        """A server stream's messages; a replica that was unavailable before it sent any
+        is tried no further, the stream goes to another one (as `_unary` does)."""
         self._follow_tls_files()
         path = f"/{self.service}/{method}"
         options = self._call_options(path, identity)
         fair = options["timeout"] >= FAIR_TIMEOUT_S
+        tried: set[str] = set()
         with calling(self.breaker, timeouts_count=fair):
-            replica = self.replicas.pick()
-            with _outcome(replica, fair):
+            for number in range(_ATTEMPTS):
+                replica = self.replicas.pick(avoid=tried)
+                tried.add(replica.address)
+                received = False
                 try:
-                    with tracing.client_span(path) as traced:
-                        metadata = options["metadata"] + traced
-                        call = getattr(replica.stub(self.stub), method)(
-                            request, **(options | {"metadata": metadata})
-                        )
+                    with _outcome(replica, fair):
                         try:
-                            async for message in call:
-                                yield message
-                        finally:
-                            call.cancel()
-                except grpc.aio.AioRpcError as exc:
-                    raise status.decode(exc, dependency=self.dependency) from None
+                            with tracing.client_span(path) as traced:
+                                metadata = options["metadata"] + traced
+                                timeout = context.remaining_seconds(self._timeout_s)
+                                call = getattr(replica.stub(self.stub), method)(
+                                    request,
+                                    **(options | {"timeout": timeout, "metadata": metadata}),
+                                )
+                                try:
+                                    async for message in call:
+                                        received = True
+                                        yield message
+                                finally:
+                                    call.cancel()
+                        except grpc.aio.AioRpcError as exc:
+                            raise status.decode(exc, dependency=self.dependency) from None
+                except Unavailable:
+                    if received or number == _ATTEMPTS - 1:
+                        raise
+                    continue  # nothing of it arrived: another replica
+                return
 
     async def health(self) -> str:
         """The service's standard health status, as its best replica reports it;

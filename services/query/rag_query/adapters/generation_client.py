@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator, Sequence
 
 from rag.v1 import generation_service_pb2 as pb
 from rag.v1 import generation_service_pb2_grpc as pb_grpc
+from rag_common import status
 from rag_common.client.channel import ServiceClient
 from rag_common.convert import source_to_pb
 from rag_common.domain import ScoredChunk
 from rag_common.security.identity import Identity
-from rag_query.models import GeneratedText, QueryOptions
+from rag_query.models import Draft, GeneratedText, QueryOptions
 
 
 def _input(question: str, sources: Sequence[ScoredChunk], options: QueryOptions):
@@ -20,6 +23,11 @@ def _input(question: str, sources: Sequence[ScoredChunk], options: QueryOptions)
         max_tokens=options.max_tokens,
         provider=options.provider,
     )
+
+
+def _timeout_ms(deadline: float | None, now: float) -> int:
+    """What is left of a deadline in whole milliseconds (at least 1); 0 for none."""
+    return 0 if deadline is None else max(1, math.ceil((deadline - now) * 1000))
 
 
 def _generated(response: pb.GenerateResponse) -> GeneratedText:
@@ -68,3 +76,28 @@ class GenerationClient(ServiceClient):
                 yield _generated(message.done)
             else:
                 yield message.delta
+
+    async def generate_batch(
+        self, drafts: Sequence[Draft], identity: Identity
+    ) -> AsyncIterator[tuple[int, GeneratedText | Exception]]:
+        """Several answers for the caller in one call, each under its own deadline: each
+        draft's index and its answer, or the error it alone ended with, as each is written."""
+        now = time.monotonic()
+        request = pb.GenerateBatchRequest(
+            items=[
+                pb.GenerateBatchItem(
+                    input=_input(d.question, d.sources, d.options),
+                    timeout_ms=_timeout_ms(d.deadline, now),
+                )
+                for d in drafts
+            ]
+        )
+        async for message in self._stream("GenerateBatch", request, identity):
+            for outcome in message.outcomes:
+                if outcome.HasField("response"):
+                    yield outcome.index, _generated(outcome.response)
+                else:
+                    yield (
+                        outcome.index,
+                        status.from_bytes(outcome.error, dependency=self.dependency),
+                    )

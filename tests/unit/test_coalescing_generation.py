@@ -1,0 +1,227 @@
+"""Concurrent whole answers of one caller share a GenerateBatch call; each is handed back the
+moment it is written and keeps its own result, error, deadline and cancellation, and no call
+mixes callers. A replica without the batch call gets one call an answer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from rag_common import context
+from rag_common.errors import InvalidArgument, Unavailable, Unimplemented
+from rag_common.security.identity import Identity
+from rag_query.coalescing import CoalescingGenerator
+from rag_query.models import GeneratedText, QueryOptions
+
+ACME = Identity("app", "acme", frozenset({"reader"}))
+GLOBEX = Identity("app", "globex", frozenset({"reader"}))
+
+
+def written(question: str, identity: Identity) -> GeneratedText:
+    """What the fake provider writes: the caller's tenant and the question."""
+    return GeneratedText(text=f"{identity.tenant}: {question}", provider="fake")
+
+
+class GatedGeneration:
+    """Records each call (kind, questions, caller, the drafts' deadlines); holds calls while
+    its gate is shut, and an answer to "slow" until `slow_gate` opens. "bad" is invalid;
+    `broken_after` ends a batch call with UNAVAILABLE after that many answers; with `old`,
+    it has no GenerateBatch."""
+
+    def __init__(self, *, old: bool = False) -> None:
+        self.calls: list[tuple[str, list[str], Identity, list[float | None]]] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.slow_gate = asyncio.Event()
+        self.slow_gate.set()
+        self.old = old
+        self.broken_after: int | None = None
+
+    async def generate(self, question, sources, options, identity):
+        self.calls.append(("Generate", [question], identity, [context.deadline()]))
+        await self.gate.wait()
+        return self._one(question, identity)
+
+    def stream(self, question, sources, options, identity):
+        raise AssertionError("not asked here")
+
+    async def generate_batch(self, drafts, identity):
+        questions = [d.question for d in drafts]
+        self.calls.append(("GenerateBatch", questions, identity, [d.deadline for d in drafts]))
+        await self.gate.wait()
+        if self.old:
+            raise Unimplemented("generation failed: unimplemented")
+        order = sorted(range(len(drafts)), key=lambda i: questions[i] == "slow")
+        for sent, index in enumerate(order):
+            if sent == self.broken_after:
+                raise Unavailable("generation is down", reason="DEPENDENCY_UNAVAILABLE")
+            if questions[index] == "slow":
+                await self.slow_gate.wait()
+            try:
+                yield index, self._one(questions[index], identity)
+            except InvalidArgument as exc:
+                yield index, exc
+
+    def _one(self, question, identity):
+        if question == "bad":
+            raise InvalidArgument("question", "must not be empty")
+        return written(question, identity)
+
+
+def ask(generator, question: str, identity: Identity = ACME, deadline_s: float | None = None):
+    """An answer as the engine asks for it: in the question's own task, with its deadline."""
+
+    async def answer():
+        deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        context.enter(context.RequestScope(f"request-{question}", deadline))
+        context.set_identity(identity)
+        return await generator.generate(question, [], QueryOptions(), identity)
+
+    return asyncio.ensure_future(answer())
+
+
+async def held(generation: GatedGeneration, generator, identity: Identity = ACME):
+    """A first answer in flight, held at the gate."""
+    generation.gate.clear()
+    task = ask(generator, "first", identity)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert generation.calls[-1][:2] == ("Generate", ["first"])
+    return task
+
+
+async def settle(*tasks):
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_lone_answer_goes_at_once_in_a_generate_call_of_its_own():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation)
+    assert await ask(generator, "tides") == written("tides", ACME)
+    assert generation.calls == [("Generate", ["tides"], ACME, [None])]
+
+
+async def test_answers_waiting_during_a_call_go_together_each_with_its_own_text():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    waiting = [ask(generator, q) for q in ("kelp", "dunes", "glaciers")]
+    await asyncio.sleep(0)
+    generation.gate.set()
+    assert await first == written("first", ACME)
+    assert await settle(*waiting) == [written(q, ACME) for q in ("kelp", "dunes", "glaciers")]
+    assert [c[:2] for c in generation.calls] == [
+        ("Generate", ["first"]),
+        ("GenerateBatch", ["kelp", "dunes", "glaciers"]),
+    ]
+    assert generator.calls == 2
+
+
+async def test_a_quick_answer_is_handed_back_while_a_slow_one_of_its_call_is_written():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    slow, quick = ask(generator, "slow"), ask(generator, "kelp")
+    await asyncio.sleep(0)
+    generation.slow_gate.clear()
+    generation.gate.set()
+    await first
+    assert await asyncio.wait_for(quick, 1) == written("kelp", ACME)
+    assert not slow.done()
+    generation.slow_gate.set()
+    assert await slow == written("slow", ACME)
+
+
+async def test_two_callers_answers_never_share_a_call():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    firsts = [await held(generation, generator, ACME), await held(generation, generator, GLOBEX)]
+    mixed = [ask(generator, "kelp", ACME), ask(generator, "kelp", GLOBEX)]
+    mixed += [ask(generator, "dunes", ACME), ask(generator, "dunes", GLOBEX)]
+    await asyncio.sleep(0)
+    generation.gate.set()
+    await settle(*firsts)
+    results = await settle(*mixed)
+    assert [r.text for r in results] == [
+        "acme: kelp",
+        "globex: kelp",
+        "acme: dunes",
+        "globex: dunes",
+    ]
+    batches = {
+        (tuple(q), caller.tenant) for kind, q, caller, _ in generation.calls if kind != "Generate"
+    }
+    assert batches == {(("kelp", "dunes"), "acme"), (("kelp", "dunes"), "globex")}
+
+
+async def test_one_answer_s_error_fails_it_alone_and_a_broken_call_fails_only_the_unanswered():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    bad, good = ask(generator, "bad"), ask(generator, "kelp")
+    await asyncio.sleep(0)
+    generation.gate.set()
+    await first
+    assert await good == written("kelp", ACME)
+    with pytest.raises(InvalidArgument, match="question"):
+        await bad
+    generation.broken_after = 1
+    first = await held(generation, generator)
+    answered, cut_off = ask(generator, "dunes"), ask(generator, "glaciers")
+    await asyncio.sleep(0)
+    generation.gate.set()
+    await first
+    assert await answered == written("dunes", ACME)
+    with pytest.raises(Unavailable):
+        await cut_off
+
+
+async def test_an_answer_cancelled_before_its_call_is_not_sent_and_others_are_unaffected():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    gone, staying = ask(generator, "kelp"), ask(generator, "dunes")
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    generation.gate.set()
+    await first
+    assert await staying == written("dunes", ACME)
+    assert gone.cancelled()
+    assert [c[1] for c in generation.calls] == [["first"], ["dunes"]]
+
+
+async def test_each_answer_of_a_shared_call_carries_its_own_deadline():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    hasty = ask(generator, "kelp", deadline_s=0.5)
+    patient = ask(generator, "dunes", deadline_s=30)
+    unhurried = ask(generator, "glaciers")
+    await asyncio.sleep(0)
+    generation.gate.set()
+    await first
+    await settle(hasty, patient, unhurried)
+    (_, questions, _, deadlines) = generation.calls[1]
+    assert questions == ["kelp", "dunes", "glaciers"]
+    now = time.monotonic()
+    assert deadlines[0] == pytest.approx(now + 0.5, abs=0.4)
+    assert deadlines[1] == pytest.approx(now + 30, abs=1)
+    assert deadlines[2] is None
+
+
+async def test_an_older_replica_without_the_batch_call_gets_one_call_an_answer_from_then_on():
+    generation = GatedGeneration(old=True)
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    for round_ in range(2):
+        first = await held(generation, generator)
+        waiting = [ask(generator, f"{q}-{round_}") for q in ("kelp", "dunes")]
+        await asyncio.sleep(0)
+        generation.gate.set()
+        await first
+        assert await settle(*waiting) == [written(f"{q}-{round_}", ACME) for q in ("kelp", "dunes")]
+    kinds = [kind for kind, *_ in generation.calls]
+    # One batch refused, then every answer alone: the first round's and the second's.
+    assert kinds == ["Generate", "GenerateBatch", "Generate", "Generate"] + ["Generate"] * 3
