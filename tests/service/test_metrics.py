@@ -12,13 +12,17 @@ import pytest
 
 from rag.v1 import embedding_service_pb2 as pb
 from rag.v1 import embedding_service_pb2_grpc as pb_grpc
+from rag.v1 import generation_service_pb2 as gen_pb
+from rag.v1 import generation_service_pb2_grpc as gen_grpc
 from rag.v1 import health_details_service_pb2 as health_pb
 from rag.v1 import health_details_service_pb2_grpc as health_grpc
 from rag_cli.commands import health as health_command
 from rag_cli.launcher import free_port
 from rag_common.settings import ServiceSettings
 from rag_embedding.servicer import EmbeddingServicer, servicers
-from tests.conftest import start_host
+from rag_generation.models import Generation
+from rag_generation.servicer import servicers as generation_servicers
+from tests.conftest import collect, start_host
 from tests.support.signed import TEST_KEY, signed_channel
 
 
@@ -115,6 +119,47 @@ async def test_a_call_its_handler_aborted_is_counted_as_ended(embedder):
                 assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         samples = await asyncio.to_thread(scrape, port)
         labels = 'method="/rag.v1.EmbeddingService/Embed",service="embedding"'
+        assert samples[f"rag_requests_in_flight{{{labels}}}"] == 0
+    finally:
+        await host.stop(0)
+
+
+async def test_a_batch_call_counts_each_question_in_flight_until_it_ends():
+    """The autoscaler reads calls in flight: a GenerateBatch of three answers is three
+    questions being served, not one, so batching under load hides no work from it."""
+
+    class HeldGenerator:
+        """Answers once `gate` opens."""
+
+        def __init__(self) -> None:
+            self.gate = asyncio.Event()
+
+        async def generate(self, request):
+            await self.gate.wait()
+            return Generation(f"about {request.question}", "fake", 0)
+
+    generator = HeldGenerator()
+    port = free_port()
+    settings = ServiceSettings(port=0, grace_period_s=1.0, metrics_port=port)
+    host = await start_host(generation_servicers(generator), settings, name="generation")
+    labels = 'method="/rag.v1.GenerationService/GenerateBatch",service="generation"'
+    items = [gen_pb.GenerateBatchItem(input=gen_pb.GenerationInput(question=q)) for q in "abc"]
+    try:
+        async with signed_channel(f"127.0.0.1:{host.port}", "generation") as channel:
+            call = gen_grpc.GenerationServiceStub(channel).GenerateBatch(
+                gen_pb.GenerateBatchRequest(items=items), timeout=10
+            )
+            reading = asyncio.ensure_future(collect(call))
+            for _ in range(100):
+                samples = await asyncio.to_thread(scrape, port)
+                if samples.get(f"rag_requests_in_flight{{{labels}}}"):
+                    break
+            assert samples[f"rag_requests_in_flight{{{labels}}}"] == 3
+            generator.gate.set()
+            answers = [o.response.text for m in await reading for o in m.outcomes]
+            assert sorted(answers) == ["about a", "about b", "about c"]
+        await asyncio.sleep(0)
+        samples = await asyncio.to_thread(scrape, port)
         assert samples[f"rag_requests_in_flight{{{labels}}}"] == 0
     finally:
         await host.stop(0)

@@ -161,8 +161,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     await request_scope.admit(ctx, identity, metadata, self._fair_use)
                     request = decoded_stream(request) if client_stream else decoded(request)
-                    call.request = request
-                    response = await behavior(request, ctx)
+                    response = await behavior(call.decoded(request), ctx)
                 except BaseException as exc:
                     await call.abort(ctx, exc)
                 call.done("OK")
@@ -184,8 +183,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     await request_scope.admit(
                         ctx, identity, metadata, self._fair_use, streaming=True
                     )
-                    call.request = decoded(request)
-                    async for message in behavior(call.request, ctx):
+                    async for message in behavior(call.decoded(decoded(request)), ctx):
                         yield message
                 except BaseException as exc:
                     await call.abort(ctx, exc)

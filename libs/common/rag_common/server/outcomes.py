@@ -71,12 +71,27 @@ class CallOutcome:
         self._sampler = sampler
         self._timed = timed
         self._started = time.perf_counter()
+        self._more_in_flight = 0  # questions of a batch beyond the first
         metrics.started(method)
+
+    def decoded(self, request: Any) -> Any:
+        """Note the decoded request (the audit line names it). A batch of several questions
+        counts as that many calls in flight, so the scaling signal measures the questions
+        being served, however they are sent."""
+        self.request = request
+        more = _questions_in(request) - 1
+        if more > 0:
+            self._more_in_flight = more
+            self._metrics.in_flight(self._method, more)
+        return request
 
     def done(self, code: str, reason: str = "", **extra: Any) -> None:
         """Log and count the call as ended with `code` (and `reason`, for an error)."""
         seconds = time.perf_counter() - self._started
         tracing.call_ended(code)
+        if self._more_in_flight:
+            self._metrics.in_flight(self._method, -self._more_in_flight)
+            self._more_in_flight = 0
         self._metrics.finished(self._method, code, seconds, reason)
         self._signals.record(code, seconds, timed=self._timed)
         if self._audit is not None:
@@ -105,6 +120,20 @@ class CallOutcome:
         code, message, trailers = status.encode(exc)
         self.done(code.name, reason=exc.reason)
         await ctx.abort(code, message, trailing_metadata=trailers)
+
+
+# Requests that carry several questions, by type, and the field that holds them.
+_QUESTION_BATCHES = {
+    "rag.v1.RetrieveBatchRequest": "searches",
+    "rag.v1.GenerateBatchRequest": "items",
+}
+
+
+def _questions_in(request: Any) -> int:
+    """How many questions a request carries: one, unless it is a batch of them."""
+    descriptor = getattr(request, "DESCRIPTOR", None)  # none for a client stream
+    field = _QUESTION_BATCHES.get(descriptor.full_name) if descriptor is not None else None
+    return len(getattr(request, field)) if field else 1
 
 
 # A call this slow is logged even when it succeeds.

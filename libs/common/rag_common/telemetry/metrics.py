@@ -44,7 +44,7 @@ class RpcMetrics:
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, ..._memory_bytes
         self._in_flight = Gauge(
             "rag_requests_in_flight",
-            "Calls being served now.",
+            "Calls being served now; a batch call counts each question it carries.",
             ["service", "method"],
             registry=self.registry,
         )
@@ -73,6 +73,10 @@ class RpcMetrics:
     def started(self, method: str) -> None:
         """A call began."""
         self._gauge(method).inc()
+
+    def in_flight(self, method: str, change: int) -> None:
+        """More (or, negative, fewer) questions in flight in a call already counted."""
+        self._gauge(method).inc(change)
 
     def finished(self, method: str, code: str, seconds: float, reason: str = "") -> None:
         """A call ended with `code` (and, for an error, `reason`) after `seconds`."""
