@@ -71,9 +71,13 @@ class Maintenance:
 
     async def close(self) -> None:
         """Stop following the shared switch."""
-        if self._follower is not None:
+        if self._follower is None:
+            return
+        # Cancelled inside a Redis call, the client may take the cancellation for its own
+        # timeout and carry on: cancel again until the follower has really stopped.
+        while not self._follower.done():
             self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+            await asyncio.wait([self._follower], timeout=0.1)
 
     async def _follow(self) -> None:
         while True:
