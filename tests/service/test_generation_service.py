@@ -18,9 +18,10 @@ from rag_common.errors import InvalidArgument
 from rag_common.security.identity import Identity
 from rag_generation.__main__ import build_generator
 from rag_generation.adapters.llama_local import packaged_model_path, requantized
+from rag_generation.batch import MAX_BATCH_ANSWERS
 from rag_generation.config import GenerationSettings
 from rag_generation.pace import Pace
-from rag_generation.servicer import MAX_BATCH_ANSWERS, servicers
+from rag_generation.servicer import servicers
 from rag_query.adapters.generation_client import GenerationClient
 from rag_query.models import Draft, QueryOptions
 from tests.conftest import collect, start_host

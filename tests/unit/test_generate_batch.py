@@ -11,8 +11,9 @@ import pytest
 from rag.v1 import generation_service_pb2 as pb
 from rag_common import status
 from rag_common.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from rag_generation.batch import MAX_BATCH_ANSWERS
 from rag_generation.models import Generation, Usage
-from rag_generation.servicer import MAX_BATCH_ANSWERS, GenerationServicer
+from rag_generation.servicer import GenerationServicer
 
 
 class FakeGenerator:

@@ -27,6 +27,7 @@ from rag_common.domain import ScoredChunk
 from rag_common.errors import Internal, InvalidArgument, Unimplemented
 from rag_common.security.identity import Identity
 from rag_query.models import Draft, GeneratedText, QueryOptions, RetrievedContext, Search
+from rag_query.ports import AnswerGenerator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,28 +75,8 @@ class BatchRetriever(Protocol):
         ...
 
 
-class BatchGenerator(Protocol):
+class BatchGenerator(AnswerGenerator, Protocol):
     """What writes answers for one caller, alone or several at once (GenerationClient)."""
-
-    async def generate(
-        self,
-        question: str,
-        sources: Sequence[ScoredChunk],
-        options: QueryOptions,
-        identity: Identity,
-    ) -> GeneratedText:
-        """The whole answer."""
-        ...
-
-    def stream(
-        self,
-        question: str,
-        sources: Sequence[ScoredChunk],
-        options: QueryOptions,
-        identity: Identity,
-    ) -> AsyncIterator[str | GeneratedText]:
-        """Pieces of the answer, then its summary."""
-        ...
 
     def generate_batch(
         self, drafts: Sequence[Draft], identity: Identity

@@ -161,7 +161,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 try:
                     await request_scope.admit(ctx, identity, metadata, self._fair_use)
                     request = decoded_stream(request) if client_stream else decoded(request)
-                    response = await behavior(call.decoded(request), ctx)
+                    response = await behavior(call.note_request(request), ctx)
                 except BaseException as exc:
                     await call.abort(ctx, exc)
                 call.done("OK")
@@ -183,7 +183,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     await request_scope.admit(
                         ctx, identity, metadata, self._fair_use, streaming=True
                     )
-                    async for message in behavior(call.decoded(decoded(request)), ctx):
+                    async for message in behavior(call.note_request(decoded(request)), ctx):
                         yield message
                 except BaseException as exc:
                     await call.abort(ctx, exc)

@@ -74,7 +74,7 @@ class CallOutcome:
         self._more_in_flight = 0  # questions of a batch beyond the first
         metrics.started(method)
 
-    def decoded(self, request: Any) -> Any:
+    def note_request(self, request: Any) -> Any:
         """Note the decoded request (the audit line names it). A batch of several questions
         counts as that many calls in flight, so the scaling signal measures the questions
         being served, however they are sent."""
