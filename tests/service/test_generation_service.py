@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import grpc
 import pytest
@@ -186,6 +187,30 @@ async def test_a_stream_goes_to_another_replica_when_the_first_is_down_before_se
     finally:
         await client.close()
         await host.stop(0)
+
+
+async def test_each_answer_of_a_batch_reaches_the_service_with_its_own_question_s_deadline(
+    served, local_model
+):
+    """The client turns each draft's deadline into its item's time limit: at this pace a
+    short local answer takes 4.8 s, so the draft with 3 s left is answered by extractive
+    and the one under the call's own 30 s by the local model."""
+    local_model.pace = Pace(read_per_s=100, write_per_s=10)
+    host = await start_host(servicers(served[0]))
+    client = GenerationClient(
+        f"127.0.0.1:{host.port}", timeout_s=30, credentials=credentials("query")
+    )
+    sources = [ScoredChunk("de", 0, 1.0, SOURCES[1].text)]
+    hasty = Draft("Capital of Germany?", sources, QueryOptions(), time.monotonic() + 3)
+    patient = Draft("Capital of Germany?", sources, QueryOptions(), None)
+    reader = Identity("app", "acme", frozenset({"reader"}))
+    try:
+        answers = dict([pair async for pair in client.generate_batch([hasty, patient], reader)])
+    finally:
+        await client.close()
+        await host.stop(0)
+    assert answers[0].provider == "extractive" and answers[0].failed_providers == ("local",)
+    assert answers[1].provider == "local" and not answers[1].failed_providers
 
 
 async def test_extractive_answers_when_the_local_model_cannot_load():

@@ -11,6 +11,7 @@ from rag_common import context
 from rag_common.errors import InvalidArgument, Unavailable
 from rag_common.security.identity import Identity
 from rag_query.coalescing import CoalescingEmbedder
+from tests.support.turns import until
 
 ACME = Identity("app", "acme", frozenset({"reader"}))
 GLOBEX = Identity("app", "globex", frozenset({"reader"}))
@@ -52,9 +53,7 @@ async def held(embedder: GatedEmbedder, coalescer, first: str = "first"):
     """A first question in flight, held at the gate."""
     embedder.gate.clear()
     task = ask(coalescer, first)
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert embedder.calls[-1][0] == [first]
+    await until(lambda: embedder.calls and embedder.calls[-1][0] == [first])
     return task
 
 

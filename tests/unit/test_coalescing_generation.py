@@ -14,6 +14,7 @@ from rag_common.errors import InvalidArgument, Unavailable, Unimplemented
 from rag_common.security.identity import Identity
 from rag_query.coalescing import CoalescingGenerator
 from rag_query.models import GeneratedText, QueryOptions
+from tests.support.turns import until
 
 ACME = Identity("app", "acme", frozenset({"reader"}))
 GLOBEX = Identity("app", "globex", frozenset({"reader"}))
@@ -26,9 +27,9 @@ def written(question: str, identity: Identity) -> GeneratedText:
 
 class GatedGeneration:
     """Records each call (kind, questions, caller, the drafts' deadlines); holds calls while
-    its gate is shut, and an answer to "slow" until `slow_gate` opens. "bad" is invalid;
+    its gate is shut, and an answer to "slow..." until `slow_gate` opens. "bad" is invalid;
     `broken_after` ends a batch call with UNAVAILABLE after that many answers; with `old`,
-    it has no GenerateBatch."""
+    it has no GenerateBatch. `stopped` counts calls cancelled while they ran."""
 
     def __init__(self, *, old: bool = False) -> None:
         self.calls: list[tuple[str, list[str], Identity, list[float | None]]] = []
@@ -38,10 +39,15 @@ class GatedGeneration:
         self.slow_gate.set()
         self.old = old
         self.broken_after: int | None = None
+        self.stopped = 0
 
     async def generate(self, question, sources, options, identity):
         self.calls.append(("Generate", [question], identity, [context.deadline()]))
-        await self.gate.wait()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.stopped += 1
+            raise
         return self._one(question, identity)
 
     def stream(self, question, sources, options, identity):
@@ -53,12 +59,16 @@ class GatedGeneration:
         await self.gate.wait()
         if self.old:
             raise Unimplemented("generation failed: unimplemented")
-        order = sorted(range(len(drafts)), key=lambda i: questions[i] == "slow")
+        order = sorted(range(len(drafts)), key=lambda i: questions[i].startswith("slow"))
         for sent, index in enumerate(order):
             if sent == self.broken_after:
                 raise Unavailable("generation is down", reason="DEPENDENCY_UNAVAILABLE")
-            if questions[index] == "slow":
-                await self.slow_gate.wait()
+            if questions[index].startswith("slow"):
+                try:
+                    await self.slow_gate.wait()
+                except asyncio.CancelledError:
+                    self.stopped += 1
+                    raise
             try:
                 yield index, self._one(questions[index], identity)
             except InvalidArgument as exc:
@@ -85,10 +95,10 @@ def ask(generator, question: str, identity: Identity = ACME, deadline_s: float |
 async def held(generation: GatedGeneration, generator, identity: Identity = ACME):
     """A first answer in flight, held at the gate."""
     generation.gate.clear()
+    sent = len(generation.calls)
     task = ask(generator, "first", identity)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert generation.calls[-1][:2] == ("Generate", ["first"])
+    await until(lambda: len(generation.calls) > sent)
+    assert generation.calls[-1][:3] == ("Generate", ["first"], identity)
     return task
 
 
@@ -191,6 +201,50 @@ async def test_an_answer_cancelled_before_its_call_is_not_sent_and_others_are_un
     assert await staying == written("dunes", ACME)
     assert gone.cancelled()
     assert [c[1] for c in generation.calls] == [["first"], ["dunes"]]
+
+
+async def test_an_answer_whose_caller_left_stops_being_written_once_nobody_reads_the_call():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    slow, quick = ask(generator, "slow"), ask(generator, "kelp")
+    await asyncio.sleep(0)
+    generation.slow_gate.clear()
+    generation.gate.set()
+    await first
+    assert await asyncio.wait_for(quick, 1) == written("kelp", ACME)
+    assert generation.stopped == 0  # the slow answer still has its caller
+    slow.cancel()
+    await settle(slow)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert generation.stopped == 1  # the call stopped writing it
+    # A lone answer's own call stops with its caller too.
+    lone = await held(generation, generator)
+    lone.cancel()
+    await settle(lone)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert generation.stopped == 2
+    generation.gate.set()
+    assert await ask(generator, "dunes") == written("dunes", ACME)
+
+
+async def test_a_call_goes_on_for_the_answers_still_read_when_one_caller_leaves():
+    generation = GatedGeneration()
+    generator = CoalescingGenerator(generation, max_in_flight=1)
+    first = await held(generation, generator)
+    gone, staying = ask(generator, "slow-kelp"), ask(generator, "slow-dunes")
+    await asyncio.sleep(0)
+    generation.slow_gate.clear()
+    generation.gate.set()
+    await first
+    await until(lambda: len(generation.calls) == 2)
+    gone.cancel()
+    await settle(gone)
+    generation.slow_gate.set()
+    assert await asyncio.wait_for(staying, 1) == written("slow-dunes", ACME)
+    assert generation.stopped == 0 and generation.calls[1][1] == ["slow-kelp", "slow-dunes"]
 
 
 async def test_each_answer_of_a_shared_call_carries_its_own_deadline():

@@ -15,6 +15,7 @@ from rag_common.errors import InvalidArgument, Unavailable, Unimplemented
 from rag_common.security.identity import Identity
 from rag_query.coalescing import CoalescingRetriever
 from rag_query.models import QueryOptions, RetrievedContext
+from tests.support.turns import until
 
 ACME = Identity("app", "acme", frozenset({"reader"}))
 GLOBEX = Identity("app", "globex", frozenset({"reader"}))
@@ -79,10 +80,10 @@ def ask(retriever, question: str, identity: Identity = ACME, deadline_s: float |
 async def held(retrieval: GatedRetrieval, retriever, identity: Identity = ACME):
     """A first search in flight, held at the gate."""
     retrieval.gate.clear()
+    sent = len(retrieval.calls)
     task = ask(retriever, "first", identity)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert retrieval.calls[-1][:2] == ("Retrieve", ["first"])
+    await until(lambda: len(retrieval.calls) > sent)
+    assert retrieval.calls[-1][:3] == ("Retrieve", ["first"], identity)
     return task
 
 

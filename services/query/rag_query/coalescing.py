@@ -158,13 +158,33 @@ class Coalescer(Generic[T, R]):
         latest = None if None in deadlines else max(d for d in deadlines if d is not None)
         context.enter(context.RequestScope(batch[0].request_id, latest))
         context.set_identity(identity)
+        delivery = asyncio.ensure_future(self._deliver(batch))
+
+        def abandon_when_unread(_: asyncio.Future) -> None:
+            # Every question has its result or has gone, and one has gone: what the call
+            # still works on nobody reads (an LLM answer would go on spending tokens), so
+            # it stops, as a call of that question's own would have stopped with it. A
+            # call whose every result was read runs to its end, which is what tells the
+            # breaker it succeeded.
+            results = [waiting.result for waiting in batch]
+            if all(r.done() for r in results) and any(r.cancelled() for r in results):
+                delivery.cancel()
+
+        for waiting in batch:
+            waiting.result.add_done_callback(abandon_when_unread)
         try:
-            async for index, result in self._send_batch([w.item for w in batch]):
-                _hand_over(batch[index].result, result)
+            await delivery
         except asyncio.CancelledError:
             for waiting in batch:
                 waiting.result.cancel()
-            raise
+            if asyncio.current_task().cancelling():  # the sender itself, not the call
+                raise
+
+    async def _deliver(self, batch: list[_Waiting]) -> None:
+        """Each item's result or error, handed over as the call gives it."""
+        try:
+            async for index, result in self._send_batch([w.item for w in batch]):
+                _hand_over(batch[index].result, result)
         except Exception as exc:  # the call's error: every item it had not answered yet
             for waiting in batch:
                 _hand_over(waiting.result, exc)

@@ -224,29 +224,43 @@ class ServiceClient:
                 replica = self.replicas.pick(avoid=tried)
                 tried.add(replica.address)
                 received = False
+                messages = self._stream_from(replica, method, path, request, options, fair)
                 try:
-                    with _outcome(replica, fair):
-                        try:
-                            with tracing.client_span(path) as traced:
-                                metadata = options["metadata"] + traced
-                                timeout = context.remaining_seconds(self._timeout_s)
-                                call = getattr(replica.stub(self.stub), method)(
-                                    request,
-                                    **(options | {"timeout": timeout, "metadata": metadata}),
-                                )
-                                try:
-                                    async for message in call:
-                                        received = True
-                                        yield message
-                                finally:
-                                    call.cancel()
-                        except grpc.aio.AioRpcError as exc:
-                            raise status.decode(exc, dependency=self.dependency) from None
+                    async with contextlib.aclosing(messages):
+                        async for message in messages:
+                            received = True
+                            yield message
                 except Unavailable:
                     if received or number == _ATTEMPTS - 1:
                         raise
                     continue  # nothing of it arrived: another replica
                 return
+
+    async def _stream_from(
+        self,
+        replica: Endpoint,
+        method: str,
+        path: str,
+        request: Any,
+        options: dict[str, Any],
+        fair: bool,
+    ) -> AsyncIterator[Any]:
+        """One attempt of a server stream, on one replica; its failure decoded."""
+        with _outcome(replica, fair):
+            try:
+                with tracing.client_span(path) as traced:
+                    metadata = options["metadata"] + traced
+                    timeout = context.remaining_seconds(self._timeout_s)
+                    call = getattr(replica.stub(self.stub), method)(
+                        request, **(options | {"timeout": timeout, "metadata": metadata})
+                    )
+                    try:
+                        async for message in call:
+                            yield message
+                    finally:
+                        call.cancel()
+            except grpc.aio.AioRpcError as exc:
+                raise status.decode(exc, dependency=self.dependency) from None
 
     async def health(self) -> str:
         """The service's standard health status, as its best replica reports it;
