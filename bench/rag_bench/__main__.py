@@ -35,6 +35,7 @@ from rag_bench import (
     cpu,
     embedding,
     fairness,
+    hop,
     identity_cost,
     internal_calls,
     observability,
@@ -352,6 +353,7 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
                 cluster, plain, requests, misses_at_32=capacity_questions, model=model_32
             )
             runs += await echo_runs(requests, {"": None})  # beside the cluster, as its hits were
+            runs.append(await hop.plumbing_run(requests, drive))
             fair = await fairness.runs(cluster.address("query"), API_KEY, fair_questions, 500)
             fair += await fairness.runs(
                 cluster.address("query"), API_KEY, popular_questions, 0, popular=True
@@ -425,11 +427,23 @@ async def main(chunks: int, requests: int, scale_chunks: int) -> list[Run]:
             # What four processes cannot go below: a miss makes four round trips (the
             # caller's, and query's three), each at least the bare echo server's.
             [echo_1] = [r for r in runs if r.name == observability.ECHO and r.concurrency == 1]
+            [plumbing] = [r for r in runs if r.name == hop.NAME]
             floor = local.percentile(50) + 4 * echo_1.percentile(50)
             print(
                 f"  the floor at c1: {floor / local.percentile(50):.2f}x (in-process p50 plus "
                 f"four echo round trips, {floor:.2f} ms)"
             )
+            with_plumbing = local.percentile(50) + 4 * plumbing.percentile(50)
+            print(
+                f"  with the suite's plumbing on each hop ({plumbing.percentile(50):.2f} ms a "
+                f"round trip against the echo's {echo_1.percentile(50):.2f}): "
+                f"{with_plumbing / local.percentile(50):.2f}x"
+            )
+            gaps = ", ".join(
+                f"{stage} {over_grpc.percentile(50, stage) - local.percentile(50, stage):+.2f}"
+                for stage in ("embed", "retrieve", "generate")
+            )
+            print(f"  gRPC minus in-process by stage, p50 ms: {gaps}")
     local_rate = encode_32.rate
     targets.record(
         f"{embedding.CALLERS} single-text Embed callers / in-process encode of {embedding.CALLERS}",
