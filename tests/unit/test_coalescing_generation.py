@@ -102,6 +102,19 @@ async def held(generation: GatedGeneration, generator, identity: Identity = ACME
     return task
 
 
+async def sent_together(generation: GatedGeneration, generator, *questions, slow_held=False):
+    """Answers asked while a first one is held, so they go in one call; with `slow_held`,
+    that call holds its "slow..." answers until `slow_gate` opens."""
+    first = await held(generation, generator)
+    waiting = [ask(generator, q) for q in questions]
+    await asyncio.sleep(0)
+    if slow_held:
+        generation.slow_gate.clear()
+    generation.gate.set()
+    await first
+    return waiting
+
+
 async def settle(*tasks):
     return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -132,12 +145,7 @@ async def test_answers_waiting_during_a_call_go_together_each_with_its_own_text(
 async def test_a_quick_answer_is_handed_back_while_a_slow_one_of_its_call_is_written():
     generation = GatedGeneration()
     generator = CoalescingGenerator(generation, max_in_flight=1)
-    first = await held(generation, generator)
-    slow, quick = ask(generator, "slow"), ask(generator, "kelp")
-    await asyncio.sleep(0)
-    generation.slow_gate.clear()
-    generation.gate.set()
-    await first
+    slow, quick = await sent_together(generation, generator, "slow", "kelp", slow_held=True)
     assert await asyncio.wait_for(quick, 1) == written("kelp", ACME)
     assert not slow.done()
     generation.slow_gate.set()
@@ -169,20 +177,12 @@ async def test_two_callers_answers_never_share_a_call():
 async def test_one_answer_s_error_fails_it_alone_and_a_broken_call_fails_only_the_unanswered():
     generation = GatedGeneration()
     generator = CoalescingGenerator(generation, max_in_flight=1)
-    first = await held(generation, generator)
-    bad, good = ask(generator, "bad"), ask(generator, "kelp")
-    await asyncio.sleep(0)
-    generation.gate.set()
-    await first
+    bad, good = await sent_together(generation, generator, "bad", "kelp")
     assert await good == written("kelp", ACME)
     with pytest.raises(InvalidArgument, match="question"):
         await bad
     generation.broken_after = 1
-    first = await held(generation, generator)
-    answered, cut_off = ask(generator, "dunes"), ask(generator, "glaciers")
-    await asyncio.sleep(0)
-    generation.gate.set()
-    await first
+    answered, cut_off = await sent_together(generation, generator, "dunes", "glaciers")
     assert await answered == written("dunes", ACME)
     with pytest.raises(Unavailable):
         await cut_off
@@ -206,26 +206,17 @@ async def test_an_answer_cancelled_before_its_call_is_not_sent_and_others_are_un
 async def test_an_answer_whose_caller_left_stops_being_written_once_nobody_reads_the_call():
     generation = GatedGeneration()
     generator = CoalescingGenerator(generation, max_in_flight=1)
-    first = await held(generation, generator)
-    slow, quick = ask(generator, "slow"), ask(generator, "kelp")
-    await asyncio.sleep(0)
-    generation.slow_gate.clear()
-    generation.gate.set()
-    await first
+    slow, quick = await sent_together(generation, generator, "slow", "kelp", slow_held=True)
     assert await asyncio.wait_for(quick, 1) == written("kelp", ACME)
     assert generation.stopped == 0  # the slow answer still has its caller
     slow.cancel()
     await settle(slow)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert generation.stopped == 1  # the call stopped writing it
+    await until(lambda: generation.stopped == 1)  # the call stopped writing it
     # A lone answer's own call stops with its caller too.
     lone = await held(generation, generator)
     lone.cancel()
     await settle(lone)
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert generation.stopped == 2
+    await until(lambda: generation.stopped == 2)
     generation.gate.set()
     assert await ask(generator, "dunes") == written("dunes", ACME)
 
@@ -233,12 +224,9 @@ async def test_an_answer_whose_caller_left_stops_being_written_once_nobody_reads
 async def test_a_call_goes_on_for_the_answers_still_read_when_one_caller_leaves():
     generation = GatedGeneration()
     generator = CoalescingGenerator(generation, max_in_flight=1)
-    first = await held(generation, generator)
-    gone, staying = ask(generator, "slow-kelp"), ask(generator, "slow-dunes")
-    await asyncio.sleep(0)
-    generation.slow_gate.clear()
-    generation.gate.set()
-    await first
+    gone, staying = await sent_together(
+        generation, generator, "slow-kelp", "slow-dunes", slow_held=True
+    )
     await until(lambda: len(generation.calls) == 2)
     gone.cancel()
     await settle(gone)
@@ -270,11 +258,7 @@ async def test_an_older_replica_without_the_batch_call_gets_one_call_an_answer_f
     generation = GatedGeneration(old=True)
     generator = CoalescingGenerator(generation, max_in_flight=1)
     for round_ in range(2):
-        first = await held(generation, generator)
-        waiting = [ask(generator, f"{q}-{round_}") for q in ("kelp", "dunes")]
-        await asyncio.sleep(0)
-        generation.gate.set()
-        await first
+        waiting = await sent_together(generation, generator, f"kelp-{round_}", f"dunes-{round_}")
         assert await settle(*waiting) == [written(f"{q}-{round_}", ACME) for q in ("kelp", "dunes")]
     kinds = [kind for kind, *_ in generation.calls]
     # One batch refused, then every answer alone: the first round's and the second's.
