@@ -231,6 +231,11 @@ async def test_each_endpoint_moves_after_a_query_a_cache_hit_a_bad_call_and_a_fa
     assert moved("rag_query_stage_duration_seconds_count", "query", stage="embed") == 2
     assert moved(query_calls, "embedding", method="/rag.v1.EmbeddingService/Embed") >= 2
     assert moved("rag_embedding_batch_size_count", "embedding") >= 2
+    encode_seconds = "rag_embedding_encode_seconds_count"
+    assert moved(encode_seconds, "embedding", lane="query") == moved(
+        "rag_embedding_batch_size_count", "embedding", lane="query"
+    )
+    assert moved("rag_embedding_encode_seconds_sum", "embedding", lane="query") > 0
     assert moved(query_calls, "retrieval", method="/rag.v1.RetrievalService/Retrieve") == 2
     assert moved("rag_llm_answers_total", "generation", provider="primary", tenant=TENANT) == 1
     assert moved("rag_llm_answers_total", "generation", provider="extractive", tenant=TENANT) == 1

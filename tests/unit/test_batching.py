@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -116,4 +117,20 @@ async def test_texts_queued_behind_a_batch_go_the_moment_the_model_is_free(execu
     await asyncio.gather(*queued)
     assert encoder.batches == [["first"], ["queued 0", "queued 1", "queued 2"], ["late"]]
     assert late == [[4.0, 0.0]]
+    await batcher.close()
+
+
+async def test_each_model_call_is_timed_on_its_thread_not_by_the_event_loop(executor):
+    encoder = RecordingEncoder(delay_s=0.02)
+    batcher = DynamicBatcher(encoder, executor, max_batch=8, max_wait_s=0.001)
+    assert await batcher.submit(["first"]) == [[5.0, 0.0]]
+    second = asyncio.ensure_future(batcher.submit(["second"]))
+    while not encoder.batches[1:]:
+        await asyncio.sleep(0.001)
+    time.sleep(0.2)  # the event loop is busy long after the model has finished
+    await second
+    counts, seconds = batcher.encode_seconds.snapshot()
+    assert sum(counts) == 2
+    # Two calls of 20 ms; timed from the loop the second alone would take 200 ms.
+    assert 0.04 <= seconds < 0.15
     await batcher.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -13,6 +14,7 @@ from rag_common.telemetry.stats import Distribution
 Vector = list[float]
 Encode = Callable[[Sequence[str]], list[Vector]]
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+ENCODE_SECONDS_BUCKETS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
 
 
 class DynamicBatcher:
@@ -53,6 +55,9 @@ class DynamicBatcher:
         self.batches = 0  # how many encoder calls were made (for tests and metrics)
         self.dropped = 0  # queued texts no caller waited for any more
         self.batch_sizes = Distribution(BATCH_SIZE_BUCKETS)
+        # Timed on the encoding thread: the model's own time, waits for the event loop left
+        # out, so a model slowed by its neighbours (other processes, the other lane) shows.
+        self.encode_seconds = Distribution(ENCODE_SECONDS_BUCKETS)
 
     @property
     def queue_depth(self) -> int:
@@ -145,13 +150,19 @@ class DynamicBatcher:
         self.batches += 1
         self.batch_sizes.observe(len(texts))
         try:
-            vectors = await loop.run_in_executor(self._executor, self._encode, texts)
+            vectors, seconds = await loop.run_in_executor(self._executor, self._timed_encode, texts)
         except Exception as exc:
             for text in texts:
                 self._settle(text, exc=exc)
             return
+        self.encode_seconds.observe(seconds)
         for text, vector in zip(texts, vectors, strict=True):
             self._settle(text, result=(vector, len(texts)))
+
+    def _timed_encode(self, texts: list[str]) -> tuple[list[Vector], float]:
+        started = time.perf_counter()
+        vectors = self._encode(texts)
+        return vectors, time.perf_counter() - started
 
     def _settle(
         self, text: str, *, result: tuple[Vector, int] | None = None, exc: Exception | None = None

@@ -11,7 +11,7 @@ _LAYERS = {"local_hit": ("local", "hit"), "remote_hit": ("redis", "hit"), "miss"
 
 
 def embedding_families(embedder: Embedder) -> list[Metric]:
-    """Batch sizes, texts waiting for a batch, and embedding cache lookups, per lane
+    """Batch sizes, encode times, texts waiting for a batch, and embedding cache lookups, per lane
     (query, document), read at scrape."""
     lanes = {
         ("embedding", purpose.value): batcher for purpose, batcher in embedder.batchers.items()
@@ -27,6 +27,12 @@ def embedding_families(embedder: Embedder) -> list[Metric]:
             "Texts per call of the model.",
             ["service", "lane"],
             {labels: batcher.batch_sizes for labels, batcher in lanes.items()},
+        ),
+        histogram_family(
+            "rag_embedding_encode_seconds",
+            "Seconds each call of the model took on its thread.",
+            ["service", "lane"],
+            {labels: batcher.encode_seconds for labels, batcher in lanes.items()},
         ),
         queue,
         counter_family(
