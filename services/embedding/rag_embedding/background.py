@@ -14,9 +14,10 @@ def background_executor(name: str, niceness: int) -> ThreadPoolExecutor:
     """A one-thread pool whose thread runs `niceness` steps below normal priority (0: unchanged).
 
     Linux schedules each thread by its own nice value, and threads a worker starts (a model
-    runtime's compute pool, say) inherit it. At nice 10 a thread gets about a tenth of a
+    runtime's compute pool, say) inherit it. At nice 19 a thread gets about 1.5 % of a
     core that a normal thread also wants, and all of an idle one: bulk work still runs at
-    full speed alone, and an interactive call never waits for it to hand the CPU back.
+    full speed alone, and an interactive call never waits for it to hand the CPU back (at
+    nice 10, a tenth, short Python work beside it still ran up to 1.5x slower at p95).
     """
     return ThreadPoolExecutor(
         max_workers=1,

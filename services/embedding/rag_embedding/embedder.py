@@ -75,7 +75,7 @@ class Embedder:
         max_document_batch: int = 32,
         max_wait_s: float = 0.010,
         quiet_s: float = 0.001,
-        bulk_niceness: int = 10,
+        bulk_niceness: int = 19,
         cache: TieredCache | None = None,
     ) -> None:
         self._load_model = load_model
